@@ -1,0 +1,166 @@
+"""The app factory and the lifespan that builds and closes shared resources.
+
+Core never imports feature modules: `create_app` receives their routers and hooks
+(see modules/api.py, the one place that assembles the product).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from core.cache import Cache
+from core.config import Settings, load_settings
+from core.deps import AppContext, Context, rate_limit
+from core.errors import install_error_handlers
+from core.logging import configure_logging, get_logger
+from core.metrics import render
+from core.middleware import RequestContextMiddleware
+from core.ratelimit import RateLimiter
+from core.security import TokenService
+from core.storage import build_storage
+
+log = get_logger(__name__)
+Hook = Callable[[AppContext], Coroutine[Any, Any, None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Feature:
+    """A module's contribution: routes (API ones under /api/v1), start-up work, background loops."""
+
+    router: APIRouter
+    api: bool = True
+    on_startup: Sequence[Hook] = field(default_factory=tuple)
+    background: Sequence[Hook] = field(default_factory=tuple)
+
+
+async def open_context(settings: Settings) -> AppContext:
+    """Build storage and cache (migrating the schema when it is the embedded SQLite)."""
+    storage = build_storage(settings.database_url, settings.database_pool_size)
+    if settings.database_kind in ("sqlite", "mongodb"):
+        await storage.migrate()
+    else:
+        await storage.ping()
+    cache = Cache(settings.redis_url)
+    return AppContext(
+        settings=settings,
+        storage=storage,
+        cache=cache,
+        tokens=TokenService(settings),
+        limiter=RateLimiter(settings, cache),
+    )
+
+
+async def close_context(ctx: AppContext) -> None:
+    await ctx.storage.close()
+    await ctx.cache.close()
+
+
+async def start_app(app: FastAPI, *, background: bool = True) -> list[asyncio.Task[None]]:
+    """Open shared resources, run start-up hooks and (unless serverless) background loops."""
+    settings: Settings = app.state.settings
+    features: Sequence[Feature] = app.state.features
+    ctx = await open_context(settings)
+    app.state.ctx = ctx
+    if settings.ticketboss_anonymous_partners:
+        log.warning(
+            "anonymous_partners_enabled", detail="/reservations accepts unauthenticated calls"
+        )
+    for feature in features:
+        for hook in feature.on_startup:
+            await hook(ctx)
+    log.info("started", database=settings.database_kind, cache=ctx.cache.kind)
+    if not background:
+        return []
+    return [asyncio.create_task(loop(ctx)) for f in features for loop in f.background]
+
+
+async def stop_app(app: FastAPI, tasks: Sequence[asyncio.Task[None]] = ()) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await close_context(app.state.ctx)
+    log.info("stopped")
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    tasks = await start_app(app)
+    try:
+        yield
+    finally:
+        await stop_app(app, tasks)
+
+
+def _operations_router() -> APIRouter:
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/health")
+    @router.get("/healthcheck", include_in_schema=False)
+    async def health() -> dict[str, str]:
+        return {"status": "ok", "timestamp": datetime.now(UTC).isoformat()}
+
+    @router.get("/ready")
+    async def ready(ctx: Context) -> JSONResponse:
+        components: dict[str, Any] = {}
+        for name, kind, check in (
+            ("database", ctx.storage.kind, ctx.storage.ping),
+            ("cache", ctx.cache.kind, ctx.cache.ping),
+        ):
+            try:
+                await asyncio.wait_for(check(), timeout=2.0)
+                components[name] = {"status": "up", "backend": kind}
+            except Exception as exc:  # any failure means "not ready", reported per component
+                components[name] = {"status": "down", "backend": kind, "error": type(exc).__name__}
+        ok = all(c["status"] == "up" for c in components.values())
+        body = {"status": "ready" if ok else "unavailable", "components": components}
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    @router.get("/metrics", include_in_schema=False)
+    async def metrics(ctx: Context) -> Response:
+        return Response(
+            render(ctx.settings.prometheus_multiproc_dir), media_type=CONTENT_TYPE_LATEST
+        )
+
+    return router
+
+
+def create_app(settings: Settings | None = None, features: Sequence[Feature] = ()) -> FastAPI:
+    settings = settings or load_settings()
+    configure_logging(settings.log_level, settings.json_logs)
+    app = FastAPI(
+        title="TicketBoss",
+        version="1.0.0",
+        description="Sell out hot events without overselling a single seat.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.features = features
+    install_error_handlers(app)
+    app.include_router(_operations_router())
+    api = APIRouter(prefix="/api/v1", dependencies=[Depends(rate_limit)])
+    for feature in features:
+        if feature.api:
+            api.include_router(feature.router)
+        else:
+            app.include_router(feature.router, dependencies=[Depends(rate_limit)])
+    app.include_router(api)
+    if settings.cors_origin_list:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origin_list,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["X-Request-ID", "Idempotent-Replayed", "Retry-After"],
+        )
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    return app

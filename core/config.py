@@ -1,0 +1,138 @@
+"""Settings: the only place that reads the environment."""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from functools import cached_property
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_JWT_SECRET = "dev-only-secret-change-me-in-production-0123456789"
+SQL_SCHEMES = ("sqlite", "postgresql", "postgres")
+MONGO_SCHEMES = ("mongodb", "mongodb+srv")
+
+
+class ConfigError(Exception):
+    """Configuration that cannot work; reported as one line at start-up."""
+
+
+def database_kind(url: str) -> Literal["sqlite", "postgresql", "mongodb"]:
+    """Classify a DATABASE_URL by scheme, accepting driver suffixes such as `+asyncpg`."""
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme.startswith("sqlite"):
+        return "sqlite"
+    if scheme.startswith(("postgresql", "postgres")):
+        return "postgresql"
+    if scheme in MONGO_SCHEMES:
+        return "mongodb"
+    raise ValueError(
+        f"unsupported DATABASE_URL scheme {scheme or url!r}: "
+        "use sqlite:///path, postgresql://… or mongodb://…"
+    )
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    environment: Literal["development", "production"] = "development"
+    database_url: str = "sqlite:///./data/ticketboss.db"
+    redis_url: str | None = None
+    database_pool_size: int = Field(default=5, gt=0, le=100)
+
+    jwt_secret: str = DEV_JWT_SECRET
+    jwt_algorithm: Literal["HS256", "RS256", "ES256"] = "HS256"
+    jwt_private_key_file: str | None = None
+    jwt_public_key_files: str = Field(
+        default="", description="comma-separated kid=path pairs of extra accepted public keys"
+    )
+    jwt_kid: str = "k1"
+    jwt_previous_secrets: str = Field(
+        default="", description="comma-separated kid=secret pairs still accepted (HS256 rotation)"
+    )
+    jwt_issuer: str = "ticketboss"
+    jwt_audience: str = "ticketboss-api"
+    access_token_ttl_seconds: int = Field(default=900, gt=0)
+    refresh_token_ttl_seconds: int = Field(default=7 * 24 * 3600, gt=0)
+
+    hold_ttl_seconds: int = Field(default=600, gt=0)
+    expire_sweep_seconds: float = Field(default=15.0, gt=0)
+    availability_cache_seconds: int = Field(default=3, ge=0)
+    idempotency_ttl_seconds: int = Field(default=24 * 3600, gt=0)
+
+    rate_limit_enabled: bool = True
+    rate_limit_anonymous: str = "120/minute"
+    rate_limit_authenticated: str = "600/minute"
+    rate_limit_login_ip: str = "20/minute"
+    rate_limit_login_account: str = "5/minute"
+
+    ticketboss_anonymous_partners: bool = False
+    ticketboss_event_id: str = "node-meetup-2025"
+    ticketboss_event_name: str = "Node.js Meet-up"
+    ticketboss_total_seats: int = Field(default=500, gt=0)
+    ticketboss_event_starts_at: datetime = datetime(2030, 6, 1, 18, 0, tzinfo=UTC)
+
+    prometheus_multiproc_dir: str | None = None
+    max_body_bytes: int = Field(default=1_048_576, gt=0)
+    cors_origins: str = ""
+    log_level: str = "INFO"
+    log_format: Literal["json", "console"] | None = None
+
+    @field_validator(
+        "redis_url", "jwt_private_key_file", "log_format", "prometheus_multiproc_dir", mode="before"
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        database_kind(value)
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("REDIS_URL must start with redis:// or rediss://")
+        return value
+
+    @model_validator(mode="after")
+    def _safe_in_production(self) -> Settings:
+        if self.environment == "production" and self.jwt_algorithm == "HS256":
+            if self.jwt_secret == DEV_JWT_SECRET or len(self.jwt_secret.encode()) < 32:
+                raise ValueError(
+                    "JWT_SECRET must be set to a random value of at least 32 bytes in production"
+                )
+        if self.jwt_algorithm != "HS256" and not self.jwt_private_key_file:
+            raise ValueError(f"JWT_ALGORITHM={self.jwt_algorithm} needs JWT_PRIVATE_KEY_FILE")
+        return self
+
+    @cached_property
+    def database_kind(self) -> Literal["sqlite", "postgresql", "mongodb"]:
+        return database_kind(self.database_url)
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
+
+    @property
+    def json_logs(self) -> bool:
+        if self.log_format is not None:
+            return self.log_format == "json"
+        return not sys.stderr.isatty()
+
+
+def load_settings() -> Settings:
+    """Build settings from the environment, turning validation errors into one clear line."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']).upper() or 'settings'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from None

@@ -1,0 +1,118 @@
+"""FastAPI dependencies every module shares: the app context, the caller, roles, rate limits."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from core.cache import Cache
+from core.config import Settings
+from core.errors import AppError, Forbidden, Unauthorized
+from core.idempotency import IdempotentRequest, idempotent_request
+from core.ratelimit import RateLimiter
+from core.security import Principal, TokenService
+from core.storage.port import Storage
+from core.storage.records import Role
+
+
+@dataclass(slots=True)
+class AppContext:
+    """Everything built once per process by the lifespan and shared by requests."""
+
+    settings: Settings
+    storage: Storage
+    cache: Cache
+    tokens: TokenService
+    limiter: RateLimiter
+
+
+# Dependencies are `async def` on purpose: FastAPI runs plain `def` dependencies in a thread
+# pool, a costly hand-off for work this small.
+
+
+async def get_context(request: Request) -> AppContext:
+    ctx: AppContext = request.app.state.ctx
+    return ctx
+
+
+Context = Annotated[AppContext, Depends(get_context)]
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("Send the access token as `Authorization: Bearer <token>`")
+    return token.strip()
+
+
+def resolve_principal(request: Request, ctx: AppContext) -> Principal | None:
+    """The verified caller, or None when no token was sent (decoded once per request)."""
+    if "principal" in request.scope.setdefault("state", {}):
+        cached: Principal | None = request.scope["state"]["principal"]
+        return cached
+    token = _bearer(request)
+    principal = ctx.tokens.principal(token) if token else None
+    request.scope["state"]["principal"] = principal
+    request.scope["state"]["principal_id"] = principal.id if principal else None
+    return principal
+
+
+async def optional_principal(request: Request, ctx: Context) -> Principal | None:
+    return resolve_principal(request, ctx)
+
+
+async def current_principal(
+    principal: Annotated[Principal | None, Depends(optional_principal)],
+) -> Principal:
+    if principal is None:
+        raise Unauthorized()
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+def require_role(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:
+    """A dependency admitting only callers whose role is one of `roles` (403 otherwise)."""
+
+    async def check(principal: CurrentPrincipal) -> Principal:
+        if principal.role not in roles:
+            raise Forbidden()
+        return principal
+
+    return check
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+async def rate_limit(request: Request, ctx: Context) -> None:
+    """Per caller when authenticated, per IP otherwise; applied to every API route."""
+    try:
+        principal = resolve_principal(request, ctx)
+    except AppError:
+        principal = None  # the route's own auth dependency answers 401
+    if principal is not None:
+        await ctx.limiter.hit(ctx.limiter.authenticated, "principal", principal.id)
+    else:
+        await ctx.limiter.hit(ctx.limiter.anonymous, "ip", client_ip(request))
+
+
+def idempotency(*, required: bool) -> Callable[..., Awaitable[IdempotentRequest]]:
+    """Dependency giving a route its Idempotency-Key guard, scoped to the caller (or IP)."""
+
+    async def dependency(request: Request, ctx: Context) -> IdempotentRequest:
+        principal = resolve_principal(request, ctx)
+        scope = principal.id if principal else f"ip:{client_ip(request)}"
+        return await idempotent_request(
+            request, ctx.cache, scope, ctx.settings.idempotency_ttl_seconds, required=required
+        )
+
+    return dependency

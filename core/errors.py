@@ -1,0 +1,152 @@
+"""Domain errors and the handlers that render every failure in the one error envelope."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from core.logging import get_logger
+from core.storage.port import StorageBusy
+
+log = get_logger(__name__)
+
+
+class AppError(Exception):
+    """An error a client can act on: a stable UPPER_SNAKE code, an HTTP status, a message."""
+
+    status_code = 400
+    code = "BAD_REQUEST"
+    message = "Bad request"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        errors: list[dict[str, str]] | None = None,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.message = message or self.message
+        self.errors = errors or []
+        self.headers = headers or {}
+        self.extra = extra or {}
+        super().__init__(self.message)
+
+
+class NotFound(AppError):
+    status_code, code, message = 404, "NOT_FOUND", "Not found"
+
+
+class Conflict(AppError):
+    status_code, code, message = 409, "CONFLICT", "Conflict"
+
+
+class Unauthorized(AppError):
+    status_code, code, message = 401, "UNAUTHORIZED", "Authentication required"
+
+    def __init__(self, message: str | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.headers.setdefault("WWW-Authenticate", "Bearer")
+
+
+class Forbidden(AppError):
+    status_code, code, message = 403, "FORBIDDEN", "You are not allowed to do this"
+
+
+class InvalidToken(Unauthorized):
+    code, message = "INVALID_TOKEN", "The access token is invalid or expired"
+
+
+class InvalidCredentials(Unauthorized):
+    code, message = "INVALID_CREDENTIALS", "Invalid email or password"
+
+
+class ValidationFailed(AppError):
+    status_code, code, message = 422, "VALIDATION_ERROR", "The request is not valid"
+
+
+class PreconditionFailed(AppError):
+    status_code, code, message = 412, "PRECONDITION_FAILED", "The resource has changed"
+
+
+class RateLimited(AppError):
+    status_code, code, message = 429, "RATE_LIMITED", "Too many requests"
+
+
+def envelope(
+    status: int,
+    code: str,
+    message: str,
+    errors: list[dict[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "success": False,
+        "message": message,
+        "code": code,
+        "errors": errors or [],
+        "requestId": structlog.contextvars.get_contextvars().get("request_id"),
+    }
+    if extra:
+        body.update(extra)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def app_error_response(exc: AppError) -> JSONResponse:
+    return envelope(exc.status_code, exc.code, exc.message, exc.errors, exc.headers, exc.extra)
+
+
+def _field(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+async def _on_app_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AppError)
+    return app_error_response(exc)
+
+
+async def _on_validation(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    raw = exc.errors()
+    if any(err.get("type") == "json_invalid" for err in raw):
+        return envelope(400, "INVALID_JSON", "The request body is not valid JSON")
+    errors = [{"field": _field(err.get("loc", ())), "message": str(err.get("msg"))} for err in raw]
+    return envelope(422, "VALIDATION_ERROR", "The request is not valid", errors)
+
+
+async def _on_http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    codes = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE"}
+    code = codes.get(exc.status_code, "HTTP_ERROR")
+    message = (
+        "Route not found"
+        if exc.status_code == 404 and exc.detail == "Not Found"
+        else str(exc.detail)
+    )
+    return envelope(exc.status_code, code, message, headers=dict(exc.headers or {}))
+
+
+async def _on_storage_busy(_: Request, exc: Exception) -> JSONResponse:
+    return envelope(
+        503, "STORAGE_BUSY", "The database is busy; retry shortly", headers={"Retry-After": "1"}
+    )
+
+
+async def _on_unhandled(_: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled_error", exc_info=exc)
+    return envelope(500, "INTERNAL_ERROR", "Something went wrong on our side")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(AppError, _on_app_error)
+    app.add_exception_handler(RequestValidationError, _on_validation)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(StorageBusy, _on_storage_busy)
+    app.add_exception_handler(Exception, _on_unhandled)

@@ -1,0 +1,159 @@
+"""Pure ASGI middleware: request id, access log, metrics, security headers, body size limit."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from typing import Any
+
+import structlog
+from starlette.exceptions import HTTPException
+from starlette.middleware.gzip import GZipMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from core.logging import get_logger
+from core.metrics import REQUEST_LATENCY
+
+log = get_logger("ticketboss.access")
+SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"SAMEORIGIN"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"strict-transport-security", b"max-age=15552000; includeSubDomains"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"cross-origin-resource-policy", b"same-origin"),
+    (b"x-dns-prefetch-control", b"off"),
+    (b"x-download-options", b"noopen"),
+    (b"x-permitted-cross-domain-policies", b"none"),
+    (b"origin-agent-cluster", b"?1"),
+    (b"x-xss-protection", b"0"),
+]
+# /docs loads Swagger UI from a CDN, so only API responses get the strict policy.
+API_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
+
+
+class BodyTooLarge(HTTPException):
+    """Raised from `receive` when a streamed body passes the limit; rendered as 413."""
+
+    def __init__(self) -> None:
+        super().__init__(413, "The request body is too large")
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        # Only clients that accept gzip go through the compressing wrapper (responses > 1 KiB).
+        self.gzip_app = GZipMiddleware(app, minimum_size=1024)
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = _request_id(scope)
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        status = 500
+        response_started = False
+        path = scope["path"]
+        strict_csp = not path.startswith(("/docs", "/redoc"))
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode()))
+                headers.extend(SECURITY_HEADERS)
+                if strict_csp:
+                    headers.append(API_CSP)
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            if _declared_length(scope) > self.max_body_bytes:
+                await _too_large(send_wrapper, request_id)
+            else:
+                app = self.gzip_app if _accepts_gzip(scope) else self.app
+                await app(scope, _limited(receive, self.max_body_bytes), send_wrapper)
+        except BodyTooLarge:
+            if not response_started:
+                await _too_large(send_wrapper, request_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = scope.get("route")
+            template = getattr(route, "path", "unmatched")
+            REQUEST_LATENCY.labels(scope["method"], template, str(status)).observe(elapsed)
+            log.info(
+                "request",
+                method=scope["method"],
+                path=path,
+                status=status,
+                latency_ms=round(elapsed * 1000, 2),
+                user_id=scope.get("state", {}).get("principal_id"),
+            )
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            candidate = str(value.decode("latin-1"))
+            if SANE_REQUEST_ID.match(candidate):
+                return candidate
+    return uuid.uuid4().hex
+
+
+def _accepts_gzip(scope: Scope) -> bool:
+    return any(name == b"accept-encoding" and b"gzip" in value for name, value in scope["headers"])
+
+
+def _declared_length(scope: Scope) -> int:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return 0
+    return 0
+
+
+def _limited(receive: Receive, limit: int) -> Receive:
+    received = 0
+
+    async def wrapper() -> Message:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise BodyTooLarge()
+        return message
+
+    return wrapper
+
+
+async def _too_large(send: Send, request_id: str) -> None:
+    body: dict[str, Any] = {
+        "success": False,
+        "message": "The request body is too large",
+        "code": "PAYLOAD_TOO_LARGE",
+        "errors": [],
+        "requestId": request_id,
+    }
+    payload = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})

@@ -1,0 +1,59 @@
+"""Rate limits on the `limits` library's async API, stored in the shared Redis.
+
+Fixed windows: one atomic INCR per hit, so a limit is exact across workers and instances.
+If Redis is unreachable the limiter fails open and says so (logs, /ready).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from limits import RateLimitItem, parse
+from limits.aio.storage import RedisStorage
+from limits.aio.strategies import FixedWindowRateLimiter
+from redis.exceptions import RedisError
+
+from core.cache import Cache
+from core.config import Settings
+from core.errors import RateLimited
+
+
+class RateLimiter:
+    def __init__(self, settings: Settings, cache: Cache) -> None:
+        self.enabled = settings.rate_limit_enabled
+        self.cache = cache
+        # Share the cache's connection pool (real Redis or the in-process fakeredis).
+        storage = RedisStorage(
+            "async+redis://",
+            implementation="redispy",
+            connection_pool=cache.client.connection_pool,  # type: ignore[arg-type]  # passed through to redis-py
+        )
+        self.limiter = FixedWindowRateLimiter(storage)
+        self.anonymous = parse(settings.rate_limit_anonymous)
+        self.authenticated = parse(settings.rate_limit_authenticated)
+        self.login_ip = parse(settings.rate_limit_login_ip)
+        self.login_account = parse(settings.rate_limit_login_account)
+
+    async def hit(self, item: RateLimitItem, *identifiers: str) -> None:
+        """Count one request against `item`; raise RateLimited (429) when it is over."""
+        if not self.enabled:
+            return
+        try:
+            allowed = await self.limiter.hit(item, *identifiers)
+            if allowed:
+                return
+            reset_at, remaining = await self.limiter.get_window_stats(item, *identifiers)
+        except (RedisError, OSError) as exc:
+            self.cache.degraded("rate_limit", exc)
+            return
+        retry_after = max(1, math.ceil(reset_at - time.time()))
+        raise RateLimited(
+            "Too many requests; slow down",
+            headers={
+                "Retry-After": str(retry_after),
+                "RateLimit-Limit": str(item.amount),
+                "RateLimit-Remaining": str(remaining),
+                "RateLimit-Reset": str(retry_after),
+            },
+        )

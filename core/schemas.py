@@ -1,0 +1,49 @@
+"""Response envelope and the camelCase base model every API schema uses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+
+class CamelModel(BaseModel):
+    """API JSON is camelCase; Python stays snake_case."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+class InputModel(CamelModel):
+    """Request bodies: unknown fields are an error, not silently ignored."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class Envelope[T](BaseModel):
+    success: bool = True
+    data: T
+    meta: dict[str, Any] | None = None
+
+
+def dump(model: BaseModel) -> dict[str, Any]:
+    return model.model_dump(mode="json", by_alias=True)
+
+
+def ok(
+    data: Any,
+    *,
+    status: int = 200,
+    meta: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """The success envelope: `{"success": true, "data": …, "meta": {…}}` (meta for lists)."""
+    if isinstance(data, BaseModel):
+        data = dump(data)
+    elif isinstance(data, list):
+        data = [dump(item) if isinstance(item, BaseModel) else item for item in data]
+    body: dict[str, Any] = {"success": True, "data": data}
+    if meta is not None:
+        body["meta"] = meta
+    return JSONResponse(body, status_code=status, headers=headers)

@@ -1,0 +1,187 @@
+"""Password hashing (Argon2id via pwdlib) and JWTs (PyJWT) with a pinned algorithm and a key set."""
+
+from __future__ import annotations
+
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import jwt
+from anyio import to_thread
+from cryptography.hazmat.primitives import serialization
+from pwdlib import PasswordHash
+from pwdlib.hashers.argon2 import Argon2Hasher
+
+from core.config import Settings
+from core.errors import InvalidToken
+from core.storage.records import Role, utcnow
+
+TokenType = Literal["access", "refresh"]
+VERIFIED_TOKENS_KEPT = 10_000
+
+# OWASP's Argon2id baseline: 19 MiB, 2 iterations, 1 lane.
+_hasher = PasswordHash((Argon2Hasher(time_cost=2, memory_cost=19_456, parallelism=1),))
+# Verified against when an email is unknown, so that answer costs a hash's worth of time too.
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+async def hash_password(password: str) -> str:
+    return await to_thread.run_sync(_hasher.hash, password)
+
+
+async def verify_password(password: str, password_hash: str | None) -> bool:
+    """Constant-work check: an unknown account still runs one Argon2 verification."""
+    ok = await to_thread.run_sync(_hasher.verify, password, password_hash or _DUMMY_HASH)
+    return ok and password_hash is not None
+
+
+def new_client_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling, as proven by an access token."""
+
+    id: str
+    role: Role
+
+    @property
+    def is_partner(self) -> bool:
+        return self.role == "partner"
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshClaims:
+    user_id: str
+    jti: str
+    family_id: str
+    expires_at: datetime
+
+
+class KeySet:
+    """One signing key and every key still accepted for verification, by `kid`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.algorithm = settings.jwt_algorithm
+        self.kid = settings.jwt_kid
+        self.verify_keys: dict[str, Any] = {}
+        if self.algorithm == "HS256":
+            self.signing_key: Any = settings.jwt_secret
+            self.verify_keys[self.kid] = settings.jwt_secret
+            for kid, secret in _pairs(settings.jwt_previous_secrets):
+                self.verify_keys[kid] = secret
+        else:
+            assert settings.jwt_private_key_file
+            pem = Path(settings.jwt_private_key_file).read_bytes()
+            private_key = serialization.load_pem_private_key(pem, password=None)
+            self.signing_key = private_key
+            self.verify_keys[self.kid] = private_key.public_key()
+            for kid, path in _pairs(settings.jwt_public_key_files):
+                self.verify_keys[kid] = serialization.load_pem_public_key(Path(path).read_bytes())
+
+
+def _pairs(spec: str) -> list[tuple[str, str]]:
+    pairs = [item.split("=", 1) for item in spec.split(",") if "=" in item]
+    return [(k.strip(), v.strip()) for k, v in pairs]
+
+
+class TokenService:
+    def __init__(self, settings: Settings) -> None:
+        self.keys = KeySet(settings)
+        self.issuer = settings.jwt_issuer
+        self.audience = settings.jwt_audience
+        self.access_ttl = settings.access_token_ttl_seconds
+        self.refresh_ttl = settings.refresh_token_ttl_seconds
+        self._verified: dict[str, tuple[float, Principal]] = {}
+
+    def _encode(self, claims: dict[str, Any], ttl: int) -> str:
+        now = utcnow()
+        payload = {
+            **claims,
+            "iss": self.issuer,
+            "aud": self.audience,
+            "iat": now,
+            "nbf": now,
+            "exp": now + timedelta(seconds=ttl),
+            "jti": claims.get("jti") or uuid.uuid4().hex,
+        }
+        return jwt.encode(
+            payload,
+            self.keys.signing_key,
+            algorithm=self.keys.algorithm,
+            headers={"kid": self.keys.kid},
+        )
+
+    def access_token(self, principal: Principal) -> str:
+        return self._encode(
+            {"sub": principal.id, "role": principal.role, "typ": "access"}, self.access_ttl
+        )
+
+    def refresh_token(self, user_id: str, family_id: str) -> tuple[str, RefreshClaims]:
+        jti = uuid.uuid4().hex
+        token = self._encode(
+            {"sub": user_id, "typ": "refresh", "fam": family_id, "jti": jti}, self.refresh_ttl
+        )
+        claims = RefreshClaims(
+            user_id, jti, family_id, utcnow() + timedelta(seconds=self.refresh_ttl)
+        )
+        return token, claims
+
+    def decode(self, token: str, expected: TokenType) -> dict[str, Any]:
+        """Verify signature, algorithm, kid, iss, aud, exp, nbf, iat and type; else InvalidToken."""
+        try:
+            header = jwt.get_unverified_header(token)
+            key = self.keys.verify_keys.get(str(header.get("kid")))
+            if key is None or header.get("alg") != self.keys.algorithm:
+                raise InvalidToken()
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=[self.keys.algorithm],
+                audience=self.audience,
+                issuer=self.issuer,
+                options={"require": ["exp", "iat", "nbf", "iss", "aud", "sub", "jti"]},
+            )
+        except jwt.PyJWTError:
+            raise InvalidToken() from None
+        if claims.get("typ") != expected:
+            raise InvalidToken()
+        return claims
+
+    def principal(self, token: str) -> Principal:
+        """The caller an access token proves. A token verified once is remembered until it
+        expires: a signed token cannot change, so verifying it again would only repeat work."""
+        now = time.time()
+        cached = self._verified.get(token)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        claims = self.decode(token, "access")
+        role = claims.get("role")
+        if role not in ("user", "organizer", "admin", "partner"):
+            raise InvalidToken()
+        principal = Principal(id=str(claims["sub"]), role=role)
+        if len(self._verified) >= VERIFIED_TOKENS_KEPT:
+            self._verified.clear()
+        self._verified[token] = (float(claims["exp"]), principal)
+        return principal
+
+    def refresh_claims(self, token: str) -> RefreshClaims:
+        claims = self.decode(token, "refresh")
+        return RefreshClaims(
+            user_id=str(claims["sub"]),
+            jti=str(claims["jti"]),
+            family_id=str(claims.get("fam")),
+            expires_at=datetime.fromtimestamp(claims["exp"], tz=utcnow().tzinfo),
+        )

@@ -1,0 +1,185 @@
+"""The storage port: the atomic operations feature modules need, one Protocol per aggregate.
+
+Every method is atomic by contract; each backend makes it so its own way (one SQL
+statement or a short transaction, a MongoDB transaction). No session, connection or
+transaction object crosses this boundary, so services compose operations but never hold locks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+from core.storage.records import (
+    Booking,
+    BookingQuery,
+    BookingStatus,
+    Drift,
+    Event,
+    EventQuery,
+    EventStatus,
+    Partner,
+    RefreshToken,
+    ReserveRequest,
+    ReserveResult,
+    Role,
+    TierCount,
+    TierPatch,
+    User,
+)
+
+
+class StorageError(Exception):
+    """Base of the errors the port raises; services map them to domain errors."""
+
+
+class DuplicateKey(StorageError):
+    def __init__(self, field: str) -> None:
+        super().__init__(f"duplicate {field}")
+        self.field = field
+
+
+class StorageBusy(StorageError):
+    """Conflicts persisted through every retry; the caller may try again shortly."""
+
+
+class VersionMismatch(StorageError):
+    def __init__(self, current: int) -> None:
+        super().__init__(f"current version is {current}")
+        self.current = current
+
+
+class CapacityBelowActive(StorageError):
+    def __init__(self, tier: str, active: int) -> None:
+        super().__init__(f"tier {tier} has {active} seats in active bookings")
+        self.tier = tier
+        self.active = active
+
+
+class InvalidTransition(StorageError):
+    def __init__(self, current: str) -> None:
+        super().__init__(f"not allowed from {current}")
+        self.current = current
+
+
+class HasActiveBookings(StorageError):
+    pass
+
+
+class BookingExpired(StorageError):
+    pass
+
+
+class NotPending(StorageError):
+    def __init__(self, current: BookingStatus) -> None:
+        super().__init__(f"booking is {current}")
+        self.current = current
+
+
+SpendOutcome = Literal["ok", "spent", "unknown"]
+
+
+class UserStore(Protocol):
+    async def create(self, user: User) -> User:
+        """Insert; DuplicateKey("email") when the (lower-cased) email exists."""
+
+    async def get(self, user_id: str) -> User | None: ...
+    async def get_by_email(self, email: str) -> User | None: ...
+    async def set_role(self, user_id: str, role: Role, now: datetime) -> User | None: ...
+
+
+class PartnerStore(Protocol):
+    async def create(self, partner: Partner) -> Partner: ...
+    async def get(self, partner_id: str) -> Partner | None: ...
+    async def get_by_client_id(self, client_id: str) -> Partner | None: ...
+    async def set_secret(self, partner_id: str, secret_hash: str) -> Partner | None: ...
+
+
+class TokenStore(Protocol):
+    async def add(self, token: RefreshToken) -> None: ...
+
+    async def spend(self, jti: str, now: datetime) -> SpendOutcome:
+        """Mark a refresh token used, once: "ok" the first time, "spent" after (or revoked)."""
+
+    async def revoke_family(self, family_id: str) -> None: ...
+
+
+class EventStore(Protocol):
+    async def create(self, event: Event) -> Event:
+        """Insert the event and its tiers; DuplicateKey("id") when the id exists."""
+
+    async def get(self, event_id: str, *, include_deleted: bool = False) -> Event | None: ...
+    async def find(self, query: EventQuery) -> list[Event]: ...
+
+    async def update(
+        self,
+        event_id: str,
+        *,
+        expected_version: int | None,
+        fields: dict[str, Any],
+        tiers: Sequence[TierPatch],
+        now: datetime,
+    ) -> Event | None:
+        """Apply a partial update; VersionMismatch, CapacityBelowActive; None if absent."""
+
+    async def transition(
+        self,
+        event_id: str,
+        allowed_from: Sequence[EventStatus],
+        to: EventStatus,
+        now: datetime,
+    ) -> Event | None:
+        """Move the status; InvalidTransition otherwise. `cancelled` releases every booking."""
+
+    async def soft_delete(self, event_id: str, now: datetime) -> bool:
+        """Hide the event; HasActiveBookings while seats are held. False if absent."""
+
+    async def availability(self, event_id: str, now: datetime) -> list[TierCount]:
+        """Seats per tier computed from bookings (capacity − confirmed − unexpired pending)."""
+
+
+class BookingStore(Protocol):
+    async def reserve(self, request: ReserveRequest) -> ReserveResult:
+        """Check seats (and the per-user limit) and write the booking as one atomic step.
+
+        Returns "existing" with the stored booking when the owner already used the
+        idempotency key: the durable backstop against double booking.
+        """
+
+    async def confirm(self, booking_id: str, owner_id: str, now: datetime) -> Booking | None:
+        """pending → confirmed; BookingExpired, NotPending; None if absent or not the owner's."""
+
+    async def cancel(self, booking_id: str, owner_id: str | None, now: datetime) -> Booking | None:
+        """Active → cancelled, seats released; NotPending(current) if not cancellable."""
+
+    async def get(self, booking_id: str) -> Booking | None: ...
+    async def get_by_key(self, owner_id: str, idempotency_key: str) -> Booking | None: ...
+    async def find(self, query: BookingQuery) -> list[Booking]: ...
+    async def count_active(self, event_id: str, now: datetime) -> int: ...
+
+    async def release_expired(
+        self, now: datetime, event_id: str | None = None, tier: str | None = None
+    ) -> int:
+        """Mark pending holds past expiry `expired` and give their seats back; returns how many."""
+
+    async def recount(self, now: datetime, *, fix: bool) -> list[Drift]:
+        """Recompute every tier's counter from bookings; report (and with fix, repair) drift."""
+
+
+class Storage(Protocol):
+    @property
+    def kind(self) -> str: ...
+    @property
+    def users(self) -> UserStore: ...
+    @property
+    def partners(self) -> PartnerStore: ...
+    @property
+    def tokens(self) -> TokenStore: ...
+    @property
+    def events(self) -> EventStore: ...
+    @property
+    def bookings(self) -> BookingStore: ...
+
+    async def ping(self) -> None: ...
+    async def close(self) -> None: ...

@@ -1,0 +1,225 @@
+"""Plain domain records that cross the storage port. No driver types leak through here."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+Role = Literal["user", "organizer", "admin", "partner"]
+EventStatus = Literal["draft", "published", "completed", "cancelled"]
+BookingStatus = Literal["pending", "confirmed", "cancelled", "expired"]
+ACTIVE_STATUSES: tuple[BookingStatus, ...] = ("pending", "confirmed")
+
+# Crockford's base32 without I, L, O, U: no look-alike characters on a printed ticket.
+TICKET_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def as_fields(record: Any, *, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A record's fields as a flat dict, as the backends store them."""
+    return {f.name: getattr(record, f.name) for f in fields(record) if f.name not in exclude}
+
+
+def from_fields[R](cls: type[R], values: Any, **overrides: Any) -> R:
+    """Build a record from anything with `keys()` and `[name]` (a row mapping, an asyncpg
+    record, a document): extra keys are ignored, missing ones take the field's default."""
+    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    return cls(**{name: values[name] for name in names & set(values.keys())} | overrides)
+
+
+def utcnow() -> datetime:
+    """Now in UTC, to the millisecond: the precision every backend stores."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def new_id() -> str:
+    """A 24-hex-character id whose order follows creation time (ms), then randomness.
+
+    Keyset pagination walks these in order, so rows created during a walk land after it.
+    """
+    return f"{time.time_ns() // 1_000_000:012x}{os.urandom(6).hex()}"
+
+
+def new_ticket_number() -> str:
+    """`TB-XXXX-XXXX-XX`: 50 random bits, unambiguous characters, unique by index."""
+    bits = int.from_bytes(secrets.token_bytes(7)) >> 6  # one syscall for 50 random bits
+    chars = "".join(TICKET_ALPHABET[(bits >> (5 * i)) & 31] for i in range(10))
+    return f"TB-{chars[:4]}-{chars[4:8]}-{chars[8:]}"
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: str
+    email: str
+    name: str
+    role: Role
+    password_hash: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Partner:
+    id: str
+    name: str
+    client_id: str
+    secret_hash: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Tier:
+    code: str
+    name: str
+    price_cents: int
+    capacity: int
+    active: int = 0
+    """Seats held by pending or confirmed bookings, changed in the booking's transaction."""
+    version: int = 0
+    """Grows with every change to the tier's seats."""
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    id: str
+    owner_id: str
+    name: str
+    venue: str
+    starts_at: datetime
+    status: EventStatus
+    tiers: tuple[Tier, ...]
+    created_at: datetime
+    updated_at: datetime
+    description: str | None = None
+    ends_at: datetime | None = None
+    max_per_user: int | None = None
+    version: int = 1
+    deleted_at: datetime | None = None
+
+    def tier(self, code: str) -> Tier | None:
+        return next((t for t in self.tiers if t.code == code), None)
+
+
+@dataclass(frozen=True, slots=True)
+class TierPatch:
+    """A change to one tier: fields left None are kept; an unknown code adds a tier."""
+
+    code: str
+    name: str | None = None
+    price_cents: int | None = None
+    capacity: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventQuery:
+    statuses: tuple[EventStatus, ...] = ("published",)
+    owner_id: str | None = None
+    """When set, only that owner's events."""
+    starts_from: datetime | None = None
+    starts_to: datetime | None = None
+    text: str | None = None
+    after_id: str | None = None
+    offset: int = 0
+    limit: int = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Booking:
+    id: str
+    ticket_number: str
+    event_id: str
+    tier: str
+    quantity: int
+    unit_price_cents: int
+    status: BookingStatus
+    owner_id: str
+    created_at: datetime
+    updated_at: datetime
+    currency: str = "USD"
+    expires_at: datetime | None = None
+    partner_id: str | None = None
+    external_ref: str | None = None
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+
+    @property
+    def total_cents(self) -> int:
+        return self.unit_price_cents * self.quantity
+
+    def is_active(self, now: datetime) -> bool:
+        return self.status == "confirmed" or (
+            self.status == "pending" and self.expires_at is not None and self.expires_at > now
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ReserveRequest:
+    event_id: str
+    tier: str
+    quantity: int
+    owner_id: str
+    now: datetime
+    hold_until: datetime | None = None
+    """None books `confirmed` at once; a time makes a `pending` hold that expires then."""
+    max_per_user: int | None = None
+    partner_id: str | None = None
+    external_ref: str | None = None
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+    booking_id: str = field(default_factory=new_id)
+    ticket_number: str = field(default_factory=new_ticket_number)
+
+
+ReserveOutcome = Literal[
+    "created", "existing", "sold_out", "not_on_sale", "per_user_limit", "no_tier"
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ReserveResult:
+    outcome: ReserveOutcome
+    booking: Booking | None = None
+    available: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TierCount:
+    """A tier's seats as computed from bookings (the definition of availability)."""
+
+    code: str
+    capacity: int
+    pending: int
+    confirmed: int
+
+    @property
+    def available(self) -> int:
+        return self.capacity - self.pending - self.confirmed
+
+
+@dataclass(frozen=True, slots=True)
+class Drift:
+    event_id: str
+    tier: str
+    counter: int
+    actual: int
+
+
+@dataclass(frozen=True, slots=True)
+class BookingQuery:
+    owner_id: str | None = None
+    event_id: str | None = None
+    status: BookingStatus | None = None
+    before_id: str | None = None
+    limit: int = 20
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshToken:
+    jti: str
+    family_id: str
+    user_id: str
+    expires_at: datetime

@@ -1,0 +1,144 @@
+"""SQLAlchemy Core tables shared by SQLite and PostgreSQL (migrations live in alembic/)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in Python on both dialects (SQLite stores naive UTC text)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        aware: datetime = (
+            value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        )
+        return aware
+
+
+metadata = MetaData()
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("email", String(320), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("password_hash", String(255), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+partners = Table(
+    "partners",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("client_id", String(64), nullable=False, unique=True),
+    Column("secret_hash", String(255), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+refresh_tokens = Table(
+    "refresh_tokens",
+    metadata,
+    Column("jti", String(64), primary_key=True),
+    Column("family_id", String(64), nullable=False, index=True),
+    Column("user_id", String(32), nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("spent_at", UTCDateTime),
+    Column("revoked", Boolean, nullable=False, default=False),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("owner_id", String(64), nullable=False, index=True),
+    Column("name", String(200), nullable=False),
+    Column("description", Text),
+    Column("venue", String(200), nullable=False),
+    Column("starts_at", UTCDateTime, nullable=False, index=True),
+    Column("ends_at", UTCDateTime),
+    Column("status", String(16), nullable=False, index=True),
+    Column("max_per_user", Integer),
+    Column("version", Integer, nullable=False, default=1),
+    Column("deleted_at", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+tiers = Table(
+    "tiers",
+    metadata,
+    Column("event_id", String(64), ForeignKey("events.id"), primary_key=True),
+    Column("code", String(32), primary_key=True),
+    Column("name", String(100), nullable=False),
+    Column("price_cents", Integer, nullable=False),
+    Column("capacity", Integer, nullable=False),
+    Column("active", Integer, nullable=False, default=0),
+    Column("version", Integer, nullable=False, default=0),
+    Column("on_sale", Boolean, nullable=False, default=False),
+    Column("position", Integer, nullable=False, default=0),
+)
+
+bookings = Table(
+    "bookings",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("ticket_number", String(32), nullable=False, unique=True),
+    Column("event_id", String(64), nullable=False),
+    Column("tier", String(32), nullable=False),
+    Column("quantity", Integer, nullable=False),
+    Column("unit_price_cents", Integer, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("expires_at", UTCDateTime),
+    Column("owner_id", String(64), nullable=False),
+    Column("partner_id", String(64)),
+    Column("external_ref", String(255)),
+    Column("idempotency_key", String(255)),
+    Column("request_hash", String(64)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("owner_id", "idempotency_key", name="uq_bookings_owner_key"),
+    Index("ix_bookings_event_tier_status", "event_id", "tier", "status"),
+    Index("ix_bookings_owner", "owner_id", "id"),
+    Index("ix_bookings_pending_expiry", "status", "expires_at"),
+)
+
+user_event_counts = Table(
+    "user_event_counts",
+    metadata,
+    Column("event_id", String(64), primary_key=True),
+    Column("owner_id", String(64), primary_key=True),
+    Column("active", Integer, nullable=False),
+)

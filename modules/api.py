@@ -1,0 +1,26 @@
+"""The one place that assembles the product from core and the feature modules."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from core.app import Feature, create_app
+from core.config import Settings
+from modules.auth.router import router as auth_router
+from modules.bookings.router import router as bookings_router
+from modules.bookings.service import sweep_expired_holds
+from modules.events.router import router as events_router
+from modules.reservations.router import router as reservations_router
+from modules.reservations.service import bootstrap_event
+
+# Routes are matched in this order: the hot booking routes first.
+FEATURES = (
+    Feature(bookings_router, background=(sweep_expired_holds,)),
+    Feature(auth_router),
+    Feature(events_router),
+    Feature(reservations_router, api=False, on_startup=(bootstrap_event,)),
+)
+
+
+def create_api(settings: Settings | None = None) -> FastAPI:
+    return create_app(settings, FEATURES)

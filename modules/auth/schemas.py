@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, EmailStr, Field, field_validator
+
+from core.schemas import CamelModel, InputModel
+from core.storage.records import Partner, User
+from modules.auth.common_passwords import COMMON_PASSWORDS
+
+MIN_PASSWORD_LENGTH = 10
+
+
+class RegisterIn(InputModel):
+    email: EmailStr
+    password: str = Field(min_length=MIN_PASSWORD_LENGTH, max_length=128)
+    name: str = Field(min_length=1, max_length=100)
+
+    @field_validator("password")
+    @classmethod
+    def _not_common(cls, value: str) -> str:
+        if value.lower() in COMMON_PASSWORDS:
+            raise ValueError("this password is too common; choose another")
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("name must not be blank")
+        return value.strip()
+
+
+class LoginIn(InputModel):
+    email: EmailStr
+    password: str = Field(min_length=1, max_length=128)
+
+
+class RefreshIn(InputModel):
+    refresh_token: str = Field(min_length=1, max_length=4096)
+
+
+class TokenPairOut(CamelModel):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["Bearer"] = "Bearer"
+    expires_in: int
+
+
+class UserOut(CamelModel):
+    id: str
+    email: str
+    name: str
+    role: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, user: User) -> UserOut:
+        return cls(
+            id=user.id, email=user.email, name=user.name, role=user.role, created_at=user.created_at
+        )
+
+
+class RegisteredOut(TokenPairOut):
+    user: UserOut
+
+
+class PartnerOut(CamelModel):
+    id: str
+    name: str
+    role: Literal["partner"] = "partner"
+    client_id: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, partner: Partner) -> PartnerOut:
+        return cls(
+            id=partner.id,
+            name=partner.name,
+            client_id=partner.client_id,
+            created_at=partner.created_at,
+        )
+
+
+class PartnerIn(InputModel):
+    name: str = Field(min_length=1, max_length=200)
+
+
+class PartnerCredentialsOut(PartnerOut):
+    client_secret: str = Field(description="Shown once; only its hash is stored")
+
+
+class RoleIn(InputModel):
+    role: Literal["user", "organizer", "admin"]
+
+
+class ClientCredentialsIn(BaseModel):
+    """RFC 6749 §4.4 token request (snake_case field names, as the RFC spells them)."""
+
+    grant_type: str = Field(min_length=1, max_length=64)
+    client_id: str = Field(min_length=1, max_length=128)
+    client_secret: str = Field(min_length=1, max_length=256)
+
+
+class ClientTokenOut(BaseModel):
+    access_token: str
+    token_type: Literal["Bearer"] = "Bearer"
+    expires_in: int

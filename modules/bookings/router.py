@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Response
+from fastapi.responses import JSONResponse
+
+from core.deps import CurrentPrincipal, idempotency
+from core.idempotency import REPLAYED_HEADER, IdempotentRequest
+from core.schemas import Envelope, ok
+from core.storage.records import Booking, BookingStatus, utcnow
+from modules.bookings.dependencies import Bookings
+from modules.bookings.schemas import BookingCreate, BookingOut
+from modules.bookings.service import BookingRequest
+from modules.events.service import decode_cursor, encode_cursor
+
+router = APIRouter(prefix="/bookings", tags=["bookings"])
+RequiredKey = Annotated[IdempotentRequest, Depends(idempotency(required=True))]
+OptionalKey = Annotated[IdempotentRequest, Depends(idempotency(required=False))]
+
+
+def _booking_response(
+    booking: Booking, status: int = 200, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return ok(BookingOut.of(booking, utcnow()), status=status, headers=headers)
+
+
+@router.post("", status_code=201, response_model=Envelope[BookingOut])
+async def create_booking(
+    body: BookingCreate, principal: CurrentPrincipal, bookings: Bookings, guard: RequiredKey
+) -> Response:
+    """Book seats; `hold: true` makes a pending hold to confirm before it expires."""
+
+    async def handle() -> Response:
+        booked = await bookings.book(
+            principal,
+            BookingRequest(
+                event_id=body.event_id,
+                tier=body.tier,
+                quantity=body.quantity,
+                hold=body.hold,
+                external_ref=body.external_ref,
+                idempotency_key=guard.key,
+                request_hash=guard.fingerprint,
+            ),
+        )
+        headers = {"Location": f"/api/v1/bookings/{booked.booking.id}"}
+        if booked.replayed:
+            headers[REPLAYED_HEADER] = "true"
+        return _booking_response(booked.booking, status=201, headers=headers)
+
+    return await guard.run(handle)
+
+
+@router.post("/{booking_id}/confirm", response_model=Envelope[BookingOut])
+async def confirm_booking(
+    booking_id: str, principal: CurrentPrincipal, bookings: Bookings, guard: OptionalKey
+) -> Response:
+    async def handle() -> Response:
+        return _booking_response(await bookings.confirm(principal, booking_id))
+
+    return await guard.run(handle)
+
+
+@router.patch("/{booking_id}/cancel", response_model=Envelope[BookingOut])
+async def cancel_booking(
+    booking_id: str, principal: CurrentPrincipal, bookings: Bookings, guard: OptionalKey
+) -> Response:
+    async def handle() -> Response:
+        return _booking_response(await bookings.cancel(principal, booking_id))
+
+    return await guard.run(handle)
+
+
+@router.get("", response_model=Envelope[list[BookingOut]])
+async def list_bookings(
+    principal: CurrentPrincipal,
+    bookings: Bookings,
+    status: BookingStatus | None = None,
+    event_id: Annotated[str | None, Query(alias="eventId", max_length=64)] = None,
+    user_id: Annotated[str | None, Query(alias="userId", max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> JSONResponse:
+    found = await bookings.find(
+        principal,
+        status=status,
+        event_id=event_id,
+        user_id=user_id,
+        limit=limit,
+        before_id=decode_cursor(cursor) if cursor else None,
+    )
+    next_cursor = encode_cursor(found[-1].id) if len(found) == limit else None
+    now = utcnow()
+    return ok(
+        [BookingOut.of(b, now) for b in found], meta={"limit": limit, "nextCursor": next_cursor}
+    )
+
+
+@router.get("/{booking_id}", response_model=Envelope[BookingOut])
+async def get_booking(
+    booking_id: str, principal: CurrentPrincipal, bookings: Bookings
+) -> JSONResponse:
+    return _booking_response(await bookings.get(principal, booking_id))

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import Field
+
+from core.schemas import CamelModel, InputModel
+from core.storage.records import Booking, BookingStatus
+
+MAX_QUANTITY = 10
+
+
+class BookingCreate(InputModel):
+    event_id: str = Field(min_length=1, max_length=64)
+    tier: str = Field(min_length=1, max_length=32)
+    quantity: int = Field(ge=1, le=MAX_QUANTITY)
+    hold: bool = False
+    external_ref: str | None = Field(default=None, max_length=255)
+
+
+class BookingOut(CamelModel):
+    id: str
+    ticket_number: str
+    event_id: str
+    tier: str
+    quantity: int
+    unit_price_cents: int
+    total_cents: int
+    currency: str
+    status: BookingStatus
+    expires_at: datetime | None = None
+    partner_id: str | None = None
+    external_ref: str | None = None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, booking: Booking, now: datetime) -> BookingOut:
+        status: BookingStatus = booking.status
+        if status == "pending" and not booking.is_active(now):
+            status = "expired"  # past its expiry even if the sweeper has not run yet
+        return cls(
+            id=booking.id,
+            ticket_number=booking.ticket_number,
+            event_id=booking.event_id,
+            tier=booking.tier,
+            quantity=booking.quantity,
+            unit_price_cents=booking.unit_price_cents,
+            total_cents=booking.total_cents,
+            currency=booking.currency,
+            status=status,
+            expires_at=booking.expires_at,
+            partner_id=booking.partner_id,
+            external_ref=booking.external_ref,
+            created_at=booking.created_at,
+            updated_at=booking.updated_at,
+        )

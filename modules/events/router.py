@@ -1,0 +1,149 @@
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi.responses import JSONResponse
+from pydantic import AwareDatetime
+
+from core.deps import CurrentPrincipal, idempotency, optional_principal
+from core.errors import AppError
+from core.idempotency import IdempotentRequest
+from core.schemas import Envelope, dump, ok
+from core.security import Principal
+from core.storage.records import Event, EventStatus
+from modules.events.dependencies import Events, Organizer
+from modules.events.schemas import (
+    AvailabilityOut,
+    EventCreate,
+    EventOut,
+    EventPatch,
+    TierAvailabilityOut,
+)
+
+router = APIRouter(prefix="/events", tags=["events"])
+MaybePrincipal = Annotated[Principal | None, Depends(optional_principal)]
+Idempotent = Annotated[IdempotentRequest, Depends(idempotency(required=False))]
+
+
+class InvalidIfMatch(AppError):
+    status_code, code, message = (
+        400,
+        "INVALID_IF_MATCH",
+        "If-Match must be the event's version number",
+    )
+
+
+def _version(if_match: str | None) -> int | None:
+    if if_match is None:
+        return None
+    value = if_match.strip().removeprefix("W/").strip('"')
+    if not value.isdigit():
+        raise InvalidIfMatch()
+    return int(value)
+
+
+def _event_response(event: Event, status: int = 200) -> JSONResponse:
+    return ok(EventOut.of(event), status=status, headers={"ETag": f'"{event.version}"'})
+
+
+@router.get("", response_model=Envelope[list[EventOut]])
+async def list_events(
+    events: Events,
+    principal: MaybePrincipal,
+    status: EventStatus | None = None,
+    starts_from: Annotated[AwareDatetime | None, Query(alias="from")] = None,
+    starts_to: Annotated[AwareDatetime | None, Query(alias="to")] = None,
+    q: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> JSONResponse:
+    found, next_cursor = await events.find(
+        principal,
+        status=status,
+        starts_from=starts_from,
+        starts_to=starts_to,
+        text=q,
+        limit=limit,
+        cursor=cursor,
+    )
+    return ok([EventOut.of(e) for e in found], meta={"limit": limit, "nextCursor": next_cursor})
+
+
+@router.post("", status_code=201, response_model=Envelope[EventOut])
+async def create_event(
+    body: EventCreate, principal: Organizer, events: Events, guard: Idempotent
+) -> Response:
+    async def handle() -> Response:
+        return _event_response(await events.create(principal, body), status=201)
+
+    return await guard.run(handle)
+
+
+@router.get("/{event_id}", response_model=Envelope[EventOut])
+async def get_event(event_id: str, events: Events, principal: MaybePrincipal) -> JSONResponse:
+    event = await events.visible(principal, event_id)
+    counts, _ = await events.availability(event_id)
+    return ok(EventOut.of(event, counts), headers={"ETag": f'"{event.version}"'})
+
+
+@router.get("/{event_id}/availability", response_model=Envelope[AvailabilityOut])
+async def availability(event_id: str, events: Events, principal: MaybePrincipal) -> JSONResponse:
+    await events.visible(principal, event_id)
+    counts, as_of = await events.availability(event_id)
+    tiers = [
+        TierAvailabilityOut(
+            code=c.code,
+            capacity=c.capacity,
+            available=c.available,
+            pending=c.pending,
+            confirmed=c.confirmed,
+        )
+        for c in counts
+    ]
+    out = AvailabilityOut(
+        event_id=event_id, tiers=tiers, available=sum(c.available for c in counts), as_of=as_of
+    )
+    return ok(dump(out))
+
+
+@router.patch("/{event_id}", response_model=Envelope[EventOut])
+async def update_event(
+    event_id: str,
+    body: EventPatch,
+    principal: CurrentPrincipal,
+    events: Events,
+    guard: Idempotent,
+    if_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    version = _version(if_match)
+
+    async def handle() -> Response:
+        return _event_response(await events.update(principal, event_id, body, version))
+
+    return await guard.run(handle)
+
+
+def _transition_route(action: Literal["publish", "cancel", "complete"]) -> None:
+    async def transition(
+        event_id: str, principal: CurrentPrincipal, events: Events, guard: Idempotent
+    ) -> Response:
+        async def handle() -> Response:
+            return _event_response(await events.transition(principal, event_id, action))
+
+        return await guard.run(handle)
+
+    transition.__name__ = f"{action}_event"
+    router.post(
+        f"/{{event_id}}/{action}", response_model=Envelope[EventOut], name=f"{action}_event"
+    )(transition)
+
+
+for _action in ("publish", "cancel", "complete"):
+    _transition_route(_action)
+
+
+@router.delete("/{event_id}", status_code=204)
+async def delete_event(event_id: str, principal: CurrentPrincipal, events: Events) -> Response:
+    await events.delete(principal, event_id)
+    return Response(status_code=204)

@@ -1,0 +1,140 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, Field, field_validator, model_validator
+
+from core.schemas import CamelModel, InputModel
+from core.storage.records import Event, TierCount
+
+TierCode = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,32}$", examples=["VIP", "GA"])]
+PriceCents = Annotated[int, Field(ge=0, le=100_000_000)]
+Capacity = Annotated[int, Field(ge=0, le=1_000_000)]
+
+
+class TierIn(InputModel):
+    code: TierCode
+    name: str = Field(min_length=1, max_length=100)
+    price_cents: PriceCents
+    capacity: Capacity
+
+
+class TierPatchIn(InputModel):
+    code: TierCode
+    name: str | None = Field(default=None, min_length=1, max_length=100)
+    price_cents: PriceCents | None = None
+    capacity: Capacity | None = None
+
+
+def _unique_codes[T: (TierIn, TierPatchIn)](tiers: list[T] | None) -> list[T] | None:
+    if tiers is not None:
+        codes = [t.code for t in tiers]
+        if len(codes) != len(set(codes)):
+            raise ValueError("tier codes must be unique within an event")
+    return tiers
+
+
+class EventCreate(InputModel):
+    name: str = Field(min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=5000)
+    venue: str = Field(min_length=1, max_length=200)
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime | None = None
+    tiers: list[TierIn] = Field(min_length=1, max_length=20)
+    max_per_user: int | None = Field(default=None, ge=1, le=100)
+
+    _codes = field_validator("tiers")(_unique_codes)
+
+    @model_validator(mode="after")
+    def _ends_after_start(self) -> EventCreate:
+        if self.ends_at is not None and self.ends_at <= self.starts_at:
+            raise ValueError("endsAt must be after startsAt")
+        return self
+
+
+class EventPatch(InputModel):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=5000)
+    venue: str | None = Field(default=None, min_length=1, max_length=200)
+    starts_at: AwareDatetime | None = None
+    ends_at: AwareDatetime | None = None
+    max_per_user: int | None = Field(default=None, ge=1, le=100)
+    tiers: list[TierPatchIn] | None = Field(default=None, max_length=20)
+
+    _codes = field_validator("tiers")(_unique_codes)
+
+    @model_validator(mode="after")
+    def _required_fields_stay_set(self) -> EventPatch:
+        for name in ("name", "venue", "starts_at"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
+
+
+class TierOut(CamelModel):
+    code: str
+    name: str
+    price_cents: int
+    currency: Literal["USD"] = "USD"
+    capacity: int
+    available: int
+
+
+class EventOut(CamelModel):
+    id: str
+    name: str
+    description: str | None
+    venue: str
+    starts_at: datetime
+    ends_at: datetime | None
+    status: str
+    max_per_user: int | None
+    version: int
+    organizer_id: str
+    tiers: list[TierOut]
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, event: Event, counts: list[TierCount] | None = None) -> EventOut:
+        available = {c.code: c.available for c in counts or []}
+        return cls(
+            id=event.id,
+            name=event.name,
+            description=event.description,
+            venue=event.venue,
+            starts_at=event.starts_at,
+            ends_at=event.ends_at,
+            status=event.status,
+            max_per_user=event.max_per_user,
+            version=event.version,
+            organizer_id=event.owner_id,
+            tiers=[
+                TierOut(
+                    code=t.code,
+                    name=t.name,
+                    price_cents=t.price_cents,
+                    capacity=t.capacity,
+                    available=available.get(t.code, t.capacity - t.active),
+                )
+                for t in event.tiers
+            ],
+            created_at=event.created_at,
+            updated_at=event.updated_at,
+        )
+
+
+class TierAvailabilityOut(CamelModel):
+    code: str
+    capacity: int
+    available: int
+    pending: int
+    confirmed: int
+
+
+class AvailabilityOut(CamelModel):
+    event_id: str
+    tiers: list[TierAvailabilityOut]
+    available: int
+    as_of: datetime

@@ -1,0 +1,299 @@
+"""Events: ownership, the status machine, listing/search and availability computed from bookings."""
+
+from __future__ import annotations
+
+import base64
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from core.deps import AppContext
+from core.errors import AppError, Conflict, Forbidden, NotFound, PreconditionFailed
+from core.security import Principal
+from core.storage.port import (
+    CapacityBelowActive,
+    HasActiveBookings,
+    InvalidTransition,
+    VersionMismatch,
+)
+from core.storage.records import (
+    Event,
+    EventQuery,
+    EventStatus,
+    Tier,
+    TierCount,
+    TierPatch,
+    new_id,
+    utcnow,
+)
+from modules.events.schemas import EventCreate, EventPatch
+
+PUBLIC_STATUSES: tuple[EventStatus, ...] = ("published", "completed", "cancelled")
+TRANSITIONS: dict[str, tuple[tuple[EventStatus, ...], EventStatus]] = {
+    "publish": (("draft",), "published"),
+    "cancel": (("draft", "published"), "cancelled"),
+    "complete": (("published",), "completed"),
+}
+
+
+class EventNotFound(NotFound):
+    code, message = "EVENT_NOT_FOUND", "Event not found"
+
+
+class InvalidEventTransition(Conflict):
+    code = "INVALID_TRANSITION"
+
+
+class CapacityTooLow(Conflict):
+    code = "CAPACITY_BELOW_ACTIVE"
+
+
+class EventHasBookings(Conflict):
+    code, message = "EVENT_HAS_ACTIVE_BOOKINGS", "The event still has active bookings"
+
+
+class InvalidCursor(AppError):
+    status_code, code, message = 400, "INVALID_CURSOR", "The cursor is not valid"
+
+
+def availability_key(event_id: str) -> str:
+    return f"avail:{event_id}"
+
+
+def generation_key(event_id: str) -> str:
+    return f"avail-gen:{event_id}"
+
+
+def encode_cursor(value: str) -> str:
+    return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        value = base64.b64decode(padded, altchars=b"-_", validate=True).decode()
+    except ValueError:
+        raise InvalidCursor() from None
+    if not value:
+        raise InvalidCursor()
+    return value
+
+
+def can_manage(principal: Principal | None, event: Event) -> bool:
+    return principal is not None and (principal.role == "admin" or principal.id == event.owner_id)
+
+
+SNAPSHOT_SECONDS = 1.0
+# Per process: event id → (monotonic expiry, event). The booking path reads the event's rules
+# (status, start, per-user limit) from here; seats never come from it.
+_snapshots: dict[str, tuple[float, Event]] = {}
+
+
+class EventService:
+    def __init__(self, ctx: AppContext) -> None:
+        self.storage = ctx.storage
+        self.cache = ctx.cache
+        self.cache_seconds = ctx.settings.availability_cache_seconds
+
+    async def create(
+        self, principal: Principal, data: EventCreate, event_id: str | None = None
+    ) -> Event:
+        now = utcnow()
+        event = Event(
+            id=event_id or new_id(),
+            owner_id=principal.id,
+            name=data.name,
+            description=data.description,
+            venue=data.venue,
+            starts_at=data.starts_at.astimezone(UTC),
+            ends_at=data.ends_at.astimezone(UTC) if data.ends_at else None,
+            status="draft",
+            tiers=tuple(Tier(t.code, t.name, t.price_cents, t.capacity) for t in data.tiers),
+            max_per_user=data.max_per_user,
+            created_at=now,
+            updated_at=now,
+        )
+        return await self.storage.events.create(event)
+
+    async def for_booking(self, event_id: str) -> Event | None:
+        """The event as the booking path sees it, at most SNAPSHOT_SECONDS old.
+
+        Staleness is safe: the seat check in storage also requires the tier to be on sale, so a
+        just-cancelled event is refused atomically however old this snapshot is.
+        """
+        now = time.monotonic()
+        cached = _snapshots.get(event_id)
+        if cached and cached[0] > now:
+            return cached[1]
+        event = await self.storage.events.get(event_id)
+        if event is not None:
+            _snapshots[event_id] = (now + SNAPSHOT_SECONDS, event)
+        return event
+
+    async def visible(self, principal: Principal | None, event_id: str) -> Event:
+        """The event if this caller may see it: drafts only to their owner and admins."""
+        event = await self.storage.events.get(event_id)
+        if event is None or (event.status == "draft" and not can_manage(principal, event)):
+            raise EventNotFound()
+        return event
+
+    async def managed(self, principal: Principal, event_id: str) -> Event:
+        event = await self.visible(principal, event_id)
+        if not can_manage(principal, event):
+            raise Forbidden("Only the event's organizer or an admin may change it")
+        return event
+
+    async def find(
+        self,
+        principal: Principal | None,
+        *,
+        status: EventStatus | None,
+        starts_from: datetime | None,
+        starts_to: datetime | None,
+        text: str | None,
+        limit: int,
+        cursor: str | None,
+    ) -> tuple[list[Event], str | None]:
+        statuses, owner = self._listing_scope(principal, status)
+        position = decode_cursor(cursor) if cursor else None
+        offset = 0
+        if text and position:
+            if not position.startswith("o:") or not position[2:].isdigit():
+                raise InvalidCursor()
+            offset = int(position[2:])
+        query = EventQuery(
+            statuses=statuses,
+            owner_id=owner,
+            starts_from=starts_from,
+            starts_to=starts_to,
+            text=text,
+            after_id=None if text else position,
+            offset=offset,
+            limit=limit,
+        )
+        events = await self.storage.events.find(query)
+        if len(events) < limit:
+            return events, None
+        next_position = f"o:{offset + len(events)}" if text else events[-1].id
+        return events, encode_cursor(next_position)
+
+    @staticmethod
+    def _listing_scope(
+        principal: Principal | None, status: EventStatus | None
+    ) -> tuple[tuple[EventStatus, ...], str | None]:
+        if status is None:
+            return ("published",), None
+        if status in PUBLIC_STATUSES:
+            return (status,), None
+        if principal is None or principal.role not in ("organizer", "admin"):
+            raise Forbidden("Only organizers and admins may list drafts")
+        return (status,), None if principal.role == "admin" else principal.id
+
+    async def update(
+        self, principal: Principal, event_id: str, patch: EventPatch, if_match: int | None
+    ) -> Event:
+        current = await self.managed(principal, event_id)
+        fields: dict[str, Any] = patch.model_dump(exclude_unset=True, exclude={"tiers"})
+        starts_at = fields.get("starts_at", current.starts_at)
+        ends_at = fields.get("ends_at", current.ends_at)
+        if ends_at is not None and ends_at <= starts_at:
+            raise Conflict(
+                "endsAt must be after startsAt",
+                errors=[{"field": "endsAt", "message": "must be after startsAt"}],
+            )
+        tiers = [TierPatch(t.code, t.name, t.price_cents, t.capacity) for t in patch.tiers or []]
+        for tier in tiers:
+            if current.tier(tier.code) is None and None in (
+                tier.name,
+                tier.price_cents,
+                tier.capacity,
+            ):
+                raise Conflict(
+                    f"New tier {tier.code} needs name, priceCents and capacity",
+                    errors=[{"field": "tiers", "message": "a new tier needs every field"}],
+                )
+        try:
+            event = await self.storage.events.update(
+                event_id, expected_version=if_match, fields=fields, tiers=tiers, now=utcnow()
+            )
+        except VersionMismatch as exc:
+            raise PreconditionFailed(
+                f"The event changed (version {exc.current}); reload and retry",
+                extra={"version": exc.current},
+            ) from None
+        except CapacityBelowActive as exc:
+            raise CapacityTooLow(
+                f"Tier {exc.tier} already has {exc.active} seats in active bookings",
+                errors=[{"field": "tiers.capacity", "message": f"must be at least {exc.active}"}],
+            ) from None
+        if event is None:
+            raise EventNotFound()
+        await self.changed(event_id)
+        return event
+
+    async def transition(self, principal: Principal, event_id: str, action: str) -> Event:
+        await self.managed(principal, event_id)
+        allowed_from, to = TRANSITIONS[action]
+        try:
+            event = await self.storage.events.transition(event_id, allowed_from, to, utcnow())
+        except InvalidTransition as exc:
+            raise InvalidEventTransition(
+                f"Cannot {action} an event that is {exc.current}"
+            ) from None
+        if event is None:
+            raise EventNotFound()
+        await self.changed(event_id)
+        return event
+
+    async def delete(self, principal: Principal, event_id: str) -> None:
+        await self.managed(principal, event_id)
+        try:
+            deleted = await self.storage.events.soft_delete(event_id, utcnow())
+        except HasActiveBookings:
+            raise EventHasBookings() from None
+        if not deleted:
+            raise EventNotFound()
+        await self.changed(event_id)
+
+    async def availability(self, event_id: str) -> tuple[list[TierCount], datetime]:
+        """Seats computed from bookings, served from the cache for a few seconds.
+
+        Every booking change bumps the event's generation; a cached answer counts only if it
+        was computed at the current generation, so a computation that raced with a booking
+        can never be served as fresh (read-your-writes for the client that booked).
+        """
+        if not self.cache_seconds:
+            return await self._count(event_id)
+        entry, generation = await self.cache.get_many_json(
+            availability_key(event_id), generation_key(event_id)
+        )
+        if entry and entry.get("gen") == generation:
+            return [TierCount(**t) for t in entry["tiers"]], datetime.fromisoformat(entry["asOf"])
+        counts, now = await self._count(event_id)
+        payload = {
+            "gen": generation,
+            "tiers": [
+                {
+                    "code": c.code,
+                    "capacity": c.capacity,
+                    "pending": c.pending,
+                    "confirmed": c.confirmed,
+                }
+                for c in counts
+            ],
+            "asOf": now.isoformat(),
+        }
+        await self.cache.set_json(availability_key(event_id), payload, self.cache_seconds)
+        return counts, now
+
+    async def _count(self, event_id: str) -> tuple[list[TierCount], datetime]:
+        now = utcnow()
+        return await self.storage.events.availability(event_id, now), now
+
+    async def invalidate(self, event_id: str) -> None:
+        await self.cache.incr(generation_key(event_id), ttl_seconds=3600)
+
+    async def changed(self, event_id: str) -> None:
+        """The event itself changed: drop this process's snapshot and the cached availability."""
+        _snapshots.pop(event_id, None)
+        await self.invalidate(event_id)

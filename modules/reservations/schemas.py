@@ -1,0 +1,60 @@
+"""The original TicketBoss contract: plain JSON, `{"error": "…"}` on failure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from modules.bookings.schemas import MAX_QUANTITY
+
+SEATS_MESSAGE = f"seats must be between 1 and {MAX_QUANTITY}"
+
+
+class ReservationInvalid(ValueError):
+    pass
+
+
+class ReservationIn(BaseModel):
+    partner_id: str
+    seats: int
+
+    @classmethod
+    def parse(cls, raw: Any) -> ReservationIn:
+        """Validate by hand so each failure gets the contract's exact 400 message."""
+        if not isinstance(raw, dict):
+            raise ReservationInvalid("request body must be a JSON object")
+        partner_id = raw.get("partnerId")
+        if partner_id is None or partner_id == "":
+            raise ReservationInvalid("partnerId is required")
+        if not isinstance(partner_id, str) or len(partner_id) > 50:
+            raise ReservationInvalid("partnerId must be a string of at most 50 characters")
+        seats = raw.get("seats")
+        if seats is None:
+            raise ReservationInvalid("seats is required")
+        if isinstance(seats, bool) or not isinstance(seats, int) or not 1 <= seats <= MAX_QUANTITY:
+            raise ReservationInvalid(SEATS_MESSAGE)
+        return cls(partner_id=partner_id, seats=seats)
+
+
+class ReservationOut(BaseModel):
+    reservationId: str
+    seats: int
+    status: str
+
+
+class ReservationListItem(BaseModel):
+    reservationId: str
+    partnerId: str | None
+    seats: int
+    status: str
+    createdAt: str
+
+
+class EventSummary(BaseModel):
+    eventId: str
+    name: str
+    totalSeats: int
+    availableSeats: int
+    reservationCount: int
+    version: int

@@ -1,0 +1,57 @@
+"""Rate limits on the limits library, against the real Redis and fakeredis."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tests.conftest import Api, make_settings, running_api
+
+
+@pytest.fixture
+async def limited(sqlite_url: str, cache_url: str | None) -> AsyncIterator[Api]:
+    settings = make_settings(
+        sqlite_url,
+        redis_url=cache_url,
+        rate_limit_enabled=True,
+        rate_limit_anonymous="5/minute",
+        rate_limit_authenticated="1000/minute",
+        rate_limit_login_ip="4/minute",
+        rate_limit_login_account="2/minute",
+    )
+    async with running_api(settings) as api:
+        if cache_url:
+            await api.ctx.cache.client.flushdb()
+        yield api
+
+
+async def test_anonymous_calls_are_limited_per_ip_with_headers(limited: Api) -> None:
+    codes = [(await limited.client.get("/api/v1/events")).status_code for _ in range(7)]
+    assert codes == [200] * 5 + [429] * 2
+    r = await limited.client.get("/api/v1/events")
+    assert r.json()["code"] == "RATE_LIMITED"
+    assert 1 <= int(r.headers["Retry-After"]) <= 60
+    assert r.headers["RateLimit-Limit"] == "5" and r.headers["RateLimit-Remaining"] == "0"
+    assert int(r.headers["RateLimit-Reset"]) >= 1
+    assert (
+        await limited.client.get("/health")
+    ).status_code == 200  # operations endpoints are not limited
+
+
+async def test_login_is_limited_per_account_and_per_ip(limited: Api) -> None:
+    body = {"email": "victim@example.com", "password": "guessing-1234"}
+    codes = [
+        (await limited.client.post("/api/v1/auth/login", json=body)).status_code for _ in range(3)
+    ]
+    assert codes == [401, 401, 429]  # per account: 2/minute
+    other = [
+        (
+            await limited.client.post(
+                "/api/v1/auth/login",
+                json={"email": f"u{i}@example.com", "password": "guessing-1234"},
+            )
+        ).status_code
+        for i in range(2)
+    ]
+    assert other == [401, 429]  # per IP: 4/minute counts every attempt from this address

@@ -1,0 +1,381 @@
+"""The storage contract: every test here runs unchanged on sqlite, postgresql and mongodb."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+
+from core.storage import ManagedStorage, build_storage
+from core.storage.port import (
+    BookingExpired,
+    CapacityBelowActive,
+    DuplicateKey,
+    HasActiveBookings,
+    InvalidTransition,
+    NotPending,
+    VersionMismatch,
+)
+from core.storage.records import (
+    Event,
+    EventQuery,
+    RefreshToken,
+    ReserveRequest,
+    Tier,
+    TierPatch,
+    User,
+    new_id,
+    utcnow,
+)
+
+
+@pytest.fixture
+async def storage(database_url: str) -> AsyncIterator[ManagedStorage]:
+    store = build_storage(database_url)
+    await store.migrate()
+    yield store
+    await store.close()
+
+
+def a_user(email: str | None = None) -> User:
+    now = utcnow()
+    return User(new_id(), email or f"{uuid.uuid4().hex}@example.com", "U", "user", "hash", now, now)
+
+
+async def an_event(
+    storage: ManagedStorage,
+    *,
+    capacity: int = 10,
+    status: str = "published",
+    max_per_user: int | None = None,
+    name: str = "Show",
+    venue: str = "Hall",
+) -> Event:
+    now = utcnow()
+    event = Event(
+        id=new_id(),
+        owner_id="owner",
+        name=name,
+        venue=venue,
+        starts_at=now + timedelta(days=3),
+        status="draft",
+        tiers=(Tier("GA", "General", 1500, capacity), Tier("VIP", "VIP", 9000, 2)),
+        created_at=now,
+        updated_at=now,
+        max_per_user=max_per_user,
+    )
+    await storage.events.create(event)
+    if status == "published":
+        await storage.events.transition(event.id, ("draft",), "published", now)
+    found = await storage.events.get(event.id)
+    assert found is not None
+    return found
+
+
+def reserve(
+    event: Event,
+    quantity: int = 1,
+    *,
+    owner: str = "u1",
+    tier: str = "GA",
+    hold_seconds: float | None = None,
+    key: str | None = None,
+    max_per_user: int | None = None,
+    request_hash: str | None = None,
+) -> ReserveRequest:
+    now = utcnow()
+    return ReserveRequest(
+        event_id=event.id,
+        tier=tier,
+        quantity=quantity,
+        owner_id=owner,
+        now=now,
+        hold_until=now + timedelta(seconds=hold_seconds) if hold_seconds is not None else None,
+        idempotency_key=key,
+        max_per_user=max_per_user,
+        request_hash=request_hash,
+    )
+
+
+async def seats(storage: ManagedStorage, event: Event, tier: str = "GA") -> tuple[int, int, int]:
+    counts = {c.code: c for c in await storage.events.availability(event.id, utcnow())}
+    c = counts[tier]
+    return c.available, c.pending, c.confirmed
+
+
+async def test_users_unique_email_and_roles(storage: ManagedStorage) -> None:
+    user = await storage.users.create(a_user())
+    assert await storage.users.get(user.id) == user
+    assert (await storage.users.get_by_email(user.email)) == user
+    with pytest.raises(DuplicateKey):
+        await storage.users.create(a_user(user.email))
+    promoted = await storage.users.set_role(user.id, "organizer", utcnow())
+    assert promoted is not None and promoted.role == "organizer"
+    assert await storage.users.set_role("missing", "admin", utcnow()) is None
+
+
+async def test_refresh_tokens_are_spent_once_and_revoked_by_family(storage: ManagedStorage) -> None:
+    family = uuid.uuid4().hex
+    first, second = (
+        RefreshToken(uuid.uuid4().hex, family, "u", utcnow() + timedelta(days=1)) for _ in range(2)
+    )
+    await storage.tokens.add(first)
+    await storage.tokens.add(second)
+    assert await storage.tokens.spend(first.jti, utcnow()) == "ok"
+    assert await storage.tokens.spend(first.jti, utcnow()) == "spent"
+    assert await storage.tokens.spend("nope", utcnow()) == "unknown"
+    await storage.tokens.revoke_family(family)
+    assert await storage.tokens.spend(second.jti, utcnow()) == "spent"
+
+
+async def test_reserve_confirms_and_counts(storage: ManagedStorage) -> None:
+    event = await an_event(storage)
+    result = await storage.bookings.reserve(reserve(event, 3))
+    assert result.outcome == "created" and result.booking is not None
+    booking = result.booking
+    assert (booking.status, booking.quantity, booking.unit_price_cents, booking.total_cents) == (
+        "confirmed",
+        3,
+        1500,
+        4500,
+    )
+    assert await storage.bookings.get(booking.id) == booking
+    assert await seats(storage, event) == (7, 0, 3)
+
+
+async def test_reserve_refuses_what_is_not_there(storage: ManagedStorage) -> None:
+    event = await an_event(storage, capacity=4)
+    assert (await storage.bookings.reserve(reserve(event, 3))).outcome == "created"
+    refused = await storage.bookings.reserve(reserve(event, 2))
+    assert (refused.outcome, refused.available) == ("sold_out", 1)
+    assert (await storage.bookings.reserve(reserve(event, 1, tier="NOPE"))).outcome == "no_tier"
+    draft = await an_event(storage, status="draft")
+    assert (await storage.bookings.reserve(reserve(draft, 1))).outcome == "not_on_sale"
+    assert await seats(storage, event) == (1, 0, 3)
+
+
+async def test_idempotency_key_is_a_durable_backstop(storage: ManagedStorage) -> None:
+    event = await an_event(storage)
+    first = await storage.bookings.reserve(reserve(event, 2, key="k-1", request_hash="h"))
+    again = await storage.bookings.reserve(reserve(event, 2, key="k-1", request_hash="h"))
+    assert first.outcome == "created" and again.outcome == "existing"
+    assert (
+        again.booking is not None
+        and first.booking is not None
+        and again.booking.id == first.booking.id
+    )
+    other_owner = await storage.bookings.reserve(reserve(event, 2, key="k-1", owner="u2"))
+    assert other_owner.outcome == "created"
+    assert await seats(storage, event) == (6, 0, 4)
+    assert await storage.bookings.get_by_key("u1", "k-1") == first.booking
+
+
+async def test_per_user_limit_is_atomic_with_the_seat_check(storage: ManagedStorage) -> None:
+    event = await an_event(storage, max_per_user=4)
+    assert (await storage.bookings.reserve(reserve(event, 3, max_per_user=4))).outcome == "created"
+    assert (
+        await storage.bookings.reserve(reserve(event, 2, max_per_user=4))
+    ).outcome == "per_user_limit"
+    assert (await storage.bookings.reserve(reserve(event, 1, max_per_user=4))).outcome == "created"
+    assert (
+        await storage.bookings.reserve(reserve(event, 2, owner="u2", max_per_user=4))
+    ).outcome == "created"
+    assert await seats(storage, event) == (4, 0, 6)
+
+
+async def test_holds_confirm_cancel_and_expire(storage: ManagedStorage) -> None:
+    event = await an_event(storage, capacity=3)
+    hold = (await storage.bookings.reserve(reserve(event, 2, hold_seconds=60))).booking
+    assert hold is not None and hold.status == "pending" and hold.expires_at is not None
+    assert await seats(storage, event) == (1, 2, 0)
+    assert await storage.bookings.confirm(hold.id, "someone-else", utcnow()) is None
+    confirmed = await storage.bookings.confirm(hold.id, "u1", utcnow())
+    assert confirmed is not None and confirmed.status == "confirmed"
+    with pytest.raises(NotPending):
+        await storage.bookings.confirm(hold.id, "u1", utcnow())
+    cancelled = await storage.bookings.cancel(hold.id, "u1", utcnow())
+    assert cancelled is not None and cancelled.status == "cancelled"
+    with pytest.raises(NotPending):
+        await storage.bookings.cancel(hold.id, None, utcnow())
+    assert await seats(storage, event) == (3, 0, 0)
+
+
+async def test_an_expired_hold_never_blocks_a_sale(storage: ManagedStorage) -> None:
+    event = await an_event(storage, capacity=2)
+    hold = (await storage.bookings.reserve(reserve(event, 2, hold_seconds=0.2))).booking
+    assert hold is not None
+    await asyncio.sleep(0.3)
+    assert await seats(storage, event) == (2, 0, 0)  # availability already ignores it
+    with pytest.raises(BookingExpired):
+        await storage.bookings.confirm(hold.id, "u1", utcnow())
+    sale = await storage.bookings.reserve(reserve(event, 2, owner="u2"))
+    assert sale.outcome == "created"  # the booking path released the expired hold first
+    expired = await storage.bookings.get(hold.id)
+    assert expired is not None and expired.status == "expired"
+    assert await storage.bookings.recount(utcnow(), fix=False) == []
+
+
+async def test_release_expired_sweeps(storage: ManagedStorage) -> None:
+    event = await an_event(storage, capacity=5)
+    for _ in range(3):
+        await storage.bookings.reserve(reserve(event, 1, hold_seconds=0.1))
+    await asyncio.sleep(0.2)
+    assert await storage.bookings.release_expired(utcnow(), event.id) == 3
+    assert await storage.bookings.release_expired(utcnow(), event.id) == 0
+    refreshed = await storage.events.get(event.id)
+    assert refreshed is not None and refreshed.tier("GA") is not None
+    assert refreshed.tier("GA").active == 0  # type: ignore[union-attr]
+
+
+async def test_cancelling_an_event_releases_every_booking(storage: ManagedStorage) -> None:
+    event = await an_event(storage)
+    held = (await storage.bookings.reserve(reserve(event, 2, hold_seconds=60))).booking
+    sold = (await storage.bookings.reserve(reserve(event, 3))).booking
+    cancelled = await storage.events.transition(
+        event.id, ("draft", "published"), "cancelled", utcnow()
+    )
+    assert cancelled is not None and cancelled.status == "cancelled"
+    for booking in (held, sold):
+        assert booking is not None
+        stored = await storage.bookings.get(booking.id)
+        assert stored is not None and stored.status == "cancelled"
+    assert (await storage.bookings.reserve(reserve(event, 1))).outcome == "not_on_sale"
+    with pytest.raises(InvalidTransition):
+        await storage.events.transition(event.id, ("draft",), "published", utcnow())
+    assert await storage.bookings.recount(utcnow(), fix=False) == []
+
+
+async def test_event_updates_check_version_and_capacity(storage: ManagedStorage) -> None:
+    event = await an_event(storage)
+    await storage.bookings.reserve(reserve(event, 6))
+    updated = await storage.events.update(
+        event.id,
+        expected_version=event.version,
+        fields={"name": "Renamed"},
+        tiers=[TierPatch("VIP", price_cents=12000)],
+        now=utcnow(),
+    )
+    assert (
+        updated is not None and updated.name == "Renamed" and updated.version == event.version + 1
+    )
+    assert updated.tier("VIP").price_cents == 12000  # type: ignore[union-attr]
+    with pytest.raises(VersionMismatch):
+        await storage.events.update(
+            event.id, expected_version=event.version, fields={"name": "x"}, tiers=[], now=utcnow()
+        )
+    with pytest.raises(CapacityBelowActive) as info:
+        await storage.events.update(
+            event.id,
+            expected_version=None,
+            fields={},
+            tiers=[TierPatch("GA", capacity=5)],
+            now=utcnow(),
+        )
+    assert info.value.active == 6
+    grown = await storage.events.update(
+        event.id,
+        expected_version=None,
+        fields={},
+        tiers=[TierPatch("GA", capacity=6), TierPatch("BALCONY", "Balcony", 500, 20)],
+        now=utcnow(),
+    )
+    assert grown is not None and [t.code for t in grown.tiers] == ["GA", "VIP", "BALCONY"]
+    assert (await storage.bookings.reserve(reserve(grown, 1))).outcome == "sold_out"
+    assert (await storage.bookings.reserve(reserve(grown, 1, tier="BALCONY"))).outcome == "created"
+    assert (
+        await storage.events.update(
+            "missing", expected_version=None, fields={"name": "x"}, tiers=[], now=utcnow()
+        )
+        is None
+    )
+
+
+async def test_soft_delete_refuses_while_seats_are_held(storage: ManagedStorage) -> None:
+    event = await an_event(storage)
+    booking = (await storage.bookings.reserve(reserve(event, 1))).booking
+    assert booking is not None
+    with pytest.raises(HasActiveBookings):
+        await storage.events.soft_delete(event.id, utcnow())
+    await storage.bookings.cancel(booking.id, None, utcnow())
+    assert await storage.events.soft_delete(event.id, utcnow()) is True
+    assert await storage.events.get(event.id) is None
+    assert await storage.events.get(event.id, include_deleted=True) is not None
+
+
+async def test_listing_pages_and_search(storage: ManagedStorage) -> None:
+    tag = uuid.uuid4().hex[:8]
+    owner_events = []
+    for index in range(5):
+        owner_events.append(await an_event(storage, status="draft", name=f"Walk {index}"))
+    ids = {e.id for e in owner_events}
+    seen: list[str] = []
+    after = None
+    while True:
+        page = await storage.events.find(
+            EventQuery(statuses=("draft",), owner_id="owner", after_id=after, limit=2)
+        )
+        seen += [e.id for e in page if e.id in ids]
+        if len(page) < 2:
+            break
+        after = page[-1].id
+    assert seen == sorted(ids)
+    jazz = await an_event(storage, name=f"Jazz{tag} Night", venue="Blue Hall")
+    venue_hit = await an_event(storage, name="Rock Fest", venue=f"Jazz{tag} Club")
+    found = await storage.events.find(EventQuery(text=f"jazz{tag}", limit=10))
+    assert [e.id for e in found] == [jazz.id, venue_hit.id]  # a name match outranks a venue match
+    assert await storage.events.find(EventQuery(text=f"jazz{tag} night", limit=10)) == [jazz]
+
+
+async def test_recount_finds_and_repairs_drift(storage: ManagedStorage) -> None:
+    event = await an_event(storage)
+    await storage.bookings.reserve(reserve(event, 4))
+    await corrupt_counter(storage, event.id, "GA", 9)
+    drifts = [
+        d for d in await storage.bookings.recount(utcnow(), fix=False) if d.event_id == event.id
+    ]
+    assert [(d.tier, d.counter, d.actual) for d in drifts] == [("GA", 9, 4)]
+    await storage.bookings.recount(utcnow(), fix=True)
+    assert [
+        d for d in await storage.bookings.recount(utcnow(), fix=False) if d.event_id == event.id
+    ] == []
+    assert (await storage.bookings.reserve(reserve(event, 6))).outcome == "created"
+
+
+async def corrupt_counter(storage: ManagedStorage, event_id: str, tier: str, value: int) -> None:
+    """Simulate drift by writing the counter behind the port's back (test-only driver access)."""
+    if storage.kind == "mongodb":
+        from core.storage.mongo import MongoStorage
+
+        assert isinstance(storage, MongoStorage)
+        await storage.events.tiers.update_one(
+            {"_id": f"{event_id}/{tier}"}, {"$set": {"active": value}}
+        )
+        return
+    from sqlalchemy import update
+
+    from core.storage import sql_schema as t
+    from core.storage.sql import SQLStorage
+
+    assert isinstance(storage, SQLStorage)
+    async with storage.engine.begin() as conn:
+        await conn.execute(
+            update(t.tiers)
+            .where(t.tiers.c.event_id == event_id, t.tiers.c.code == tier)
+            .values(active=value)
+        )
+
+
+async def test_concurrent_reserves_never_oversell(storage: ManagedStorage) -> None:
+    parallel = 16 if storage.kind == "mongodb" else 60  # mongoeco: modest parallelism
+    event = await an_event(storage, capacity=25)
+    results = await asyncio.gather(
+        *(storage.bookings.reserve(reserve(event, 2, owner=f"u{i}")) for i in range(parallel))
+    )
+    created = [r for r in results if r.outcome == "created"]
+    assert all(r.outcome in ("created", "sold_out") for r in results)
+    assert len(created) == 12  # 12 × 2 = 24 ≤ 25: a 13th pair does not fit
+    assert await seats(storage, event) == (25 - 2 * len(created), 0, 2 * len(created))
+    assert await storage.bookings.recount(utcnow(), fix=False) == []

@@ -1,0 +1,72 @@
+"""Helpers for races: accounts and events made through the real server's HTTP API."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from core.storage import build_storage
+from core.storage.records import Drift, TierCount, utcnow
+
+
+async def promote(database_url: str, user_id: str, role: str) -> None:
+    storage = build_storage(database_url)
+    try:
+        await storage.users.set_role(user_id, role, utcnow())  # type: ignore[arg-type]
+    finally:
+        await storage.close()
+
+
+async def account(
+    client: httpx.AsyncClient, database_url: str, role: str = "user"
+) -> dict[str, str]:
+    email = f"{role}-{uuid.uuid4().hex[:10]}@example.com"
+    password = "race condition passphrase"
+    r = await client.post(
+        "/api/v1/auth/register", json={"email": email, "password": password, "name": role}
+    )
+    assert r.status_code == 201, r.text
+    user_id = r.json()["data"]["user"]["id"]
+    if role != "user":
+        await promote(database_url, user_id, role)
+    r = await client.post("/api/v1/auth/login", json={"email": email, "password": password})
+    return {"id": user_id, "Authorization": f"Bearer {r.json()['data']['accessToken']}"}
+
+
+async def hot_event(
+    client: httpx.AsyncClient, organizer: dict[str, str], tiers: list[dict[str, Any]]
+) -> str:
+    body = {
+        "name": "Hot Show",
+        "venue": "Arena",
+        "startsAt": (datetime.now(UTC) + timedelta(days=10)).isoformat(),
+        "tiers": tiers,
+    }
+    headers = {"Authorization": organizer["Authorization"]}
+    r = await client.post("/api/v1/events", json=body, headers=headers)
+    assert r.status_code == 201, r.text
+    event_id: str = r.json()["data"]["id"]
+    r = await client.post(f"/api/v1/events/{event_id}/publish", headers=headers)
+    assert r.status_code == 200, r.text
+    return event_id
+
+
+async def counts_and_drift(database_url: str, event_id: str) -> tuple[list[TierCount], list[Drift]]:
+    """Availability computed from bookings, and the reconcile report, read straight from storage."""
+    storage = build_storage(database_url)
+    try:
+        counts = await storage.events.availability(event_id, utcnow())
+        drift = [
+            d for d in await storage.bookings.recount(utcnow(), fix=False) if d.event_id == event_id
+        ]
+        return counts, drift
+    finally:
+        await storage.close()
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0

@@ -1,0 +1,90 @@
+"""Run the real server (`ticketboss serve`, uvicorn workers) in a subprocess for race tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Server:
+    def __init__(
+        self, database_url: str, *, workers: int = 2, redis_url: str | None = None, **env: str
+    ) -> None:
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.workers = workers
+        self.env = {
+            **{k: v for k, v in os.environ.items() if k != "REDIS_URL"},
+            "DATABASE_URL": database_url,
+            "RATE_LIMIT_ENABLED": "false",
+            "LOG_LEVEL": "WARNING",
+            "LOG_FORMAT": "json",
+            "JWT_SECRET": "race-test-secret-0123456789-0123456789",
+            **({"REDIS_URL": redis_url} if redis_url else {}),
+            **env,
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = ROOT / "data" / f"race-server-{self.port}.log"
+
+    def start(self, timeout: float = 60) -> Server:
+        self.log.parent.mkdir(exist_ok=True)
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "core.cli",
+                    "serve",
+                    "--port",
+                    str(self.port),
+                    "--workers",
+                    str(self.workers),
+                ],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{self.base_url}/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError("server did not become healthy")
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: no shutdown code runs anywhere."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def terminate(self, timeout: float = 40) -> int:
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def __enter__(self) -> Server:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        if self.proc and self.proc.poll() is None:
+            try:
+                self.terminate(15)
+            except subprocess.TimeoutExpired:
+                self.kill()

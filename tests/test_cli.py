@@ -1,0 +1,94 @@
+"""The `ticketboss` command line against a real SQLite file: seed, create-admin, reconcile, expire-holds."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+from core.storage import build_storage
+from core.storage.records import EventQuery, ReserveRequest, utcnow
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def ticketboss(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DATABASE_URL": url, "LOG_LEVEL": "WARNING"}
+    env.pop("REDIS_URL", None)
+    return subprocess.run(
+        [sys.executable, "-m", "core.cli", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_seed_is_safe_to_run_twice(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'seed.db'}"
+    first, second = ticketboss(url, "seed"), ticketboss(url, "seed")
+    assert first.returncode == second.returncode == 0
+    assert first.stdout.count("created") == 3 and second.stdout.count("exists") == 3
+
+    async def published() -> list[tuple[str, tuple[str, ...]]]:
+        storage = build_storage(url)
+        try:
+            events = await storage.events.find(EventQuery(limit=10))
+        finally:
+            await storage.close()
+        return [(e.id, tuple(t.code for t in e.tiers)) for e in events]
+
+    assert asyncio.run(published()) == [
+        (f"demo-{i}", ("VIP", "FRONT_ROW", "GA")) for i in (1, 2, 3)
+    ]
+
+
+def test_create_admin_creates_then_promotes(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'admin.db'}"
+    made = ticketboss(
+        url, "create-admin", "--email", "Boss@Example.com", "--password", "long enough secret"
+    )
+    assert made.returncode == 0 and "created admin boss@example.com" in made.stdout
+    again = ticketboss(
+        url, "create-admin", "--email", "boss@example.com", "--password", "long enough secret"
+    )
+    assert again.returncode == 0 and "promoted" in again.stdout
+    short = ticketboss(url, "create-admin", "--email", "x@example.com", "--password", "short")
+    assert short.returncode != 0 and "at least 10" in short.stderr
+    assert "long enough secret" not in made.stdout + made.stderr
+
+
+def test_reconcile_reports_and_repairs_drift_and_expire_holds_releases(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'ops.db'}"
+    assert ticketboss(url, "seed").returncode == 0
+
+    async def book_and_corrupt() -> None:
+        storage = build_storage(url)
+        try:
+            now = utcnow()
+            await storage.bookings.reserve(ReserveRequest("demo-1", "GA", 3, "buyer", now))
+            await storage.bookings.reserve(
+                ReserveRequest(
+                    "demo-1", "VIP", 2, "buyer", now, hold_until=now + timedelta(milliseconds=50)
+                )
+            )
+            from tests.contract.test_storage import corrupt_counter
+
+            await corrupt_counter(storage, "demo-1", "GA", 7)
+        finally:
+            await storage.close()
+
+    asyncio.run(book_and_corrupt())
+    asyncio.run(asyncio.sleep(0.1))
+    released = ticketboss(url, "expire-holds")
+    assert released.returncode == 0 and "released 1 expired hold" in released.stdout
+    report = ticketboss(url, "reconcile")
+    assert report.returncode == 1 and "drift demo-1/GA: counter 7, bookings 3" in report.stdout
+    fixed = ticketboss(url, "reconcile", "--fix")
+    assert fixed.returncode == 0 and "repaired" in fixed.stdout
+    clean = ticketboss(url, "reconcile")
+    assert clean.returncode == 0 and "no drift" in clean.stdout
