@@ -71,6 +71,7 @@ def _run_uvicorn(uvicorn: Any, args: argparse.Namespace) -> None:
         access_log=False,
         timeout_graceful_shutdown=30,
         proxy_headers=True,
+        timeout_keep_alive=args.keep_alive,
     )
 
 
@@ -173,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1)
+    # uvicorn's 5 s default lets a client reuse a connection just as the server closes it (the
+    # request is reset, unanswered); keep idle connections longer than proxies do (ALB: 60 s).
+    serve.add_argument("--keep-alive", type=float, default=75, metavar="SECONDS")
     serve.set_defaults(run=cmd_serve)
     sub.add_parser("migrate", help="create or upgrade the database schema").set_defaults(
         run=cmd_migrate
