@@ -5,14 +5,16 @@ Nothing correctness-critical lives only here; callers treat Redis errors as a mi
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextvars import ContextVar
 from typing import Any
 
 import redis.asyncio as redis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 from core.logging import get_logger
@@ -20,6 +22,76 @@ from core.logging import get_logger
 log = get_logger(__name__)
 WARN_EVERY_SECONDS = 10.0
 _batched: ContextVar[list[tuple[str, int]] | None] = ContextVar("cache_batched", default=None)
+
+type PipelineOp = Callable[[Pipeline], object]
+"""Queues one or more commands on a pipeline, e.g. `lambda p: p.set(key, value)`."""
+
+
+class AutoPipeline:
+    """Commands issued during one event-loop turn travel to Redis in one pipeline.
+
+    Under load many requests reach Redis in the same turn; sending their commands together
+    costs one write, one read and one pass through redis-py instead of one per command.
+    Each caller still gets only its own replies (or its own command's error).
+    """
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self.queued: list[tuple[PipelineOp, asyncio.Future[list[Any]]]] = []
+        self.sending: set[asyncio.Task[None]] = set()
+
+    def submit(self, op: PipelineOp) -> asyncio.Future[list[Any]]:
+        loop = asyncio.get_running_loop()
+        if not self.queued:
+            loop.call_soon(self._flush)  # runs after every callback already due in this turn
+        future: asyncio.Future[list[Any]] = loop.create_future()
+        self.queued.append((op, future))
+        return future
+
+    def _flush(self) -> None:
+        batch, self.queued = self.queued, []
+        task = asyncio.get_running_loop().create_task(self._send(batch))
+        self.sending.add(task)
+        task.add_done_callback(self.sending.discard)
+
+    async def _send(self, batch: list[tuple[PipelineOp, asyncio.Future[list[Any]]]]) -> None:
+        callers: list[tuple[asyncio.Future[list[Any]], int]] = []  # with how many commands
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for op, future in batch:
+                    queued = len(pipe.command_stack)
+                    try:
+                        op(pipe)
+                    except Exception as exc:  # a bad op fails its own caller only
+                        del pipe.command_stack[queued:]
+                        if not future.done():
+                            future.set_exception(exc)
+                        continue
+                    callers.append((future, len(pipe.command_stack) - queued))
+                replies = await pipe.execute(raise_on_error=False) if callers else []
+        except BaseException as exc:
+            # Cancelled (shutdown) callers must not hang: they get a Redis error to fail open on.
+            error = exc if isinstance(exc, Exception) else RedisError("the pipeline was cancelled")
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(error)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        start = 0
+        for future, size in callers:
+            own, start = replies[start : start + size], start + size
+            if future.done():
+                continue  # its caller was cancelled
+            failed = next((r for r in own if isinstance(r, Exception)), None)
+            if failed is not None:
+                future.set_exception(failed)
+            else:
+                future.set_result(own)
+
+    async def drain(self) -> None:
+        while self.queued or self.sending:
+            await asyncio.gather(*self.sending, asyncio.sleep(0), return_exceptions=True)
 
 
 class Cache:
@@ -32,7 +104,13 @@ class Cache:
             import fakeredis  # only the embedded setup pays for importing it
 
             self.client = fakeredis.FakeAsyncRedis()
+        self.pipeline = AutoPipeline(self.client)
         self._last_warning = 0.0
+
+    async def run(self, op: PipelineOp) -> list[Any]:
+        """Send `op`'s commands with whatever else this turn sends; their replies, in order.
+        Raises RedisError like a direct call would."""
+        return await self.pipeline.submit(op)
 
     def degraded(self, what: str, exc: Exception) -> None:
         """Record that Redis failed; log at most once per interval so outages stay readable."""
@@ -51,7 +129,7 @@ class Cache:
     async def get_many_json(self, *keys: str) -> list[Any | None]:
         """Several JSON values in one round trip (None for a miss, or for every key on error)."""
         try:
-            raws = await self.client.mget(keys)
+            (raws,) = await self.run(lambda pipe: pipe.mget(keys))
         except RedisError as exc:
             self.degraded("mget", exc)
             return [None] * len(keys)
@@ -84,22 +162,26 @@ class Cache:
         """Send commands (as raw argument tuples) and counter bumps in one round trip."""
         if not commands and not increments:
             return
+
+        def queue(pipe: Pipeline) -> None:
+            for args in commands:
+                pipe.execute_command(*args)
+            for key, ttl in increments:
+                pipe.incr(key)
+                pipe.expire(key, ttl)
+
         try:
-            async with self.client.pipeline(transaction=False) as pipe:
-                for args in commands:
-                    pipe.execute_command(*args)
-                for key, ttl in increments:
-                    pipe.incr(key)
-                    pipe.expire(key, ttl)
-                await pipe.execute()
+            await self.run(queue)
         except RedisError as exc:
             self.degraded("write", exc)
 
     async def set_json(self, key: str, value: Any, ttl_seconds: int) -> None:
         try:
-            await self.client.set(key, json.dumps(value, separators=(",", ":")), ex=ttl_seconds)
+            payload = json.dumps(value, separators=(",", ":"))
+            await self.run(lambda pipe: pipe.set(key, payload, ex=ttl_seconds))
         except RedisError as exc:
             self.degraded("set", exc)
 
     async def close(self) -> None:
+        await self.pipeline.drain()
         await self.client.aclose()

@@ -113,8 +113,10 @@ class IdempotentRequest:
     async def _claim(self) -> dict[str, Any] | None:
         marker = json.dumps({"fp": self.fingerprint, "running": True})
         try:
-            previous = await self.cache.client.set(
-                self.redis_key, marker, nx=True, get=True, ex=RUNNING_TTL_SECONDS
+            (previous,) = await self.cache.run(
+                lambda pipe: pipe.set(
+                    self.redis_key, marker, nx=True, get=True, ex=RUNNING_TTL_SECONDS
+                )
             )
         except RedisError as exc:
             self.cache.degraded("idempotency_claim", exc)
