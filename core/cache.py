@@ -25,6 +25,7 @@ _batched: ContextVar[list[tuple[str, int]] | None] = ContextVar("cache_batched",
 
 type PipelineOp = Callable[[Pipeline], object]
 """Queues one or more commands on a pipeline, e.g. `lambda p: p.set(key, value)`."""
+type Queued = tuple[PipelineOp, asyncio.Future[list[Any]]]
 
 
 class AutoPipeline:
@@ -37,7 +38,7 @@ class AutoPipeline:
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
-        self.queued: list[tuple[PipelineOp, asyncio.Future[list[Any]]]] = []
+        self.queued: list[Queued] = []
         self.sending: set[asyncio.Task[None]] = set()
 
     def submit(self, op: PipelineOp) -> asyncio.Future[list[Any]]:
@@ -54,20 +55,10 @@ class AutoPipeline:
         self.sending.add(task)
         task.add_done_callback(self.sending.discard)
 
-    async def _send(self, batch: list[tuple[PipelineOp, asyncio.Future[list[Any]]]]) -> None:
-        callers: list[tuple[asyncio.Future[list[Any]], int]] = []  # with how many commands
+    async def _send(self, batch: list[Queued]) -> None:
         try:
             async with self.client.pipeline(transaction=False) as pipe:
-                for op, future in batch:
-                    queued = len(pipe.command_stack)
-                    try:
-                        op(pipe)
-                    except Exception as exc:  # a bad op fails its own caller only
-                        del pipe.command_stack[queued:]
-                        if not future.done():
-                            future.set_exception(exc)
-                        continue
-                    callers.append((future, len(pipe.command_stack) - queued))
+                callers = _queue(pipe, batch)
                 replies = await pipe.execute(raise_on_error=False) if callers else []
         except BaseException as exc:
             # Cancelled (shutdown) callers must not hang: they get a Redis error to fail open on.
@@ -92,6 +83,22 @@ class AutoPipeline:
     async def drain(self) -> None:
         while self.queued or self.sending:
             await asyncio.gather(*self.sending, asyncio.sleep(0), return_exceptions=True)
+
+
+def _queue(pipe: Pipeline, batch: list[Queued]) -> list[tuple[asyncio.Future[list[Any]], int]]:
+    """Queue every op's commands; the callers whose commands went in, with how many each."""
+    callers = []
+    for op, future in batch:
+        queued = len(pipe.command_stack)
+        try:
+            op(pipe)
+        except Exception as exc:  # a bad op fails its own caller only
+            del pipe.command_stack[queued:]
+            if not future.done():
+                future.set_exception(exc)
+            continue
+        callers.append((future, len(pipe.command_stack) - queued))
+    return callers
 
 
 class Cache:

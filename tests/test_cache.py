@@ -72,7 +72,11 @@ async def test_a_cancelled_caller_does_not_disturb_the_others(cache: Cache) -> N
     await asyncio.sleep(0)
     cancelled.cancel()
     replies = await asyncio.gather(*others)
-    assert sorted(r[0] for r in replies) == [2, 3, 4]  # the cancelled one's INCR was already sent
+    assert sorted(r[0] for r in replies) == [
+        2,
+        3,
+        4,
+    ]  # the cancelled one's INCR was queued: it still ran
     assert cancelled.cancelled()
 
 
@@ -87,3 +91,17 @@ async def test_unreachable_redis_fails_each_caller_and_writes_fail_open() -> Non
         assert await cache.get_many_json("a", "b") == [None, None]
     finally:
         await cache.close()
+
+
+async def test_close_sends_what_is_still_queued(redis_url: str) -> None:
+    key = f"test:counter:{uuid.uuid4().hex}"
+    cache = Cache(redis_url)
+    pending = asyncio.ensure_future(cache.run(lambda p: p.incr(key).expire(key, 60)))
+    await asyncio.sleep(0)  # queued, not yet sent
+    await cache.close()
+    assert pending.done() and pending.result() == [1, True]
+    reader = Cache(redis_url)
+    try:
+        assert await reader.run(lambda p: p.get(key)) == [b"1"]
+    finally:
+        await reader.close()

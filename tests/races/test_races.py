@@ -277,7 +277,8 @@ async def test_rate_limit_is_exact_across_workers(database_url: str, redis_url: 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_idle_keep_alive_connection_is_not_closed_under_a_client(database_url: str) -> None:
     """A pooled connection idle past uvicorn's 5 s default still answers: the server must not
-    close it just as a client (or proxy) sends the next request on it."""
+    close it just as a client (or proxy) sends the next request on it. A raw socket, because
+    httpx would quietly reconnect if the server had closed the connection."""
     request = b"GET /health HTTP/1.1\r\nHost: tickets\r\n\r\n"
     with Server(database_url) as server:
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
