@@ -151,6 +151,7 @@ async def idempotent_request(
         cache=cache,
         key=key,
         scope=scope,
-        fingerprint=fingerprint(request.method, request.url.path, await request.body()),
+        # The scope's path, not `request.url.path`: building a URL object costs ~2% of a booking.
+        fingerprint=fingerprint(request.method, request.scope["path"], await request.body()),
         ttl_seconds=ttl_seconds,
     )
