@@ -6,7 +6,9 @@ Starts the real server (uvicorn, rate limits off, Redis on) per backend, creates
 hot event, drives wrk at 1/16/64/256 connections against GET /health (the ceiling) and
 POST /api/v1/bookings (a fresh Idempotency-Key and a bearer token per request), checks every run
 (reconcile finds no drift, sales never exceed capacity), runs a sell-out, and writes
-bench/results/{results.json,results.md,latency.png}.
+bench/results/{results.json,results.md,latency.png}. On PostgreSQL it also drives
+bench/floor.py, the same round trips without the framework, so the report shows how far the
+stack is from what this machine can do at all.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
 REDIS_URL = "redis://127.0.0.1:6379/11"
 CONCURRENCY = (1, 16, 64, 256)
+FLOORS = {"bare": "app", "fastapi": "framework_app"}  # report name -> app in bench/floor.py
 HOT_CAPACITY = 1_000_000
 
 
@@ -155,6 +158,7 @@ async def bench_backend(backend: str, args: argparse.Namespace, scratch: Path) -
     env = {"ACCESS_TOKEN_TTL_SECONDS": "7200", "LOG_LEVEL": "INFO"}
     server = Server(database_url, workers=args.workers, redis_url=REDIS_URL, **env)
     rows: list[dict[str, Any]] = []
+    floors: dict[str, Server] = {}
     try:
         server.start()
         tokens, organizer = await prepare(server, database_url, users=50)
@@ -162,6 +166,10 @@ async def bench_backend(backend: str, args: argparse.Namespace, scratch: Path) -
         tokens_file.write_text("\n".join(tokens) + "\n")
         hot = await new_event(server, organizer, HOT_CAPACITY)
         wrk_env = {"PATH": "/usr/bin:/bin", "TOKENS_FILE": str(tokens_file), "EVENT_ID": hot}
+        if backend == "postgresql" and args.floor:
+            floors = {
+                name: start_floor(name, database_url, tokens[0], args.workers) for name in FLOORS
+            }
         acknowledged = 0
         for connections in args.concurrency:
             ceiling = wrk(
@@ -169,6 +177,11 @@ async def bench_backend(backend: str, args: argparse.Namespace, scratch: Path) -
             )
             booking = wrk(server.base_url, "booking.lua", connections, args.duration, wrk_env)
             acknowledged += booking["statuses"].get("201", 0)
+            floor_rps: dict[str, float] = {}
+            for name, floor in floors.items():
+                run = wrk(floor.base_url, "booking.lua", connections, args.duration, wrk_env)
+                acknowledged += run["statuses"].get("201", 0)
+                floor_rps[name] = run["statuses"].get("201", 0) / (run["duration_us"] / 1e6)
             check = await verify(database_url, hot, HOT_CAPACITY, acknowledged)
             confirmed_rps = booking["statuses"].get("201", 0) / (booking["duration_us"] / 1e6)
             rows.append(
@@ -182,6 +195,13 @@ async def bench_backend(backend: str, args: argparse.Namespace, scratch: Path) -
                     "p95_ms": booking["p95_us"] / 1000,
                     "p99_ms": booking["p99_us"] / 1000,
                     "ratio": round(confirmed_rps / ceiling["rps"], 3) if ceiling["rps"] else 0.0,
+                    "floors": {
+                        name: {
+                            "bookings_per_s": round(rps, 1),
+                            "ratio": round(rps / ceiling["rps"], 3),
+                        }
+                        for name, rps in floor_rps.items()
+                    },
                     "non_201": {k: v for k, v in booking["statuses"].items() if k != "201"},
                     "socket_errors": sum(booking["errors"].values()) - booking["errors"]["status"],
                     "verified": check["ok"],
@@ -192,13 +212,45 @@ async def bench_backend(backend: str, args: argparse.Namespace, scratch: Path) -
                 raise SystemExit(
                     f"verification failed on {backend} at {connections} connections: {check}"
                 )
+        for floor in floors.values():
+            floor.terminate()
+        floors = {}
         sellout = await sell_out(server, database_url, organizer, wrk_env, args)
     finally:
+        for floor in floors.values():
+            floor.terminate()
         if server.proc and server.proc.poll() is None:
             server.terminate()
         if backend == "postgresql":
             drop_postgres(database_url)
     return {"rows": rows, "sellout": sellout}
+
+
+def start_floor(name: str, database_url: str, token: str, workers: int) -> Server:
+    """One app of bench/floor.py (the booking's I/O alone, or routed by FastAPI), served by
+    uvicorn with the same settings as `ticketboss serve`."""
+    import jwt
+
+    owner_id = jwt.decode(token, options={"verify_signature": False})["sub"]
+    floor = Server(database_url, workers=workers, redis_url=REDIS_URL, FLOOR_OWNER_ID=owner_id)
+    floor.command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--app-dir",
+        str(BENCH),
+        f"floor:{FLOORS[name]}",
+        "--port",
+        str(floor.port),
+        "--workers",
+        str(workers),
+        "--timeout-keep-alive",
+        "75",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+    return floor.start()
 
 
 async def sell_out(
@@ -238,14 +290,24 @@ def write_reports(results: dict[str, Any], args: argparse.Namespace) -> None:
         f"{results['machine']} · {args.workers} uvicorn workers · Redis on · rate limits off · "
         f"wrk {args.duration}s per run, load generator on the same machine. Ratio = confirmed bookings/s ÷ /health req/s of the same run.",
         "",
-        "| backend | conns | /health req/s | bookings/s | ratio | p50 ms | p95 ms | p99 ms | non-201 | verified |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
+        "Floors (bench/floor.py, PostgreSQL only, same run): the same Redis and PostgreSQL round trips per booking "
+        "with no auth, idempotency rules, logging or metrics; *bare* is a plain ASGI app, *fastapi* routes the "
+        "request and validates its body with FastAPI. Their ratios use the real app's /health of the same row.",
+        "",
+        "| backend | conns | /health req/s | bookings/s | ratio | p50 ms | p95 ms | p99 ms | floor bare/s (ratio) | floor fastapi/s (ratio) | non-201 | verified |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for backend, data in results["backends"].items():
         for r in data["rows"]:
+            floor_cells = " | ".join(
+                f"{f['bookings_per_s']:.0f} ({f['ratio']:.2f})"
+                if (f := r["floors"].get(name))
+                else "-"
+                for name in FLOORS
+            )
             lines.append(
                 f"| {backend} | {r['connections']} | {r['ceiling_rps']:.0f} | {r['bookings_per_s']:.0f} | {r['ratio']:.2f} | "
-                f"{r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} | {r['non_201'] or '-'} | {'yes' if r['verified'] else 'NO'} |"
+                f"{r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} | {floor_cells} | {r['non_201'] or '-'} | {'yes' if r['verified'] else 'NO'} |"
             )
     lines += [
         "",
@@ -299,6 +361,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="uvicorn workers")
     parser.add_argument("--backends", default="postgresql,sqlite")
     parser.add_argument("--concurrency", default=",".join(map(str, CONCURRENCY)))
+    parser.add_argument(
+        "--no-floor",
+        dest="floor",
+        action="store_false",
+        help="skip the floors of bench/floor.py (the booking's I/O without the stack)",
+    )
     args = parser.parse_args()
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
     if shutil.which("wrk") is None:

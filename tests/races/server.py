@@ -22,7 +22,6 @@ class Server:
     ) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
-        self.workers = workers
         self.env = {
             **{k: v for k, v in os.environ.items() if k != "REDIS_URL"},
             "DATABASE_URL": database_url,
@@ -33,6 +32,11 @@ class Server:
             **({"REDIS_URL": redis_url} if redis_url else {}),
             **env,
         }
+        self.command = [
+            sys.executable,
+            *("-m", "core.cli", "serve"),
+            *("--port", str(self.port), "--workers", str(workers)),
+        ]
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = ROOT / "data" / f"race-server-{self.port}.log"
 
@@ -40,16 +44,7 @@ class Server:
         self.log.parent.mkdir(exist_ok=True)
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "core.cli",
-                    "serve",
-                    "--port",
-                    str(self.port),
-                    "--workers",
-                    str(self.workers),
-                ],
+                self.command,
                 cwd=ROOT,
                 env=self.env,
                 stdout=log,
