@@ -6,9 +6,9 @@ Starts the real server (uvicorn, rate limits off, Redis on) per backend, creates
 hot event, drives wrk at 1/16/64/256 connections against GET /health (the ceiling) and
 POST /api/v1/bookings (a fresh Idempotency-Key and a bearer token per request), checks every run
 (reconcile finds no drift, sales never exceed capacity), runs a sell-out, and writes
-bench/results/{results.json,results.md,latency.png}. On PostgreSQL it also drives
-bench/floor.py, the same round trips without the framework, so the report shows how far the
-stack is from what this machine can do at all.
+bench/results/{results.json,results.md,latency.png}. On PostgreSQL it also drives the two
+floors of bench/floor.py (the booking's round trips bare, and routed by FastAPI alone), so the
+report shows how far the stack is from what this machine can do at all.
 """
 
 from __future__ import annotations
