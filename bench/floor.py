@@ -39,10 +39,17 @@ OWNER_ID = os.environ.get("FLOOR_OWNER_ID", "")
 clients: dict[str, Any] = {}
 
 
+async def _keep_session(_: asyncpg.Connection) -> None:
+    """Nothing to reset between autocommit statements: skip asyncpg's reset query, as the app
+    (SQLAlchemy's pool in autocommit) does, so the floor makes no round trip the app does not."""
+
+
 @contextlib.asynccontextmanager
 async def open_clients() -> AsyncIterator[None]:
     # The app's default pool size (DATABASE_POOL_SIZE), for a like-for-like floor.
-    clients["pool"] = await asyncpg.create_pool(os.environ["DATABASE_URL"], min_size=5, max_size=5)
+    clients["pool"] = await asyncpg.create_pool(
+        os.environ["DATABASE_URL"], min_size=5, max_size=5, reset=_keep_session
+    )
     clients["redis"] = aioredis.Redis.from_url(os.environ["REDIS_URL"])
     try:
         yield
