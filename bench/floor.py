@@ -9,7 +9,7 @@ statement (core.storage.sql.PG_RESERVE), save the response in Redis. Neither has
 idempotency rules, logging, metrics or error handling, so neither is a server to run: they
 answer "how fast could a booking be on this machine at all?" and "what is left of that once
 FastAPI routes the request and validates its body?". Configured by env: DATABASE_URL,
-REDIS_URL, FLOOR_OWNER_ID.
+REDIS_URL.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core.storage.records import new_id, new_ticket_number
 from core.storage.sql import PG_RESERVE
 
-OWNER_ID = os.environ.get("FLOOR_OWNER_ID", "")
+OWNER_ID = "bench-floor"  # bookings need an owner, not a user row (no foreign key)
 clients: dict[str, Any] = {}
 
 

@@ -105,7 +105,7 @@ def _request_id(scope: Scope) -> str:
             candidate = str(value.decode("latin-1"))
             if SANE_REQUEST_ID.match(candidate):
                 return candidate
-    return os.urandom(16).hex()  # as random as uuid4().hex, without building a UUID
+    return os.urandom(16).hex()  # 128 random bits, like uuid4().hex but without a UUID object
 
 
 def _accepts_gzip(scope: Scope) -> bool:
