@@ -15,13 +15,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
+import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +67,79 @@ def wrk(
     result: dict[str, Any] = json.loads(line.removeprefix("WRK_JSON "))
     result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
     return result
+
+
+def process_tree(root: int) -> list[int]:
+    """`root` and every process below it (uvicorn's supervisor and its workers)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            parents[int(stat.parent.name)] = int(stat.read_text().rpartition(")")[2].split()[1])
+    tree, frontier = [root], [root]
+    while frontier:
+        frontier = [pid for pid, parent in parents.items() if parent in frontier]
+        tree += frontier
+    return tree
+
+
+def pids_named(name: str) -> list[int]:
+    return [
+        int(comm.parent.name)
+        for comm in Path("/proc").glob("[0-9]*/comm")
+        if _read(comm).strip() == name
+    ]
+
+
+def cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """User + system CPU seconds used so far by each process still alive."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    used = {}
+    for pid in pids:
+        fields = _read(Path(f"/proc/{pid}/stat")).rpartition(")")[2].split()
+        if len(fields) > 12:
+            used[pid] = (int(fields[11]) + int(fields[12])) / ticks
+    return used
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""  # the process has exited
+
+
+def drive_bookings(
+    server: Server, connections: int, seconds: int, env: dict[str, str]
+) -> dict[str, Any]:
+    """wrk against POST /api/v1/bookings, plus confirmed bookings/s and the CPU that each
+    confirmed booking cost the server's processes, PostgreSQL, Redis and wrk (ms)."""
+    assert server.proc is not None
+    root = server.proc.pid
+    groups: dict[str, Callable[[], list[int]]] = {
+        "server": partial(process_tree, root),
+        "postgres": partial(pids_named, "postgres"),
+        "redis": partial(pids_named, "redis-server"),
+    }
+    before = {name: cpu_seconds(find()) for name, find in groups.items()}
+    wrk_before = _children_cpu_seconds()
+    result = wrk(server.base_url, "booking.lua", connections, seconds, env)
+    spent = {"wrk": _children_cpu_seconds() - wrk_before}
+    for name, find in groups.items():
+        # Processes started during the run (a pool opening connections) count from zero.
+        after = cpu_seconds(find())
+        spent[name] = sum(used - before[name].get(pid, 0.0) for pid, used in after.items())
+    confirmed = result["statuses"].get("201", 0)
+    result["confirmed_per_s"] = confirmed / (result["duration_us"] / 1e6)
+    result["cpu_ms"] = {
+        name: round(cpu * 1000 / confirmed, 3) if confirmed else None for name, cpu in spent.items()
+    }
+    return result
+
+
+def _children_cpu_seconds() -> float:
+    """CPU used by this process's finished children: wrk, once `wrk()` has waited for it."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 async def prepare(
@@ -167,23 +245,21 @@ async def bench_backend(backend: str, args: argparse.Namespace, scratch: Path) -
         hot = await new_event(server, organizer, HOT_CAPACITY)
         wrk_env = {"PATH": "/usr/bin:/bin", "TOKENS_FILE": str(tokens_file), "EVENT_ID": hot}
         if backend == "postgresql" and args.floor:
-            floors = {
-                name: start_floor(name, database_url, tokens[0], args.workers) for name in FLOORS
-            }
+            floors = {name: start_floor(name, database_url, args.workers) for name in FLOORS}
         acknowledged = 0
         for connections in args.concurrency:
             ceiling = wrk(
                 f"{server.base_url}/health", "ceiling.lua", connections, args.duration, wrk_env
             )
-            booking = wrk(server.base_url, "booking.lua", connections, args.duration, wrk_env)
-            acknowledged += booking["statuses"].get("201", 0)
-            floor_rps: dict[str, float] = {}
-            for name, floor in floors.items():
-                run = wrk(floor.base_url, "booking.lua", connections, args.duration, wrk_env)
+            booking = drive_bookings(server, connections, args.duration, wrk_env)
+            floor_runs = {
+                name: drive_bookings(floor, connections, args.duration, wrk_env)
+                for name, floor in floors.items()
+            }
+            for run in (booking, *floor_runs.values()):
                 acknowledged += run["statuses"].get("201", 0)
-                floor_rps[name] = run["statuses"].get("201", 0) / (run["duration_us"] / 1e6)
             check = await verify(database_url, hot, HOT_CAPACITY, acknowledged)
-            confirmed_rps = booking["statuses"].get("201", 0) / (booking["duration_us"] / 1e6)
+            confirmed_rps = booking["confirmed_per_s"]
             rows.append(
                 {
                     "backend": backend,
@@ -195,12 +271,14 @@ async def bench_backend(backend: str, args: argparse.Namespace, scratch: Path) -
                     "p95_ms": booking["p95_us"] / 1000,
                     "p99_ms": booking["p99_us"] / 1000,
                     "ratio": round(confirmed_rps / ceiling["rps"], 3) if ceiling["rps"] else 0.0,
+                    "cpu_ms": booking["cpu_ms"],
                     "floors": {
                         name: {
-                            "bookings_per_s": round(rps, 1),
-                            "ratio": round(rps / ceiling["rps"], 3),
+                            "bookings_per_s": round(run["confirmed_per_s"], 1),
+                            "ratio": round(run["confirmed_per_s"] / ceiling["rps"], 3),
+                            "cpu_ms": run["cpu_ms"],
                         }
-                        for name, rps in floor_rps.items()
+                        for name, run in floor_runs.items()
                     },
                     "non_201": {k: v for k, v in booking["statuses"].items() if k != "201"},
                     "socket_errors": sum(booking["errors"].values()) - booking["errors"]["status"],
@@ -226,13 +304,10 @@ async def bench_backend(backend: str, args: argparse.Namespace, scratch: Path) -
     return {"rows": rows, "sellout": sellout}
 
 
-def start_floor(name: str, database_url: str, token: str, workers: int) -> Server:
+def start_floor(name: str, database_url: str, workers: int) -> Server:
     """One app of bench/floor.py (the booking's I/O alone, or routed by FastAPI), served by
     uvicorn with the same settings as `ticketboss serve`."""
-    import jwt
-
-    owner_id = jwt.decode(token, options={"verify_signature": False})["sub"]
-    floor = Server(database_url, workers=workers, redis_url=REDIS_URL, FLOOR_OWNER_ID=owner_id)
+    floor = Server(database_url, workers=workers, redis_url=REDIS_URL)
     floor.command = [
         sys.executable,
         "-m",
@@ -311,6 +386,31 @@ def write_reports(results: dict[str, Any], args: argparse.Namespace) -> None:
             )
     lines += [
         "",
+        "## CPU per confirmed booking (ms, during each booking run)",
+        "",
+        "Server = uvicorn's processes (supervisor and workers), PostgreSQL = every `postgres` "
+        "process, Redis = `redis-server`, all from /proc; wrk = the load generator's own CPU. "
+        "The floor columns are the floors' server processes.",
+        "",
+        "| backend | conns | server | PostgreSQL | Redis | wrk | floor "
+        + " | floor ".join(FLOORS)
+        + " |",
+        "|---|---:|---:|---:|---:|---:|" + "---:|" * len(FLOORS),
+    ]
+    for backend, data in results["backends"].items():
+        for r in data["rows"]:
+            cpu = r["cpu_ms"]
+            postgres = _ms(cpu["postgres"]) if backend == "postgresql" else "-"
+            floor_cpu = " | ".join(
+                _ms(f["cpu_ms"]["server"]) if (f := r["floors"].get(name)) else "-"
+                for name in FLOORS
+            )
+            lines.append(
+                f"| {backend} | {r['connections']} | {_ms(cpu['server'])} | {postgres} | "
+                f"{_ms(cpu['redis'])} | {_ms(cpu['wrk'])} | {floor_cpu} |"
+            )
+    lines += [
+        "",
         "## Sell-out (capacity 1,000, 64 connections, 10 s of demand)",
         "",
         "| backend | sold | clean 409s | other | sold out in | verified |",
@@ -323,6 +423,10 @@ def write_reports(results: dict[str, Any], args: argparse.Namespace) -> None:
         )
     (RESULTS / "results.md").write_text("\n".join(lines) + "\n")
     plot(results)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def plot(results: dict[str, Any]) -> None:
@@ -371,7 +475,6 @@ def main() -> None:
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
-    import os
     import platform
 
     results: dict[str, Any] = {
