@@ -11,6 +11,7 @@ from pathlib import Path
 
 from core.storage import build_storage
 from core.storage.records import EventQuery, ReserveRequest, utcnow
+from tests.support.drift import corrupt_counter
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -76,9 +77,7 @@ def test_reconcile_reports_and_repairs_drift_and_expire_holds_releases(tmp_path:
                     "demo-1", "VIP", 2, "buyer", now, hold_until=now + timedelta(milliseconds=50)
                 )
             )
-            from tests.contract.test_storage import corrupt_counter
-
-            await corrupt_counter(storage, "demo-1", "GA", 7)
+            await corrupt_counter(url, "demo-1", "GA", 7)
         finally:
             await storage.close()
 

@@ -17,7 +17,7 @@ import httpx
 import yaml
 
 from core.config import Settings
-from tests.conftest import free_port
+from tests.support.services import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -120,8 +120,8 @@ def test_the_images_commands_run_locally(tmp_path: Path) -> None:
 
 
 async def test_sigterm_under_load_lets_accepted_requests_finish(tmp_path: Path) -> None:
-    from tests.races.conftest import account, hot_event
-    from tests.races.server import Server
+    from tests.support.races import account, hot_event
+    from tests.support.server import Server
 
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     server = Server(url, workers=2).start()
@@ -140,7 +140,7 @@ async def test_sigterm_under_load_lets_accepted_requests_finish(tmp_path: Path) 
             async def client_loop() -> None:
                 while not stop_sending.is_set():
                     key = uuid.uuid4().hex
-                    headers = {"Authorization": buyer["Authorization"], "Idempotency-Key": key}
+                    headers = {"Authorization": buyer.authorization, "Idempotency-Key": key}
                     body = {"eventId": event_id, "tier": "GA", "quantity": 1}
                     try:
                         r = await http.post("/api/v1/bookings", json=body, headers=headers)
@@ -167,7 +167,7 @@ async def test_sigterm_under_load_lets_accepted_requests_finish(tmp_path: Path) 
     try:
         dropped = [key for key, outcome in results if outcome == "dropped"]
         processed_but_dropped = [
-            k for k in dropped if await storage.bookings.get_by_key(buyer["id"], k)
+            k for k in dropped if await storage.bookings.get_by_key(buyer.id, k)
         ]
     finally:
         await storage.close()

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from core.config import DEV_JWT_SECRET
-from tests.conftest import Api
+from tests.support.api import Api
 
 
 def forge(
@@ -72,7 +72,8 @@ BAD_TOKENS = {
 
 
 @pytest.mark.parametrize("kind", sorted(BAD_TOKENS))
-async def test_bad_tokens_are_401_invalid_token(api: Api, kind: str) -> None:
+async def test_bad_tokens_are_401_invalid_token(sqlite_api: Api, kind: str) -> None:
+    api = sqlite_api
     r = await api.client.get(
         "/api/v1/auth/me", headers={"Authorization": f"Bearer {BAD_TOKENS[kind]()}"}
     )
@@ -81,10 +82,11 @@ async def test_bad_tokens_are_401_invalid_token(api: Api, kind: str) -> None:
     assert r.headers["WWW-Authenticate"] == "Bearer"
 
 
-async def test_hs_rs_confusion_is_rejected(api: Api, tmp_path: Path) -> None:
+async def test_hs_rs_confusion_is_rejected(sqlite_api: Api, tmp_path: Path) -> None:
+    api = sqlite_api
     """A token signed with HS256 using the RSA public key as the secret must not pass RS256."""
     from core.security import TokenService
-    from tests.conftest import make_settings
+    from tests.support.api import make_settings
 
     private, public_pem = rsa_key_pem()
     key_file = tmp_path / "key.pem"
@@ -123,7 +125,8 @@ async def test_hs_rs_confusion_is_rejected(api: Api, tmp_path: Path) -> None:
         service.principal(confused)
 
 
-async def test_register_login_me_refresh_logout(api: Api) -> None:
+async def test_register_login_me_refresh_logout(sqlite_api: Api) -> None:
+    api = sqlite_api
     email = f"Mixed.{uuid.uuid4().hex[:8]}@Example.com"
     r = await api.client.post(
         "/api/v1/auth/register",
@@ -157,11 +160,12 @@ async def test_register_login_me_refresh_logout(api: Api) -> None:
     assert r.status_code == 401
 
 
-async def test_email_taken_case_insensitively(api: Api) -> None:
+async def test_email_taken_case_insensitively(sqlite_api: Api) -> None:
+    api = sqlite_api
     user = await api.user()
     r = await api.client.post(
         "/api/v1/auth/register",
-        json={"email": user["email"].upper(), "password": "another passphrase", "name": "B"},
+        json={"email": user.email.upper(), "password": "another passphrase", "name": "B"},
     )
     assert r.status_code == 409 and r.json()["code"] == "EMAIL_TAKEN"
 
@@ -178,10 +182,11 @@ async def test_concurrent_registrations_create_one_account(api: Api) -> None:
     assert sorted(r.status_code for r in results) == [201, 409, 409, 409, 409]
 
 
-async def test_unknown_email_and_wrong_password_look_the_same(api: Api) -> None:
+async def test_unknown_email_and_wrong_password_look_the_same(sqlite_api: Api) -> None:
+    api = sqlite_api
     user = await api.user()
     wrong = await api.client.post(
-        "/api/v1/auth/login", json={"email": user["email"], "password": "not the password"}
+        "/api/v1/auth/login", json={"email": user.email, "password": "not the password"}
     )
     unknown = await api.client.post(
         "/api/v1/auth/login", json={"email": "nobody@example.com", "password": "not the password"}
@@ -192,7 +197,8 @@ async def test_unknown_email_and_wrong_password_look_the_same(api: Api) -> None:
     assert wrong.json()["code"] == "INVALID_CREDENTIALS"
 
 
-async def test_unknown_email_still_spends_a_hash(api: Api) -> None:
+async def test_unknown_email_still_spends_a_hash(sqlite_api: Api) -> None:
+    api = sqlite_api
     """The unknown-email path runs one Argon2 verification (work, not a timing assertion)."""
     from pwdlib.hashers.argon2 import Argon2Hasher
 
@@ -216,7 +222,7 @@ async def test_unknown_email_still_spends_a_hash(api: Api) -> None:
 
 async def test_refresh_reuse_revokes_the_whole_family(api: Api) -> None:
     user = await api.user()
-    first = user["refresh"]
+    first = user.refresh
     r = await api.client.post("/api/v1/auth/refresh", json={"refreshToken": first})
     newest = r.json()["data"]["refreshToken"]
     reuse = await api.client.post("/api/v1/auth/refresh", json={"refreshToken": first})
@@ -226,7 +232,8 @@ async def test_refresh_reuse_revokes_the_whole_family(api: Api) -> None:
 
 
 @pytest.mark.parametrize("password", ["short1", "password123", "1234567890", "Qwertyuiop"])
-async def test_weak_passwords_are_422(api: Api, password: str) -> None:
+async def test_weak_passwords_are_422(sqlite_api: Api, password: str) -> None:
+    api = sqlite_api
     r = await api.client.post(
         "/api/v1/auth/register",
         json={"email": f"{uuid.uuid4().hex[:8]}@example.com", "password": password, "name": "W"},
@@ -235,42 +242,41 @@ async def test_weak_passwords_are_422(api: Api, password: str) -> None:
     assert r.json()["errors"][0]["field"] == "password"
 
 
-async def test_roles_and_partner_tokens(api: Api) -> None:
+async def test_roles_and_partner_tokens(sqlite_api: Api) -> None:
+    api = sqlite_api
     admin = await api.user("admin")
     user = await api.user()
     partner = await api.partner(admin)
     # users cannot reach admin routes
-    r = await api.client.post("/api/v1/partners", json={"name": "x"}, headers=user["headers"])
+    r = await api.client.post("/api/v1/partners", json={"name": "x"}, headers=user.headers)
     assert r.status_code == 403 and r.json()["code"] == "FORBIDDEN"
     r = await api.client.patch(
-        f"/api/v1/users/{user['id']}", json={"role": "organizer"}, headers=user["headers"]
+        f"/api/v1/users/{user.id}", json={"role": "organizer"}, headers=user.headers
     )
     assert r.status_code == 403
     # partners: role partner, 403 on admin and user-only routes
-    me = await api.client.get("/api/v1/auth/me", headers=partner["headers"])
+    me = await api.client.get("/api/v1/auth/me", headers=partner.headers)
     assert me.status_code == 200 and me.json()["data"]["role"] == "partner"
     r = await api.client.patch(
-        f"/api/v1/users/{user['id']}", json={"role": "organizer"}, headers=partner["headers"]
+        f"/api/v1/users/{user.id}", json={"role": "organizer"}, headers=partner.headers
     )
     assert r.status_code == 403
     r = await api.client.post(
-        "/api/v1/auth/logout", json={"refreshToken": user["refresh"]}, headers=partner["headers"]
+        "/api/v1/auth/logout", json={"refreshToken": user.refresh}, headers=partner.headers
     )
     assert r.status_code == 403
-    r = await api.client.post("/api/v1/events", json={}, headers=partner["headers"])
+    r = await api.client.post("/api/v1/events", json={}, headers=partner.headers)
     assert r.status_code == 403
     # admins change roles
     r = await api.client.patch(
-        f"/api/v1/users/{user['id']}", json={"role": "organizer"}, headers=admin["headers"]
+        f"/api/v1/users/{user.id}", json={"role": "organizer"}, headers=admin.headers
     )
     assert r.status_code == 200 and r.json()["data"]["role"] == "organizer"
 
 
 async def test_client_credentials_grant(api: Api) -> None:
     admin = await api.user("admin")
-    r = await api.client.post(
-        "/api/v1/partners", json={"name": "Resale Co"}, headers=admin["headers"]
-    )
+    r = await api.client.post("/api/v1/partners", json={"name": "Resale Co"}, headers=admin.headers)
     creds = r.json()["data"]
     assert r.headers["Cache-Control"] == "no-store" and creds["clientSecret"]
     ok = await api.client.post(
@@ -298,7 +304,7 @@ async def test_client_credentials_grant(api: Api) -> None:
     )
     assert grant.status_code == 400 and grant.json()["code"] == "UNSUPPORTED_GRANT_TYPE"
     rotated = await api.client.post(
-        f"/api/v1/partners/{creds['id']}/rotate-secret", headers=admin["headers"]
+        f"/api/v1/partners/{creds['id']}/rotate-secret", headers=admin.headers
     )
     assert rotated.status_code == 200
     old = await api.client.post(
@@ -312,7 +318,8 @@ async def test_client_credentials_grant(api: Api) -> None:
     assert old.status_code == 401
 
 
-async def test_no_secret_is_ever_logged(api: Api, capfd: pytest.CaptureFixture[str]) -> None:
+async def test_no_secret_is_ever_logged(sqlite_api: Api, capfd: pytest.CaptureFixture[str]) -> None:
+    api = sqlite_api
     from core.logging import configure_logging
 
     configure_logging("DEBUG", json_output=True)
@@ -334,7 +341,7 @@ async def test_no_secret_is_ever_logged(api: Api, capfd: pytest.CaptureFixture[s
     )
     admin = await api.user("admin")
     creds = (
-        await api.client.post("/api/v1/partners", json={"name": "Logged"}, headers=admin["headers"])
+        await api.client.post("/api/v1/partners", json={"name": "Logged"}, headers=admin.headers)
     ).json()["data"]
     await api.client.post(
         "/api/v1/auth/token",
@@ -353,7 +360,7 @@ async def test_no_secret_is_ever_logged(api: Api, capfd: pytest.CaptureFixture[s
         pair["refreshToken"],
         refreshed["accessToken"],
         creds["clientSecret"],
-        admin["password"],
+        admin.password,
     ):
         assert secret not in logs
 
@@ -361,7 +368,7 @@ async def test_no_secret_is_ever_logged(api: Api, capfd: pytest.CaptureFixture[s
 async def test_key_rotation_by_kid(sqlite_url: str) -> None:
     """Tokens signed with a previous secret stay valid under its kid; the new kid signs."""
     from core.security import Principal, TokenService
-    from tests.conftest import make_settings
+    from tests.support.api import make_settings
 
     old = TokenService(make_settings(sqlite_url, jwt_secret="o" * 40, jwt_kid="2025"))
     token = old.access_token(Principal("u1", "user"))

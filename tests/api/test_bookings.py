@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.conftest import Api
+from tests.support.api import Api
 
 
 async def test_book_confirmed_at_once(api: Api) -> None:
@@ -40,18 +40,16 @@ async def test_hold_then_confirm(api: Api) -> None:
     assert timedelta(seconds=590) < expires - datetime.now(UTC) <= timedelta(seconds=600)
     other = await api.user()
     assert (
-        await api.client.post(f"/api/v1/bookings/{hold['id']}/confirm", headers=other["headers"])
+        await api.client.post(f"/api/v1/bookings/{hold['id']}/confirm", headers=other.headers)
     ).status_code == 404
-    r = await api.client.post(f"/api/v1/bookings/{hold['id']}/confirm", headers=buyer["headers"])
+    r = await api.client.post(f"/api/v1/bookings/{hold['id']}/confirm", headers=buyer.headers)
     assert r.status_code == 200 and r.json()["data"]["status"] == "confirmed"
-    again = await api.client.post(
-        f"/api/v1/bookings/{hold['id']}/confirm", headers=buyer["headers"]
-    )
+    again = await api.client.post(f"/api/v1/bookings/{hold['id']}/confirm", headers=buyer.headers)
     assert again.status_code == 409 and again.json()["code"] == "BOOKING_NOT_PENDING"
 
 
 async def test_expired_hold_cannot_be_confirmed_and_frees_its_seats(database_url: str) -> None:
-    from tests.conftest import make_settings, running_api
+    from tests.support.api import make_settings, running_api
 
     async with running_api(make_settings(database_url, hold_ttl_seconds=1)) as api:
         organizer, buyer, rival = await api.user("organizer"), await api.user(), await api.user()
@@ -61,12 +59,10 @@ async def test_expired_hold_cannot_be_confirmed_and_frees_its_seats(database_url
         hold = (await api.book(buyer, event["id"], 2, hold=True)).json()["data"]
         assert (await api.book(rival, event["id"], 1)).status_code == 409
         await asyncio.sleep(1.2)
-        r = await api.client.post(
-            f"/api/v1/bookings/{hold['id']}/confirm", headers=buyer["headers"]
-        )
+        r = await api.client.post(f"/api/v1/bookings/{hold['id']}/confirm", headers=buyer.headers)
         assert r.status_code == 409 and r.json()["code"] == "BOOKING_EXPIRED"
         seen = (
-            await api.client.get(f"/api/v1/bookings/{hold['id']}", headers=buyer["headers"])
+            await api.client.get(f"/api/v1/bookings/{hold['id']}", headers=buyer.headers)
         ).json()["data"]
         assert seen["status"] == "expired"
         # seats really are free, so the expired hold must not cause a 409
@@ -106,7 +102,7 @@ async def test_started_event_is_not_bookable(api: Api) -> None:
     event = await api.event(organizer)
     past = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
     await api.client.patch(
-        f"/api/v1/events/{event['id']}", json={"startsAt": past}, headers=organizer["headers"]
+        f"/api/v1/events/{event['id']}", json={"startsAt": past}, headers=organizer.headers
     )
     r = await api.book(buyer, event["id"], 1)
     assert r.status_code == 409 and r.json()["code"] == "EVENT_NOT_BOOKABLE"
@@ -119,7 +115,7 @@ async def test_max_per_user_counts_active_bookings(api: Api) -> None:
     r = await api.book(buyer, event["id"], 2)
     assert r.status_code == 409 and r.json()["code"] == "PER_USER_LIMIT_EXCEEDED"
     assert (await api.book(buyer, event["id"], 5)).status_code == 409
-    await api.client.patch(f"/api/v1/bookings/{first['id']}/cancel", headers=buyer["headers"])
+    await api.client.patch(f"/api/v1/bookings/{first['id']}/cancel", headers=buyer.headers)
     assert (await api.book(buyer, event["id"], 4)).status_code == 201
 
 
@@ -131,7 +127,7 @@ async def test_max_per_user_holds_under_concurrency(api: Api) -> None:
     assert sum(r.status_code == 201 for r in results) == 4  # the limit, not a spurious refusal
     mine = (
         await api.client.get(
-            "/api/v1/bookings", params={"eventId": event["id"]}, headers=buyer["headers"]
+            "/api/v1/bookings", params={"eventId": event["id"]}, headers=buyer.headers
         )
     ).json()["data"]
     assert sum(b["quantity"] for b in mine) == 4
@@ -148,15 +144,15 @@ async def test_cancel_rules(api: Api) -> None:
     one = (await api.book(buyer, event["id"], 1)).json()["data"]
     two = (await api.book(buyer, event["id"], 1)).json()["data"]
     assert (
-        await api.client.patch(f"/api/v1/bookings/{one['id']}/cancel", headers=stranger["headers"])
+        await api.client.patch(f"/api/v1/bookings/{one['id']}/cancel", headers=stranger.headers)
     ).status_code == 404
     assert (
-        await api.client.patch(f"/api/v1/bookings/{one['id']}/cancel", headers=buyer["headers"])
+        await api.client.patch(f"/api/v1/bookings/{one['id']}/cancel", headers=buyer.headers)
     ).json()["data"]["status"] == "cancelled"
-    again = await api.client.patch(f"/api/v1/bookings/{one['id']}/cancel", headers=buyer["headers"])
+    again = await api.client.patch(f"/api/v1/bookings/{one['id']}/cancel", headers=buyer.headers)
     assert again.status_code == 409 and again.json()["code"] == "BOOKING_NOT_CANCELLABLE"
     assert (
-        await api.client.patch(f"/api/v1/bookings/{two['id']}/cancel", headers=admin["headers"])
+        await api.client.patch(f"/api/v1/bookings/{two['id']}/cancel", headers=admin.headers)
     ).status_code == 200
     avail = (await api.client.get(f"/api/v1/events/{event['id']}/availability")).json()["data"]
     assert avail["available"] == 100
@@ -171,19 +167,19 @@ async def test_reading_bookings(api: Api) -> None:
     )
     event = await api.event(organizer)
     made = [(await api.book(buyer, event["id"], 1)).json()["data"]["id"] for _ in range(5)]
-    await api.client.patch(f"/api/v1/bookings/{made[0]}/cancel", headers=buyer["headers"])
+    await api.client.patch(f"/api/v1/bookings/{made[0]}/cancel", headers=buyer.headers)
     assert (
-        await api.client.get(f"/api/v1/bookings/{made[1]}", headers=stranger["headers"])
+        await api.client.get(f"/api/v1/bookings/{made[1]}", headers=stranger.headers)
     ).status_code == 404
     assert (
-        await api.client.get(f"/api/v1/bookings/{made[1]}", headers=admin["headers"])
+        await api.client.get(f"/api/v1/bookings/{made[1]}", headers=admin.headers)
     ).status_code == 200
     walked: list[str] = []
     cursor = None
     while True:
         params = {"limit": 2} | ({"cursor": cursor} if cursor else {})
         page = (
-            await api.client.get("/api/v1/bookings", params=params, headers=buyer["headers"])
+            await api.client.get("/api/v1/bookings", params=params, headers=buyer.headers)
         ).json()
         walked += [b["id"] for b in page["data"]]
         if not (cursor := page["meta"]["nextCursor"]):
@@ -191,18 +187,16 @@ async def test_reading_bookings(api: Api) -> None:
     assert walked == list(reversed(made))  # newest first, each once
     cancelled = (
         await api.client.get(
-            "/api/v1/bookings", params={"status": "cancelled"}, headers=buyer["headers"]
+            "/api/v1/bookings", params={"status": "cancelled"}, headers=buyer.headers
         )
     ).json()["data"]
     assert [b["id"] for b in cancelled] == [made[0]]
-    assert (await api.client.get("/api/v1/bookings", headers=stranger["headers"])).json()[
-        "data"
-    ] == []
+    assert (await api.client.get("/api/v1/bookings", headers=stranger.headers)).json()["data"] == []
     by_admin = (
         await api.client.get(
             "/api/v1/bookings",
-            params={"userId": buyer["id"], "limit": 100},
-            headers=admin["headers"],
+            params={"userId": buyer.id, "limit": 100},
+            headers=admin.headers,
         )
     ).json()["data"]
     assert len(by_admin) == 5
@@ -215,7 +209,7 @@ async def test_partner_bookings_carry_partner_id(api: Api) -> None:
     r = await api.book(partner, event["id"], 2, externalRef="resale-1")
     assert r.status_code == 201
     assert (
-        r.json()["data"]["partnerId"] == partner["id"]
+        r.json()["data"]["partnerId"] == partner.id
         and r.json()["data"]["externalRef"] == "resale-1"
     )
 
@@ -226,7 +220,7 @@ async def test_partner_bookings_carry_partner_id(api: Api) -> None:
 async def test_bad_bodies_change_nothing(api: Api, body: dict) -> None:
     buyer = await api.user()
     r = await api.client.post(
-        "/api/v1/bookings", json=body, headers=buyer["headers"] | {"Idempotency-Key": "k"}
+        "/api/v1/bookings", json=body, headers=buyer.headers | {"Idempotency-Key": "k"}
     )
     assert r.status_code == 422 and r.json()["success"] is False
-    assert (await api.client.get("/api/v1/bookings", headers=buyer["headers"])).json()["data"] == []
+    assert (await api.client.get("/api/v1/bookings", headers=buyer.headers)).json()["data"] == []

@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.conftest import Api
+from tests.support.api import Api
 
 
 async def test_only_organizers_and_admins_create(api: Api) -> None:
     user = await api.user()
-    r = await api.client.post("/api/v1/events", json={"name": "x"}, headers=user["headers"])
+    r = await api.client.post("/api/v1/events", json={"name": "x"}, headers=user.headers)
     assert r.status_code == 403
     r = await api.client.post("/api/v1/events", json={"name": "x"})
     assert r.status_code == 401
@@ -41,7 +41,7 @@ async def test_create_validation(api: Api, change: dict, field: str) -> None:
         "startsAt": "2030-01-01T10:00:00Z",
         "tiers": [{"code": "GA", "name": "General", "priceCents": 100, "capacity": 10}],
     } | change
-    r = await api.client.post("/api/v1/events", json=body, headers=organizer["headers"])
+    r = await api.client.post("/api/v1/events", json=body, headers=organizer.headers)
     assert r.status_code == 422, r.text
     assert r.json()["code"] == "VALIDATION_ERROR"
     assert field in [e["field"] for e in r.json()["errors"]]
@@ -56,7 +56,7 @@ async def test_ends_before_start_is_rejected(api: Api) -> None:
         "endsAt": "2030-01-01T09:00:00Z",
         "tiers": [{"code": "GA", "name": "G", "priceCents": 1, "capacity": 1}],
     }
-    r = await api.client.post("/api/v1/events", json=body, headers=organizer["headers"])
+    r = await api.client.post("/api/v1/events", json=body, headers=organizer.headers)
     assert r.status_code == 422
 
 
@@ -64,7 +64,7 @@ async def test_status_machine(api: Api) -> None:
     organizer = await api.user("organizer")
     draft = await api.event(organizer, publish=False)
     assert draft["status"] == "draft"
-    h = organizer["headers"]
+    h = organizer.headers
     assert (
         await api.client.post(f"/api/v1/events/{draft['id']}/complete", headers=h)
     ).status_code == 409
@@ -94,25 +94,25 @@ async def test_ownership(api: Api) -> None:
     # drafts are invisible to everyone but the owner and admins
     assert (await api.client.get(f"/api/v1/events/{draft['id']}")).status_code == 404
     assert (
-        await api.client.get(f"/api/v1/events/{draft['id']}", headers=rival["headers"])
+        await api.client.get(f"/api/v1/events/{draft['id']}", headers=rival.headers)
     ).status_code == 404
     assert (
-        await api.client.get(f"/api/v1/events/{draft['id']}", headers=admin["headers"])
+        await api.client.get(f"/api/v1/events/{draft['id']}", headers=admin.headers)
     ).status_code == 200
     event = await api.event(owner)
     for who in (rival, user):
         r = await api.client.patch(
-            f"/api/v1/events/{event['id']}", json={"name": "Mine now"}, headers=who["headers"]
+            f"/api/v1/events/{event['id']}", json={"name": "Mine now"}, headers=who.headers
         )
         assert r.status_code == 403
         assert (
-            await api.client.post(f"/api/v1/events/{event['id']}/cancel", headers=who["headers"])
+            await api.client.post(f"/api/v1/events/{event['id']}/cancel", headers=who.headers)
         ).status_code == 403
         assert (
-            await api.client.delete(f"/api/v1/events/{event['id']}", headers=who["headers"])
+            await api.client.delete(f"/api/v1/events/{event['id']}", headers=who.headers)
         ).status_code == 403
     r = await api.client.patch(
-        f"/api/v1/events/{event['id']}", json={"name": "Admin edit"}, headers=admin["headers"]
+        f"/api/v1/events/{event['id']}", json={"name": "Admin edit"}, headers=admin.headers
     )
     assert r.status_code == 200 and r.json()["data"]["name"] == "Admin edit"
 
@@ -121,7 +121,7 @@ async def test_if_match_optimistic_concurrency(api: Api) -> None:
     organizer = await api.user("organizer")
     event = await api.event(organizer)
     version = event["version"]
-    h = organizer["headers"]
+    h = organizer.headers
     first = await api.client.patch(
         f"/api/v1/events/{event['id']}",
         json={"venue": "New Hall"},
@@ -146,7 +146,7 @@ async def test_capacity_cannot_drop_below_active_bookings(api: Api) -> None:
     buyer = await api.user()
     event = await api.event(organizer)
     assert (await api.book(buyer, event["id"], 7)).status_code == 201
-    h = organizer["headers"]
+    h = organizer.headers
     low = await api.client.patch(
         f"/api/v1/events/{event['id']}", json={"tiers": [{"code": "GA", "capacity": 6}]}, headers=h
     )
@@ -172,10 +172,10 @@ async def test_delete_is_soft_and_refused_with_active_bookings(api: Api) -> None
     buyer = await api.user()
     event = await api.event(organizer)
     booking = (await api.book(buyer, event["id"], 1)).json()["data"]
-    h = organizer["headers"]
+    h = organizer.headers
     refused = await api.client.delete(f"/api/v1/events/{event['id']}", headers=h)
     assert refused.status_code == 409 and refused.json()["code"] == "EVENT_HAS_ACTIVE_BOOKINGS"
-    await api.client.patch(f"/api/v1/bookings/{booking['id']}/cancel", headers=buyer["headers"])
+    await api.client.patch(f"/api/v1/bookings/{booking['id']}/cancel", headers=buyer.headers)
     assert (await api.client.delete(f"/api/v1/events/{event['id']}", headers=h)).status_code == 204
     assert (await api.client.get(f"/api/v1/events/{event['id']}")).status_code == 404
     assert await api.ctx.storage.events.get(event["id"], include_deleted=True) is not None
@@ -187,9 +187,9 @@ async def test_cancel_releases_every_booking(api: Api) -> None:
     event = await api.event(organizer)
     booking = (await api.book(buyer, event["id"], 3)).json()["data"]
     held = (await api.book(buyer, event["id"], 2, hold=True)).json()["data"]
-    await api.client.post(f"/api/v1/events/{event['id']}/cancel", headers=organizer["headers"])
+    await api.client.post(f"/api/v1/events/{event['id']}/cancel", headers=organizer.headers)
     for b in (booking, held):
-        r = await api.client.get(f"/api/v1/bookings/{b['id']}", headers=buyer["headers"])
+        r = await api.client.get(f"/api/v1/bookings/{b['id']}", headers=buyer.headers)
         assert r.json()["data"]["status"] == "cancelled"
     avail = (await api.client.get(f"/api/v1/events/{event['id']}/availability")).json()["data"]
     assert avail["available"] == 100
@@ -206,7 +206,7 @@ async def test_paginated_walk_sees_each_event_once_while_inserting(api: Api) -> 
     cursor = None
     while True:
         params = {"status": "draft", "limit": 3} | ({"cursor": cursor} if cursor else {})
-        r = await api.client.get("/api/v1/events", params=params, headers=organizer["headers"])
+        r = await api.client.get("/api/v1/events", params=params, headers=organizer.headers)
         assert r.status_code == 200
         seen += [e["id"] for e in r.json()["data"]]
         await api.event(organizer, publish=False, name="Inserted during the walk")
@@ -219,7 +219,7 @@ async def test_paginated_walk_sees_each_event_once_while_inserting(api: Api) -> 
 
 async def test_drafts_listing_needs_an_organizer(api: Api) -> None:
     user = await api.user()
-    r = await api.client.get("/api/v1/events", params={"status": "draft"}, headers=user["headers"])
+    r = await api.client.get("/api/v1/events", params={"status": "draft"}, headers=user.headers)
     assert r.status_code == 403
     r = await api.client.get("/api/v1/events", params={"cursor": "%%%"})
     assert r.status_code == 400 and r.json()["code"] == "INVALID_CURSOR"
@@ -286,7 +286,7 @@ async def test_availability_is_computed_from_bookings_and_read_your_writes(api: 
         "confirmed": 0,
     }
     assert data["available"] == 50 and data["eventId"] == event["id"] and data["asOf"]
-    await api.client.patch(f"/api/v1/bookings/{held['id']}/cancel", headers=buyer["headers"])
+    await api.client.patch(f"/api/v1/bookings/{held['id']}/cancel", headers=buyer.headers)
     detail = (await api.client.get(f"/api/v1/events/{event['id']}")).json()["data"]
     assert {t["code"]: t["available"] for t in detail["tiers"]} == {"VIP": 3, "GA": 50}
 
@@ -302,10 +302,10 @@ async def test_patch_cannot_null_required_fields(api: Api) -> None:
     event = await api.event(organizer)
     for field in ("name", "venue", "startsAt"):
         r = await api.client.patch(
-            f"/api/v1/events/{event['id']}", json={field: None}, headers=organizer["headers"]
+            f"/api/v1/events/{event['id']}", json={field: None}, headers=organizer.headers
         )
         assert r.status_code == 422, (field, r.text)
     r = await api.client.patch(
-        f"/api/v1/events/{event['id']}", json={"maxPerUser": None}, headers=organizer["headers"]
+        f"/api/v1/events/{event['id']}", json={"maxPerUser": None}, headers=organizer.headers
     )
     assert r.status_code == 200 and r.json()["data"]["maxPerUser"] is None

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.conftest import Api, make_settings, running_api
+from tests.support.api import Api, make_settings, running_api
 
 
 @pytest.fixture

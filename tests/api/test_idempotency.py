@@ -11,7 +11,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.conftest import Api, free_port, make_settings, running_api, service_missing
+from tests.support.api import Api, make_settings, running_api
+from tests.support.services import free_port, service_missing
 
 
 @pytest.fixture
@@ -24,7 +25,7 @@ async def cached_api(sqlite_url: str, cache_url: str | None) -> AsyncIterator[Ap
 async def booking_count(api: Api, who: dict) -> int:
     return len(
         (
-            await api.client.get("/api/v1/bookings", params={"limit": 100}, headers=who["headers"])
+            await api.client.get("/api/v1/bookings", params={"limit": 100}, headers=who.headers)
         ).json()["data"]
     )
 
@@ -63,7 +64,7 @@ async def test_bad_keys_are_400(cached_api: Api, key: str) -> None:
     api = cached_api
     organizer, buyer = await api.user("organizer"), await api.user()
     event = await api.event(organizer)
-    headers = buyer["headers"] | {"Idempotency-Key": key}
+    headers = buyer.headers | {"Idempotency-Key": key}
     r = await api.client.post(
         "/api/v1/bookings",
         json={"eventId": event["id"], "tier": "GA", "quantity": 1},
@@ -78,7 +79,7 @@ async def test_key_is_required_on_bookings(cached_api: Api) -> None:
     r = await api.client.post(
         "/api/v1/bookings",
         json={"eventId": "e", "tier": "GA", "quantity": 1},
-        headers=buyer["headers"],
+        headers=buyer.headers,
     )
     assert r.status_code == 400 and r.json()["code"] == "IDEMPOTENCY_KEY_REQUIRED"
 
@@ -108,7 +109,7 @@ async def test_idempotency_applies_to_other_posts(cached_api: Api) -> None:
         "startsAt": "2031-01-01T10:00:00Z",
         "tiers": [{"code": "GA", "name": "G", "priceCents": 1, "capacity": 1}],
     }
-    headers = organizer["headers"] | {"Idempotency-Key": "create-once"}
+    headers = organizer.headers | {"Idempotency-Key": "create-once"}
     first = await api.client.post("/api/v1/events", json=body, headers=headers)
     second = await api.client.post("/api/v1/events", json=body, headers=headers)
     assert first.status_code == 201 and second.headers.get("Idempotent-Replayed") == "true"

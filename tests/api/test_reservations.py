@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.conftest import Api, make_settings, running_api
+from tests.support.api import Api, make_settings, running_api
 
 
 @pytest.fixture
@@ -139,20 +139,20 @@ async def test_bearer_tokens_are_required_without_anonymous_mode(sqlite_url: str
         partner = await api.partner()
         ok = await api.client.post(
             "/reservations",
-            json={"partnerId": partner["clientId"], "seats": 2},
-            headers=partner["headers"],
+            json={"partnerId": partner.client_id, "seats": 2},
+            headers=partner.headers,
         )
         assert ok.status_code == 201
         by_id = await api.client.post(
             "/reservations",
-            json={"partnerId": partner["id"], "seats": 1},
-            headers=partner["headers"],
+            json={"partnerId": partner.id, "seats": 1},
+            headers=partner.headers,
         )
         assert by_id.status_code == 201
         mismatch = await api.client.post(
             "/reservations",
             json={"partnerId": "someone-else", "seats": 1},
-            headers=partner["headers"],
+            headers=partner.headers,
         )
         assert mismatch.status_code == 403 and mismatch.json() == {
             "error": "partnerId does not match the bearer token"
@@ -160,26 +160,26 @@ async def test_bearer_tokens_are_required_without_anonymous_mode(sqlite_url: str
         user = await api.user()
         assert (
             await api.client.post(
-                "/reservations", json={"partnerId": "x", "seats": 1}, headers=user["headers"]
+                "/reservations", json={"partnerId": "x", "seats": 1}, headers=user.headers
             )
         ).status_code == 403
         other = await api.partner()
         rid = ok.json()["reservationId"]
         assert (
-            await api.client.delete(f"/reservations/{rid}", headers=other["headers"])
+            await api.client.delete(f"/reservations/{rid}", headers=other.headers)
         ).status_code == 404
         assert (
-            await api.client.delete(f"/reservations/{rid}", headers=partner["headers"])
+            await api.client.delete(f"/reservations/{rid}", headers=partner.headers)
         ).status_code == 204
         key = {"Idempotency-Key": "resv-1"}
         first = await api.client.post(
             "/reservations",
-            json={"partnerId": partner["id"], "seats": 1},
-            headers=partner["headers"] | key,
+            json={"partnerId": partner.id, "seats": 1},
+            headers=partner.headers | key,
         )
         again = await api.client.post(
             "/reservations",
-            json={"partnerId": partner["id"], "seats": 1},
-            headers=partner["headers"] | key,
+            json={"partnerId": partner.id, "seats": 1},
+            headers=partner.headers | key,
         )
         assert first.json() == again.json() and again.headers["Idempotent-Replayed"] == "true"

@@ -30,6 +30,7 @@ from core.storage.records import (
     new_id,
     utcnow,
 )
+from tests.support.drift import corrupt_counter
 
 
 @pytest.fixture
@@ -329,10 +330,10 @@ async def test_listing_pages_and_search(storage: ManagedStorage) -> None:
     assert await storage.events.find(EventQuery(text=f"jazz{tag} night", limit=10)) == [jazz]
 
 
-async def test_recount_finds_and_repairs_drift(storage: ManagedStorage) -> None:
+async def test_recount_finds_and_repairs_drift(storage: ManagedStorage, database_url: str) -> None:
     event = await an_event(storage)
     await storage.bookings.reserve(reserve(event, 4))
-    await corrupt_counter(storage, event.id, "GA", 9)
+    await corrupt_counter(database_url, event.id, "GA", 9)
     drifts = [
         d for d in await storage.bookings.recount(utcnow(), fix=False) if d.event_id == event.id
     ]
@@ -342,30 +343,6 @@ async def test_recount_finds_and_repairs_drift(storage: ManagedStorage) -> None:
         d for d in await storage.bookings.recount(utcnow(), fix=False) if d.event_id == event.id
     ] == []
     assert (await storage.bookings.reserve(reserve(event, 6))).outcome == "created"
-
-
-async def corrupt_counter(storage: ManagedStorage, event_id: str, tier: str, value: int) -> None:
-    """Simulate drift by writing the counter behind the port's back (test-only driver access)."""
-    if storage.kind == "mongodb":
-        from core.storage.mongo import MongoStorage
-
-        assert isinstance(storage, MongoStorage)
-        await storage.events.tiers.update_one(
-            {"_id": f"{event_id}/{tier}"}, {"$set": {"active": value}}
-        )
-        return
-    from sqlalchemy import update
-
-    from core.storage import sql_schema as t
-    from core.storage.sql import SQLStorage
-
-    assert isinstance(storage, SQLStorage)
-    async with storage.engine.begin() as conn:
-        await conn.execute(
-            update(t.tiers)
-            .where(t.tiers.c.event_id == event_id, t.tiers.c.code == tier)
-            .values(active=value)
-        )
 
 
 async def test_concurrent_reserves_never_oversell(storage: ManagedStorage) -> None:

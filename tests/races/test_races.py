@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.races.conftest import account, counts_and_drift, hot_event, percentile
-from tests.races.server import Server
+from tests.support.races import account, counts_and_drift, hot_event, percentile
+from tests.support.server import Server
 
 PARALLEL = {"sqlite": 100, "postgresql": 240, "mongodb": 24}
 
@@ -42,7 +42,7 @@ async def test_clients_racing_for_the_last_seats_never_oversell(database_url: st
 
             async def attempt(i: int) -> httpx.Response:
                 headers = {
-                    "Authorization": buyers[i % 10]["Authorization"],
+                    "Authorization": buyers[i % 10].authorization,
                     "Idempotency-Key": uuid.uuid4().hex,
                 }
                 return await http.post(
@@ -87,7 +87,7 @@ async def storm(
         rng = random.Random(w)
         while time.monotonic() < deadline:
             b = w % len(buyers)
-            headers = {"Authorization": buyers[b]["Authorization"]}
+            headers = {"Authorization": buyers[b].authorization}
             action = rng.random()
             started = time.perf_counter()
             try:
@@ -264,7 +264,7 @@ async def test_rate_limit_is_exact_across_workers(database_url: str, redis_url: 
             user = await account(http, database_url)
             results = await asyncio.gather(
                 *(
-                    http.get("/api/v1/bookings", headers={"Authorization": user["Authorization"]})
+                    http.get("/api/v1/bookings", headers={"Authorization": user.authorization})
                     for _ in range(100)
                 )
             )

@@ -1,4 +1,5 @@
-"""Helpers for races: accounts and events made through the real server's HTTP API."""
+"""Helpers for tests against the real server: accounts and events made through its HTTP API,
+and read-only checks of the invariant straight from storage."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ import httpx
 
 from core.storage import build_storage
 from core.storage.records import Drift, TierCount, utcnow
+from tests.support.accounts import Account
+
+PASSWORD = "race condition passphrase"
 
 
 async def promote(database_url: str, user_id: str, role: str) -> None:
@@ -20,42 +24,44 @@ async def promote(database_url: str, user_id: str, role: str) -> None:
         await storage.close()
 
 
-async def account(
-    client: httpx.AsyncClient, database_url: str, role: str = "user"
-) -> dict[str, str]:
+async def account(client: httpx.AsyncClient, database_url: str, role: str = "user") -> Account:
     email = f"{role}-{uuid.uuid4().hex[:10]}@example.com"
-    password = "race condition passphrase"
     r = await client.post(
-        "/api/v1/auth/register", json={"email": email, "password": password, "name": role}
+        "/api/v1/auth/register", json={"email": email, "password": PASSWORD, "name": role}
     )
     assert r.status_code == 201, r.text
     user_id = r.json()["data"]["user"]["id"]
     if role != "user":
         await promote(database_url, user_id, role)
-    r = await client.post("/api/v1/auth/login", json={"email": email, "password": password})
-    return {"id": user_id, "Authorization": f"Bearer {r.json()['data']['accessToken']}"}
+    r = await client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    data = r.json()["data"]
+    return Account(user_id, email, PASSWORD, role, data["accessToken"], data["refreshToken"])
 
 
 async def hot_event(
-    client: httpx.AsyncClient, organizer: dict[str, str], tiers: list[dict[str, Any]]
+    client: httpx.AsyncClient, organizer: Account, tiers: list[dict[str, Any]]
 ) -> str:
+    """A published event with these tiers, ten days from now; its id."""
     body = {
         "name": "Hot Show",
         "venue": "Arena",
         "startsAt": (datetime.now(UTC) + timedelta(days=10)).isoformat(),
         "tiers": tiers,
     }
-    headers = {"Authorization": organizer["Authorization"]}
-    r = await client.post("/api/v1/events", json=body, headers=headers)
+    r = await client.post("/api/v1/events", json=body, headers=organizer.headers)
     assert r.status_code == 201, r.text
     event_id: str = r.json()["data"]["id"]
-    r = await client.post(f"/api/v1/events/{event_id}/publish", headers=headers)
+    r = await client.post(f"/api/v1/events/{event_id}/publish", headers=organizer.headers)
     assert r.status_code == 200, r.text
     return event_id
 
 
 async def counts_and_drift(database_url: str, event_id: str) -> tuple[list[TierCount], list[Drift]]:
-    """Availability computed from bookings, and the reconcile report, read straight from storage."""
+    """Availability computed from bookings, and the reconcile report, read from storage.
+
+    Both are reads: an observer must never compete with the system under test for writes.
+    """
     storage = build_storage(database_url)
     try:
         counts = await storage.events.availability(event_id, utcnow())
