@@ -18,7 +18,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from core.cache import Cache
+from core.cache import Cache, Memo
 from core.config import Settings, load_settings
 from core.deps import AppContext, Context, rate_limit
 from core.errors import install_error_handlers
@@ -31,6 +31,7 @@ from core.storage import build_storage
 
 log = get_logger(__name__)
 Hook = Callable[[AppContext], Coroutine[Any, Any, None]]
+SNAPSHOT_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,10 +44,14 @@ class Feature:
     background: Sequence[Hook] = field(default_factory=tuple)
 
 
-async def open_context(settings: Settings) -> AppContext:
-    """Build storage and cache (migrating the schema when it is the embedded SQLite)."""
+async def open_context(settings: Settings, *, migrate: bool | None = None) -> AppContext:
+    """Build storage and cache. The schema is migrated when `migrate` says so; by default
+    for SQLite and MongoDB, whose migrations are safe to run from every process at start-up
+    (PostgreSQL's are run once by `ticketboss migrate` or `serve`)."""
     storage = build_storage(settings.database_url, settings.database_pool_size)
-    if settings.database_kind in ("sqlite", "mongodb"):
+    if migrate is None:
+        migrate = settings.database_kind in ("sqlite", "mongodb")
+    if migrate:
         await storage.migrate()
     else:
         await storage.ping()
@@ -57,6 +62,7 @@ async def open_context(settings: Settings) -> AppContext:
         cache=cache,
         tokens=TokenService(settings),
         limiter=RateLimiter(settings, cache),
+        snapshots=Memo(SNAPSHOT_SECONDS),
     )
 
 

@@ -6,11 +6,9 @@ Nothing correctness-critical lives only here; callers treat Redis errors as a mi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextvars import ContextVar
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis.asyncio as redis
@@ -21,7 +19,6 @@ from core.logging import get_logger
 
 log = get_logger(__name__)
 WARN_EVERY_SECONDS = 10.0
-_batched: ContextVar[list[tuple[str, int]] | None] = ContextVar("cache_batched", default=None)
 
 type PipelineOp = Callable[[Pipeline], object]
 """Queues one or more commands on a pipeline, e.g. `lambda p: p.set(key, value)`."""
@@ -101,6 +98,32 @@ def _queue(pipe: Pipeline, batch: list[Queued]) -> list[tuple[asyncio.Future[lis
     return callers
 
 
+class Memo[V]:
+    """A small per-process memo with a time-to-live, for values that may be a moment old.
+
+    It lives in the app context, so two apps in one process (tests on several backends) never
+    share entries."""
+
+    def __init__(self, ttl_seconds: float, max_entries: int = 10_000) -> None:
+        self.ttl = ttl_seconds
+        self.max_entries = max_entries
+        self.entries: dict[str, tuple[float, V]] = {}
+
+    def get(self, key: str) -> V | None:
+        entry = self.entries.get(key)
+        if entry is None or entry[0] <= time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, key: str, value: V) -> None:
+        if len(self.entries) >= self.max_entries:
+            self.entries.clear()
+        self.entries[key] = (time.monotonic() + self.ttl, value)
+
+    def forget(self, key: str) -> None:
+        self.entries.pop(key, None)
+
+
 class Cache:
     def __init__(self, url: str | None) -> None:
         self.kind = "redis" if url else "fakeredis"
@@ -143,23 +166,8 @@ class Cache:
         return [None if raw is None else json.loads(raw) for raw in raws]
 
     async def incr(self, key: str, ttl_seconds: int) -> None:
-        """Bump a counter; inside `batch()` it is written with the batch's other commands."""
-        pending = _batched.get()
-        if pending is not None:
-            pending.append((key, ttl_seconds))
-            return
+        """Bump a counter (and renew its expiry) in one round trip."""
         await self.write([], increments=[(key, ttl_seconds)])
-
-    @contextlib.asynccontextmanager
-    async def batch(self) -> AsyncIterator[list[tuple[str, int]]]:
-        """Collect the increments made in this block (this task) instead of writing them;
-        the caller must pass the yielded list to `write` before it answers."""
-        pending: list[tuple[str, int]] = []
-        token = _batched.set(pending)
-        try:
-            yield pending
-        finally:
-            _batched.reset(token)
 
     async def write(
         self,

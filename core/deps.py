@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
-from core.cache import Cache
+from core.cache import Cache, Memo
 from core.config import Settings
 from core.errors import AppError, Forbidden, Unauthorized
-from core.idempotency import IdempotentRequest, idempotent_request
 from core.ratelimit import RateLimiter
 from core.security import Principal, TokenService
 from core.storage.port import Storage
@@ -27,6 +26,9 @@ class AppContext:
     cache: Cache
     tokens: TokenService
     limiter: RateLimiter
+    snapshots: Memo[Any]
+    """Per process, a second old at most: records the hot path reads for their rules only
+    (an event's status, start and limits); never the source of seats."""
 
 
 # Dependencies are `async def` on purpose: FastAPI runs plain `def` dependencies in a thread
@@ -105,14 +107,7 @@ async def rate_limit(request: Request, ctx: Context) -> None:
         await ctx.limiter.hit(ctx.limiter.anonymous, "ip", client_ip(request))
 
 
-def idempotency(*, required: bool) -> Callable[..., Awaitable[IdempotentRequest]]:
-    """Dependency giving a route its Idempotency-Key guard, scoped to the caller (or IP)."""
-
-    async def dependency(request: Request, ctx: Context) -> IdempotentRequest:
-        principal = resolve_principal(request, ctx)
-        scope = principal.id if principal else f"ip:{client_ip(request)}"
-        return await idempotent_request(
-            request, ctx.cache, scope, ctx.settings.idempotency_ttl_seconds, required=required
-        )
-
-    return dependency
+async def caller_scope(request: Request, ctx: AppContext) -> str:
+    """Whose Idempotency-Keys these are: the authenticated caller, else the client's IP."""
+    principal = resolve_principal(request, ctx)
+    return principal.id if principal else f"ip:{client_ip(request)}"

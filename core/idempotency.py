@@ -1,30 +1,48 @@
 """The Idempotency-Key layer (draft-ietf-httpapi-idempotency-key-header, Stripe semantics).
 
+Declared once per route: a route whose `openapi_extra` comes from `idempotent()` is run by
+`core.routing.ApiRoute` under a guard that claims the key before the endpoint runs and stores
+its answer after. The same declaration puts the header in the OpenAPI document.
+
 A key is claimed with one atomic Redis command (SET NX GET): the first request runs, a
 concurrent duplicate gets 409, a later one gets the stored response again. Redis is the fast
-path only; routes whose effects must never repeat (bookings) also carry the key to storage,
-where a unique index is the durable backstop.
+path only; routes whose effects must never repeat (bookings, orders) also carry the key to
+storage, where a unique index is the durable backstop.
+
+Which answers are stored (and so replayed) and why:
+- 2xx, and the refusals that describe the state the request met (404, 409, 410, 412): a retry
+  with the same key gets the same answer, as if the first one had arrived.
+- Not stored: 400 and 422 (the request itself was malformed: the client may fix it and retry
+  with the same key), 401/403 (credentials may be renewed), 429 (a throttle, not an answer),
+  5xx (our failure; the retry may succeed). The claim is released so the retry runs.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Literal, cast
 
+import orjson
 from fastapi import Request, Response
 from redis.exceptions import RedisError
 
 from core.cache import Cache
 from core.errors import AppError, Conflict, ValidationFailed, app_error_response
+from core.jsonbody import InvalidJson, parse_json
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 RUNNING_TTL_SECONDS = 60
 REPLAYED_HEADERS = ("content-type", "location", "etag")
+STORED_REFUSALS = frozenset({404, 409, 410, 412})
+EXTENSION = "x-idempotency-key"
+KEY_PATTERN = r"^[\x20-\x7e]{1,255}$"
+
+Mode = Literal["required", "honoured"]
+Renderer = Callable[[AppError], Response]
 
 
 class IdempotencyKeyRequired(AppError):
@@ -47,6 +65,23 @@ class IdempotencyInProgress(Conflict):
     message = "A request with this Idempotency-Key is still being processed"
 
 
+def idempotent(*, required: bool = False) -> dict[str, Any]:
+    """The `openapi_extra` of a route that honours (or requires) an Idempotency-Key."""
+    mode: Mode = "required" if required else "honoured"
+    return {
+        EXTENSION: mode,
+        "parameters": [
+            {
+                "name": HEADER,
+                "in": "header",
+                "required": required,
+                "description": "Retries with the same key replay the first answer (24 h).",
+                "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+            }
+        ],
+    }
+
+
 def parse_key(raw: str | None, *, required: bool) -> str | None:
     if raw is None:
         if required:
@@ -60,16 +95,14 @@ def parse_key(raw: str | None, *, required: bool) -> str | None:
 def fingerprint(method: str, path: str, body: bytes) -> str:
     """Hash of the request: JSON bodies are compared by content, not by whitespace."""
     try:
-        canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
-    except ValueError:
+        canonical = orjson.dumps(parse_json(body), option=orjson.OPT_SORT_KEYS)
+    except InvalidJson:
         canonical = body
     return hashlib.sha256(b"%s %s\n%s" % (method.encode(), path.encode(), canonical)).hexdigest()
 
 
-def _storable_response(response: Response) -> bool:
-    if response.status_code >= 500 or response.status_code in (400, 422, 429):
-        return False
-    return response.status_code != 409 or b"IDEMPOTENCY_REQUEST_IN_PROGRESS" not in response.body
+def storable(status: int) -> bool:
+    return status < 400 or status in STORED_REFUSALS
 
 
 @dataclass(slots=True)
@@ -87,31 +120,34 @@ class IdempotentRequest:
         digest = hashlib.sha256(self.key.encode() if self.key else b"").hexdigest()[:32]
         return f"idem:{self.scope}:{digest}"
 
-    async def run(self, handler: Callable[[], Awaitable[Response]]) -> Response:
-        """Run `handler` at most once per key; replay its stored response afterwards."""
+    async def run(
+        self,
+        handler: Callable[[], Awaitable[Response]],
+        render: Renderer = app_error_response,
+        extra_commands: Callable[[], Sequence[tuple[str, ...]]] = tuple,
+    ) -> Response:
+        """Run `handler` at most once per key; replay its stored response afterwards.
+
+        `extra_commands` are Redis commands to send with the save (one round trip after the
+        work instead of two), read once the handler is done."""
         if self.key is None:
             return await handler()
-        stored = await self._claim()
+        stored = await self.claim()
         if stored is not None:
-            return self._replay(stored)
-        # Cache bumps the handler makes (availability generations) travel with the stored
-        # response: one Redis round trip after the work instead of two.
-        async with self.cache.batch() as bumps:
-            try:
-                response = await handler()
-            except AppError as exc:
-                response = app_error_response(exc)
-            except BaseException:
-                await self.cache.write([("DEL", self.redis_key)], bumps)
-                raise
-        if _storable_response(response):
-            await self.cache.write([self._save_command(response)], bumps)
-        else:
-            await self.cache.write([("DEL", self.redis_key)], bumps)
+            return self.replay(stored)
+        try:
+            response = await handler()
+        except AppError as exc:
+            response = render(exc)
+        except BaseException:
+            await self.cache.write([("DEL", self.redis_key)])
+            raise
+        await self.finish(response, extra_commands())
         return response
 
-    async def _claim(self) -> dict[str, Any] | None:
-        marker = json.dumps({"fp": self.fingerprint, "running": True})
+    async def claim(self) -> dict[str, Any] | None:
+        """Take the key; the stored record when someone already did (None: go ahead)."""
+        marker = orjson.dumps({"fp": self.fingerprint, "running": True})
         try:
             (previous,) = await self.cache.run(
                 lambda pipe: pipe.set(
@@ -121,15 +157,23 @@ class IdempotentRequest:
         except RedisError as exc:
             self.cache.degraded("idempotency_claim", exc)
             return None  # fail open: storage's unique key still prevents a second booking
-        return None if previous is None else dict(json.loads(cast(bytes, previous)))
+        return None if previous is None else dict(orjson.loads(cast(bytes, previous)))
 
-    def _replay(self, stored: dict[str, Any]) -> Response:
+    def replay(self, stored: dict[str, Any]) -> Response:
         if stored["fp"] != self.fingerprint:
             raise IdempotencyKeyReused()
         if stored.get("running"):
             raise IdempotencyInProgress()
         headers = {**stored["headers"], REPLAYED_HEADER: "true"}
         return Response(base64.b64decode(stored["body"]), stored["status"], headers=headers)
+
+    async def finish(self, response: Response, extra: Sequence[tuple[str, ...]] = ()) -> None:
+        """Store the answer (or release the claim), with `extra` commands in the same trip."""
+        if storable(response.status_code):
+            command = self._save_command(response)
+        else:
+            command = ("DEL", self.redis_key)
+        await self.cache.write([command, *extra])
 
     def _save_command(self, response: Response) -> tuple[str, ...]:
         headers = {k: v for k, v in response.headers.items() if k.lower() in REPLAYED_HEADERS}
@@ -139,13 +183,13 @@ class IdempotentRequest:
             "headers": headers,
             "body": base64.b64encode(bytes(response.body)).decode(),
         }
-        payload = json.dumps(record, separators=(",", ":"))
-        return ("SET", self.redis_key, payload, "EX", str(self.ttl_seconds))
+        return ("SET", self.redis_key, orjson.dumps(record).decode(), "EX", str(self.ttl_seconds))
 
 
-async def idempotent_request(
+async def open_request(
     request: Request, cache: Cache, scope: str, ttl_seconds: int, *, required: bool
 ) -> IdempotentRequest:
+    """The guard for this request (400 for a missing required or malformed key)."""
     key = parse_key(request.headers.get(HEADER), required=required)
     return IdempotentRequest(
         cache=cache,

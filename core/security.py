@@ -55,6 +55,10 @@ class Principal:
         return self.role == "partner"
 
 
+SYSTEM = Principal("system", "admin")
+"""The operator acting through the CLI or start-up hooks (never a token's subject)."""
+
+
 @dataclass(frozen=True, slots=True)
 class TokenPair:
     access_token: str

@@ -20,7 +20,7 @@ def ticketboss(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DATABASE_URL": url, "LOG_LEVEL": "WARNING"}
     env.pop("REDIS_URL", None)
     return subprocess.run(
-        [sys.executable, "-m", "core.cli", *args],
+        [sys.executable, "-m", "modules.cli", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -55,7 +55,7 @@ def test_bad_configuration_is_one_clear_line(
     env: dict[str, str], expected: str, tmp_path: Path
 ) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "core.cli", "migrate"],
+        [sys.executable, "-m", "modules.cli", "migrate"],
         cwd=tmp_path,
         capture_output=True,
         text=True,

@@ -207,6 +207,9 @@ class Drift:
     counter: int
     actual: int
 
+    def describe(self) -> str:
+        return f"{self.event_id}/{self.tier}: counter {self.counter}, bookings {self.actual}"
+
 
 @dataclass(frozen=True, slots=True)
 class BookingQuery:

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -9,6 +8,8 @@ from pydantic import ValidationError
 
 from core.deps import Context, CurrentPrincipal, client_ip, require_role
 from core.errors import AppError, ValidationFailed
+from core.jsonbody import parse_json
+from core.routing import ApiRoute
 from core.schemas import Envelope, ok
 from core.security import Principal, TokenPair
 from modules.auth.dependencies import Admin, Auth
@@ -27,7 +28,7 @@ from modules.auth.schemas import (
     UserOut,
 )
 
-router = APIRouter(tags=["auth"])
+router = APIRouter(tags=["auth"], route_class=ApiRoute)
 UserOnly = Annotated[Principal, Depends(require_role("user", "organizer", "admin"))]
 
 
@@ -86,7 +87,7 @@ async def _credentials(request: Request) -> ClientCredentialsIn:
         if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
             raw: Any = dict(await request.form())
         else:
-            raw = json.loads(await request.body() or b"{}")
+            raw = parse_json(await request.body() or b"{}")
         return ClientCredentialsIn.model_validate(raw)
     except ValueError as exc:
         errors = (

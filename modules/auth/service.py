@@ -131,10 +131,13 @@ class AuthService:
             raise InvalidClient()
         return self.tokens.access_token(Principal(partner.id, "partner"))
 
-    async def ensure_admin(self, email: str, password: str, name: str = "Administrator") -> User:
-        """Create the account as admin, or promote an existing one (password unchanged)."""
+    async def ensure_admin(
+        self, email: str, password: str, name: str = "Administrator"
+    ) -> tuple[User, bool]:
+        """Create the account as admin, or promote an existing one (password unchanged);
+        the account, and whether it was created."""
         existing = await self.storage.users.get_by_email(email.lower())
         if existing is not None:
-            return await self.set_role(existing.id, "admin")
+            return await self.set_role(existing.id, "admin"), False
         user, _ = await self.register(email, password, name, role="admin")
-        return user
+        return user, True

@@ -2,21 +2,29 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from core.deps import CurrentPrincipal, idempotency
-from core.idempotency import REPLAYED_HEADER, IdempotentRequest
+from core.deps import CurrentPrincipal
+from core.idempotency import REPLAYED_HEADER, IdempotentRequest, idempotent
+from core.pagination import decode_cursor, encode_cursor
+from core.routing import ApiRoute, current_guard
 from core.schemas import Envelope, ok
 from core.storage.records import Booking, BookingStatus, utcnow
 from modules.bookings.dependencies import Bookings
 from modules.bookings.schemas import BookingCreate, BookingOut
 from modules.bookings.service import BookingRequest
-from modules.events.service import decode_cursor, encode_cursor
 
-router = APIRouter(prefix="/bookings", tags=["bookings"])
-RequiredKey = Annotated[IdempotentRequest, Depends(idempotency(required=True))]
-OptionalKey = Annotated[IdempotentRequest, Depends(idempotency(required=False))]
+router = APIRouter(prefix="/bookings", tags=["bookings"], route_class=ApiRoute)
+
+
+async def _guard(request: Request) -> IdempotentRequest:
+    guard = current_guard(request)
+    assert guard is not None  # the route requires a key
+    return guard
+
+
+Guard = Annotated[IdempotentRequest, Depends(_guard)]
 
 
 def _booking_response(
@@ -25,51 +33,50 @@ def _booking_response(
     return ok(BookingOut.of(booking, utcnow()), status=status, headers=headers)
 
 
-@router.post("", status_code=201, response_model=Envelope[BookingOut])
+@router.post(
+    "",
+    status_code=201,
+    response_model=Envelope[BookingOut],
+    openapi_extra=idempotent(required=True),
+)
 async def create_booking(
-    body: BookingCreate, principal: CurrentPrincipal, bookings: Bookings, guard: RequiredKey
+    body: BookingCreate, principal: CurrentPrincipal, bookings: Bookings, guard: Guard
 ) -> Response:
     """Book seats; `hold: true` makes a pending hold to confirm before it expires."""
-
-    async def handle() -> Response:
-        booked = await bookings.book(
-            principal,
-            BookingRequest(
-                event_id=body.event_id,
-                tier=body.tier,
-                quantity=body.quantity,
-                hold=body.hold,
-                external_ref=body.external_ref,
-                idempotency_key=guard.key,
-                request_hash=guard.fingerprint,
-            ),
-        )
-        headers = {"Location": f"/api/v1/bookings/{booked.booking.id}"}
-        if booked.replayed:
-            headers[REPLAYED_HEADER] = "true"
-        return _booking_response(booked.booking, status=201, headers=headers)
-
-    return await guard.run(handle)
+    booked = await bookings.book(
+        principal,
+        BookingRequest(
+            event_id=body.event_id,
+            tier=body.tier,
+            quantity=body.quantity,
+            hold=body.hold,
+            external_ref=body.external_ref,
+            idempotency_key=guard.key,
+            request_hash=guard.fingerprint,
+        ),
+    )
+    headers = {"Location": f"/api/v1/bookings/{booked.booking.id}"}
+    if booked.replayed:
+        headers[REPLAYED_HEADER] = "true"
+    return _booking_response(booked.booking, status=201, headers=headers)
 
 
-@router.post("/{booking_id}/confirm", response_model=Envelope[BookingOut])
+@router.post(
+    "/{booking_id}/confirm", response_model=Envelope[BookingOut], openapi_extra=idempotent()
+)
 async def confirm_booking(
-    booking_id: str, principal: CurrentPrincipal, bookings: Bookings, guard: OptionalKey
+    booking_id: str, principal: CurrentPrincipal, bookings: Bookings
 ) -> Response:
-    async def handle() -> Response:
-        return _booking_response(await bookings.confirm(principal, booking_id))
-
-    return await guard.run(handle)
+    return _booking_response(await bookings.confirm(principal, booking_id))
 
 
-@router.patch("/{booking_id}/cancel", response_model=Envelope[BookingOut])
+@router.patch(
+    "/{booking_id}/cancel", response_model=Envelope[BookingOut], openapi_extra=idempotent()
+)
 async def cancel_booking(
-    booking_id: str, principal: CurrentPrincipal, bookings: Bookings, guard: OptionalKey
+    booking_id: str, principal: CurrentPrincipal, bookings: Bookings
 ) -> Response:
-    async def handle() -> Response:
-        return _booking_response(await bookings.cancel(principal, booking_id))
-
-    return await guard.run(handle)
+    return _booking_response(await bookings.cancel(principal, booking_id))
 
 
 @router.get("", response_model=Envelope[list[BookingOut]])

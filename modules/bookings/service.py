@@ -13,7 +13,14 @@ from core.logging import get_logger
 from core.metrics import BOOKINGS
 from core.security import Principal
 from core.storage.port import BookingExpired, NotPending
-from core.storage.records import Booking, BookingQuery, BookingStatus, ReserveRequest, utcnow
+from core.storage.records import (
+    Booking,
+    BookingQuery,
+    BookingStatus,
+    Drift,
+    ReserveRequest,
+    utcnow,
+)
 from modules.events.service import EventNotFound, EventService
 
 log = get_logger(__name__)
@@ -139,7 +146,13 @@ class BookingService:
         return booking
 
     async def cancel(self, principal: Principal, booking_id: str) -> Booking:
+        """Cancel a booking of the caller's (any booking, for an admin)."""
         owner = None if principal.role == "admin" else principal.id
+        return await self.cancel_owned(owner, booking_id)
+
+    async def cancel_owned(self, owner_id: str | None, booking_id: str) -> Booking:
+        """Cancel `booking_id` if `owner_id` owns it (None: whoever does)."""
+        owner = owner_id
         try:
             booking = await self.storage.bookings.cancel(booking_id, owner, utcnow())
         except NotPending as exc:
@@ -150,6 +163,14 @@ class BookingService:
             raise BookingNotFound()
         await self.events.invalidate(booking.event_id)
         return booking
+
+    async def release_expired(self) -> int:
+        """Give every expired hold's seats back (the sweeper and `ticketboss expire-holds`)."""
+        return await self.storage.bookings.release_expired(utcnow())
+
+    async def reconcile(self, *, fix: bool) -> list[Drift]:
+        """Recount every seat counter from bookings; with `fix`, repair the drift found."""
+        return await self.storage.bookings.recount(utcnow(), fix=fix)
 
     async def get(self, principal: Principal, booking_id: str) -> Booking:
         booking = await self.storage.bookings.get(booking_id)
@@ -176,10 +197,11 @@ class BookingService:
 
 async def sweep_expired_holds(ctx: AppContext) -> None:
     """Background loop: release holds past their expiry so their seats return to sale."""
+    bookings = BookingService(ctx)
     while True:
         await asyncio.sleep(ctx.settings.expire_sweep_seconds)
         try:
-            released = await ctx.storage.bookings.release_expired(utcnow())
+            released = await bookings.release_expired()
             if released:
                 log.info("holds_expired", count=released)
         except Exception as exc:  # the loop must outlive a transient storage failure

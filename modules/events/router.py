@@ -6,9 +6,10 @@ from fastapi import APIRouter, Depends, Header, Query, Response
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime
 
-from core.deps import CurrentPrincipal, idempotency, optional_principal
+from core.deps import CurrentPrincipal, optional_principal
 from core.errors import AppError
-from core.idempotency import IdempotentRequest
+from core.idempotency import idempotent
+from core.routing import ApiRoute
 from core.schemas import Envelope, dump, ok
 from core.security import Principal
 from core.storage.records import Event, EventStatus
@@ -21,9 +22,8 @@ from modules.events.schemas import (
     TierAvailabilityOut,
 )
 
-router = APIRouter(prefix="/events", tags=["events"])
+router = APIRouter(prefix="/events", tags=["events"], route_class=ApiRoute)
 MaybePrincipal = Annotated[Principal | None, Depends(optional_principal)]
-Idempotent = Annotated[IdempotentRequest, Depends(idempotency(required=False))]
 
 
 class InvalidIfMatch(AppError):
@@ -70,14 +70,9 @@ async def list_events(
     return ok([EventOut.of(e) for e in found], meta={"limit": limit, "nextCursor": next_cursor})
 
 
-@router.post("", status_code=201, response_model=Envelope[EventOut])
-async def create_event(
-    body: EventCreate, principal: Organizer, events: Events, guard: Idempotent
-) -> Response:
-    async def handle() -> Response:
-        return _event_response(await events.create(principal, body), status=201)
-
-    return await guard.run(handle)
+@router.post("", status_code=201, response_model=Envelope[EventOut], openapi_extra=idempotent())
+async def create_event(body: EventCreate, principal: Organizer, events: Events) -> Response:
+    return _event_response(await events.create(principal, body), status=201)
 
 
 @router.get("/{event_id}", response_model=Envelope[EventOut])
@@ -107,35 +102,28 @@ async def availability(event_id: str, events: Events, principal: MaybePrincipal)
     return ok(dump(out))
 
 
-@router.patch("/{event_id}", response_model=Envelope[EventOut])
+@router.patch("/{event_id}", response_model=Envelope[EventOut], openapi_extra=idempotent())
 async def update_event(
     event_id: str,
     body: EventPatch,
     principal: CurrentPrincipal,
     events: Events,
-    guard: Idempotent,
     if_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     version = _version(if_match)
-
-    async def handle() -> Response:
-        return _event_response(await events.update(principal, event_id, body, version))
-
-    return await guard.run(handle)
+    return _event_response(await events.update(principal, event_id, body, version))
 
 
 def _transition_route(action: Literal["publish", "cancel", "complete"]) -> None:
-    async def transition(
-        event_id: str, principal: CurrentPrincipal, events: Events, guard: Idempotent
-    ) -> Response:
-        async def handle() -> Response:
-            return _event_response(await events.transition(principal, event_id, action))
-
-        return await guard.run(handle)
+    async def transition(event_id: str, principal: CurrentPrincipal, events: Events) -> Response:
+        return _event_response(await events.transition(principal, event_id, action))
 
     transition.__name__ = f"{action}_event"
     router.post(
-        f"/{{event_id}}/{action}", response_model=Envelope[EventOut], name=f"{action}_event"
+        f"/{{event_id}}/{action}",
+        response_model=Envelope[EventOut],
+        name=f"{action}_event",
+        openapi_extra=idempotent(),
     )(transition)
 
 

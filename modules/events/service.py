@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import base64
-import time
 from datetime import UTC, datetime
 from typing import Any
 
 from core.deps import AppContext
-from core.errors import AppError, Conflict, Forbidden, NotFound, PreconditionFailed
+from core.errors import Conflict, Forbidden, NotFound, PreconditionFailed
+from core.pagination import decode_cursor, decode_offset, encode_cursor, encode_offset
 from core.security import Principal
 from core.storage.port import (
     CapacityBelowActive,
@@ -52,10 +51,6 @@ class EventHasBookings(Conflict):
     code, message = "EVENT_HAS_ACTIVE_BOOKINGS", "The event still has active bookings"
 
 
-class InvalidCursor(AppError):
-    status_code, code, message = 400, "INVALID_CURSOR", "The cursor is not valid"
-
-
 def availability_key(event_id: str) -> str:
     return f"avail:{event_id}"
 
@@ -64,29 +59,8 @@ def generation_key(event_id: str) -> str:
     return f"avail-gen:{event_id}"
 
 
-def encode_cursor(value: str) -> str:
-    return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> str:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        value = base64.b64decode(padded, altchars=b"-_", validate=True).decode()
-    except ValueError:
-        raise InvalidCursor() from None
-    if not value:
-        raise InvalidCursor()
-    return value
-
-
 def can_manage(principal: Principal | None, event: Event) -> bool:
     return principal is not None and (principal.role == "admin" or principal.id == event.owner_id)
-
-
-SNAPSHOT_SECONDS = 1.0
-# Per process: event id → (monotonic expiry, event). The booking path reads the event's rules
-# (status, start, per-user limit) from here; seats never come from it.
-_snapshots: dict[str, tuple[float, Event]] = {}
 
 
 class EventService:
@@ -94,6 +68,7 @@ class EventService:
         self.storage = ctx.storage
         self.cache = ctx.cache
         self.cache_seconds = ctx.settings.availability_cache_seconds
+        self.snapshots = ctx.snapshots
 
     async def create(
         self, principal: Principal, data: EventCreate, event_id: str | None = None
@@ -116,18 +91,17 @@ class EventService:
         return await self.storage.events.create(event)
 
     async def for_booking(self, event_id: str) -> Event | None:
-        """The event as the booking path sees it, at most SNAPSHOT_SECONDS old.
+        """The event as the booking path sees it, at most a second old (`ctx.snapshots`).
 
         Staleness is safe: the seat check in storage also requires the tier to be on sale, so a
         just-cancelled event is refused atomically however old this snapshot is.
         """
-        now = time.monotonic()
-        cached = _snapshots.get(event_id)
-        if cached and cached[0] > now:
-            return cached[1]
-        event = await self.storage.events.get(event_id)
-        if event is not None:
-            _snapshots[event_id] = (now + SNAPSHOT_SECONDS, event)
+        key = f"event:{event_id}"
+        event: Event | None = self.snapshots.get(key)
+        if event is None:
+            event = await self.storage.events.get(event_id)
+            if event is not None:
+                self.snapshots.put(key, event)
         return event
 
     async def visible(self, principal: Principal | None, event_id: str) -> Event:
@@ -155,27 +129,24 @@ class EventService:
         cursor: str | None,
     ) -> tuple[list[Event], str | None]:
         statuses, owner = self._listing_scope(principal, status)
-        position = decode_cursor(cursor) if cursor else None
-        offset = 0
-        if text and position:
-            if not position.startswith("o:") or not position[2:].isdigit():
-                raise InvalidCursor()
-            offset = int(position[2:])
+        offset = decode_offset(cursor) if text and cursor else 0
+        position = decode_cursor(cursor) if cursor and not text else None
         query = EventQuery(
             statuses=statuses,
             owner_id=owner,
             starts_from=starts_from,
             starts_to=starts_to,
             text=text,
-            after_id=None if text else position,
+            after_id=position,
             offset=offset,
             limit=limit,
         )
         events = await self.storage.events.find(query)
         if len(events) < limit:
             return events, None
-        next_position = f"o:{offset + len(events)}" if text else events[-1].id
-        return events, encode_cursor(next_position)
+        if text:
+            return events, encode_offset(offset + len(events))
+        return events, encode_cursor(events[-1].id)
 
     @staticmethod
     def _listing_scope(
@@ -295,5 +266,5 @@ class EventService:
 
     async def changed(self, event_id: str) -> None:
         """The event itself changed: drop this process's snapshot and the cached availability."""
-        _snapshots.pop(event_id, None)
+        self.snapshots.forget(f"event:{event_id}")
         await self.invalidate(event_id)

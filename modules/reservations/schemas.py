@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import BaseModel
 
+from core.errors import AppError
+from core.jsonbody import InvalidJson, parse_json
 from modules.bookings.schemas import MAX_QUANTITY
 
 SEATS_MESSAGE = f"seats must be between 1 and {MAX_QUANTITY}"
 
 
-class ReservationInvalid(ValueError):
-    pass
+class ReservationInvalid(AppError):
+    status_code, code = 400, "VALIDATION_ERROR"
 
 
 class ReservationIn(BaseModel):
@@ -20,8 +20,12 @@ class ReservationIn(BaseModel):
     seats: int
 
     @classmethod
-    def parse(cls, raw: Any) -> ReservationIn:
+    def parse(cls, body: bytes) -> ReservationIn:
         """Validate by hand so each failure gets the contract's exact 400 message."""
+        try:
+            raw = parse_json(body or b"null")
+        except InvalidJson:
+            raise ReservationInvalid("request body must be valid JSON") from None
         if not isinstance(raw, dict):
             raise ReservationInvalid("request body must be a JSON object")
         partner_id = raw.get("partnerId")

@@ -5,16 +5,30 @@ from __future__ import annotations
 from datetime import timedelta
 
 from core.deps import AppContext
+from core.errors import Conflict, Forbidden, NotFound
 from core.logging import get_logger
 from core.security import Principal
 from core.storage.port import DuplicateKey
 from core.storage.records import Booking, BookingQuery, Event, Tier, utcnow
-from modules.bookings.service import BookingRequest, BookingService
+from modules.bookings.service import BookingRequest, BookingService, InsufficientTickets
 from modules.events.service import EventService
+from modules.reservations.schemas import EventSummary, ReservationIn
 
 log = get_logger(__name__)
 TIER = "GA"
 SYSTEM_OWNER = "system"
+
+
+class NotEnoughSeats(Conflict):
+    code, message = "INSUFFICIENT_TICKETS", "Not enough seats left"
+
+
+class ReservationNotFound(NotFound):
+    code, message = "RESERVATION_NOT_FOUND", "Reservation not found or already cancelled"
+
+
+class PartnerMismatch(Forbidden):
+    code, message = "PARTNER_MISMATCH", "partnerId does not match the bearer token"
 
 
 async def bootstrap_event(ctx: AppContext) -> None:
@@ -50,33 +64,52 @@ class ReservationService:
         self.events = EventService(ctx)
 
     async def reserve(
-        self, partner: Principal, seats: int, key: str | None, request_hash: str
+        self, partner: Principal | None, body: ReservationIn, key: str | None, request_hash: str
     ) -> Booking:
-        booked = await self.bookings.book(
-            partner,
-            BookingRequest(
-                self.event_id, TIER, seats, idempotency_key=key, request_hash=request_hash
-            ),
+        """Book for `partner`, or, in anonymous mode (None), for the partnerId in the body."""
+        if partner is not None and not await self._is(partner, body.partner_id):
+            raise PartnerMismatch()
+        owner = partner or Principal(body.partner_id, "partner")
+        request = BookingRequest(
+            self.event_id, TIER, body.seats, idempotency_key=key, request_hash=request_hash
         )
-        return booked.booking
+        try:
+            return (await self.bookings.book(owner, request)).booking
+        except InsufficientTickets:
+            raise NotEnoughSeats() from None
 
-    async def cancel(self, partner: Principal | None, reservation_id: str) -> Booking | None:
+    async def _is(self, partner: Principal, partner_id: str) -> bool:
+        """Partners may name themselves by id, client id or name."""
+        if partner_id == partner.id:
+            return True
+        found = await self.storage.partners.get(partner.id)
+        return found is not None and partner_id in (found.client_id, found.name)
+
+    async def cancel(self, partner: Principal | None, reservation_id: str) -> Booking:
+        """Cancel one of `partner`'s reservations (any reservation in anonymous mode)."""
         booking = await self.storage.bookings.get(reservation_id)
         if booking is None or booking.event_id != self.event_id:
-            return None
+            raise ReservationNotFound()
         if partner is not None and booking.owner_id != partner.id:
-            return None
-        admin = Principal(booking.owner_id, "admin")  # ownership was checked above
-        return await self.bookings.cancel(admin, reservation_id)
+            raise ReservationNotFound()
+        try:
+            return await self.bookings.cancel_owned(booking.owner_id, reservation_id)
+        except Conflict:
+            raise ReservationNotFound() from None  # already cancelled or expired
 
-    async def summary(self) -> tuple[Event, int, int]:
-        """The event, its available seats and its active reservation count."""
+    async def summary(self) -> EventSummary:
         event = await self.storage.events.get(self.event_id)
         if event is None:
-            raise LookupError(self.event_id)
+            raise NotFound("The contract's event does not exist")
         counts, now = await self.events.availability(self.event_id)
-        available = sum(c.available for c in counts)
-        return event, available, await self.storage.bookings.count_active(self.event_id, now)
+        return EventSummary(
+            eventId=event.id,
+            name=event.name,
+            totalSeats=sum(t.capacity for t in event.tiers),
+            availableSeats=sum(c.available for c in counts),
+            reservationCount=await self.storage.bookings.count_active(self.event_id, now),
+            version=sum(t.version for t in event.tiers),
+        )
 
     async def find(self, limit: int) -> list[Booking]:
         return await self.storage.bookings.find(BookingQuery(event_id=self.event_id, limit=limit))

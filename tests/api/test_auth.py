@@ -83,7 +83,6 @@ async def test_bad_tokens_are_401_invalid_token(sqlite_api: Api, kind: str) -> N
 
 
 async def test_hs_rs_confusion_is_rejected(sqlite_api: Api, tmp_path: Path) -> None:
-    api = sqlite_api
     """A token signed with HS256 using the RSA public key as the secret must not pass RS256."""
     from core.security import TokenService
     from tests.support.api import make_settings
@@ -198,8 +197,8 @@ async def test_unknown_email_and_wrong_password_look_the_same(sqlite_api: Api) -
 
 
 async def test_unknown_email_still_spends_a_hash(sqlite_api: Api) -> None:
-    api = sqlite_api
     """The unknown-email path runs one Argon2 verification (work, not a timing assertion)."""
+    api = sqlite_api
     from pwdlib.hashers.argon2 import Argon2Hasher
 
     calls = 0

@@ -34,7 +34,7 @@ class Server:
         }
         self.command = [
             sys.executable,
-            *("-m", "core.cli", "serve"),
+            *("-m", "modules.cli", "serve"),
             *("--port", str(self.port), "--workers", str(workers)),
         ]
         self.proc: subprocess.Popen[bytes] | None = None

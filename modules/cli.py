@@ -1,4 +1,7 @@
-"""`ticketboss`: serve, migrate, seed, create-admin, reconcile, expire-holds."""
+"""`ticketboss`: serve, migrate, seed, create-admin, reconcile, expire-holds.
+
+The commands act through the same services as the HTTP API, on a context built the same way.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +12,19 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
+from core.app import close_context, open_context
 from core.config import ConfigError, Settings, load_settings
-from core.security import hash_password
-from core.storage import ManagedStorage, build_storage
-from core.storage.port import DuplicateKey
-from core.storage.records import Event, Tier, User, new_id, utcnow
+from core.deps import AppContext
+from core.security import SYSTEM
+from core.storage.records import utcnow
+from modules.auth.schemas import MIN_PASSWORD_LENGTH
+from modules.auth.service import AuthService
+from modules.bookings.service import BookingService
+from modules.events.schemas import EventCreate, TierIn
+from modules.events.service import EventService
 
 APP_FACTORY = "modules.api:create_api"
 
@@ -25,29 +33,29 @@ class CommandError(Exception):
     """Printed as one line; the command exits non-zero."""
 
 
-async def _with_storage[R](settings: Settings, work: Callable[[ManagedStorage], Awaitable[R]]) -> R:
-    storage = build_storage(settings.database_url)
+async def _with_context[R](settings: Settings, work: Callable[[AppContext], Awaitable[R]]) -> R:
+    """Open the app context (migrating the schema), run `work`, close it."""
     try:
-        try:
-            await asyncio.wait_for(storage.migrate(), timeout=30)
-        except Exception as exc:  # report any driver failure as one clear line
-            raise CommandError(
-                f"cannot reach the {settings.database_kind} database: {type(exc).__name__}: "
-                f"{str(exc).splitlines()[0][:200] if str(exc) else 'no details'}"
-            ) from None
-        return await work(storage)
+        ctx = await asyncio.wait_for(open_context(settings, migrate=True), timeout=30)
+    except Exception as exc:  # report any driver failure as one clear line
+        raise CommandError(
+            f"cannot reach the {settings.database_kind} database: {type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:200] if str(exc) else 'no details'}"
+        ) from None
+    try:
+        return await work(ctx)
     finally:
-        await storage.close()
+        await close_context(ctx)
 
 
-async def _migrate(storage: ManagedStorage) -> None:
-    print(f"schema is up to date ({storage.kind})")
+async def _migrate(ctx: AppContext) -> None:
+    print(f"schema is up to date ({ctx.storage.kind})")
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
     import uvicorn
 
-    asyncio.run(_with_storage(settings, _migrate))
+    asyncio.run(_with_context(settings, _migrate))
     metrics_dir = None
     if args.workers > 1 and not settings.prometheus_multiproc_dir:
         # Workers are separate processes: they share metrics through files in this folder.
@@ -76,7 +84,7 @@ def _run_uvicorn(uvicorn: Any, args: argparse.Namespace) -> None:
 
 
 def cmd_migrate(settings: Settings, _: argparse.Namespace) -> None:
-    asyncio.run(_with_storage(settings, _migrate))
+    asyncio.run(_with_context(settings, _migrate))
 
 
 DEMO_EVENTS = (
@@ -86,85 +94,70 @@ DEMO_EVENTS = (
 )
 
 
-async def _seed(storage: ManagedStorage) -> None:
+async def _seed(ctx: AppContext) -> None:
+    events = EventService(ctx)
     now = utcnow()
     for index, (name, venue, days, (vip, front, ga)) in enumerate(DEMO_EVENTS):
         event_id = f"demo-{index + 1}"
+        if await ctx.storage.events.get(event_id, include_deleted=True) is not None:
+            print(f"exists  {event_id}: {name}")
+            continue
         starts = (now + timedelta(days=days)).replace(hour=20, minute=0, second=0, microsecond=0)
-        event = Event(
-            id=event_id,
-            owner_id="system",
+        data = EventCreate(
             name=name,
             venue=venue,
             starts_at=starts,
             ends_at=starts + timedelta(hours=4),
-            status="draft",
-            created_at=now,
-            updated_at=now,
             description=f"{name} — demo event created by `ticketboss seed`.",
             max_per_user=8,
-            tiers=(
-                Tier("VIP", "VIP", vip * 100, 50),
-                Tier("FRONT_ROW", "Front Row", front * 100, 150),
-                Tier("GA", "General Admission", ga * 100, 1000),
-            ),
+            tiers=[
+                TierIn(code="VIP", name="VIP", price_cents=vip * 100, capacity=50),
+                TierIn(code="FRONT_ROW", name="Front Row", price_cents=front * 100, capacity=150),
+                TierIn(code="GA", name="General Admission", price_cents=ga * 100, capacity=1000),
+            ],
         )
-        try:
-            await storage.events.create(event)
-            await storage.events.transition(event_id, ("draft",), "published", now)
-            print(f"created {event_id}: {name}")
-        except DuplicateKey:
-            print(f"exists  {event_id}: {name}")
+        await events.create(SYSTEM, data, event_id=event_id)
+        await events.transition(SYSTEM, event_id, "publish")
+        print(f"created {event_id}: {name}")
 
 
 def cmd_seed(settings: Settings, _: argparse.Namespace) -> None:
-    asyncio.run(_with_storage(settings, _seed))
+    asyncio.run(_with_context(settings, _seed))
 
 
 def cmd_create_admin(settings: Settings, args: argparse.Namespace) -> None:
-    if len(args.password) < 10:
-        raise CommandError("the password must be at least 10 characters long")
+    if len(args.password) < MIN_PASSWORD_LENGTH:
+        raise CommandError(f"the password must be at least {MIN_PASSWORD_LENGTH} characters long")
 
-    async def work(storage: ManagedStorage) -> None:
-        now = utcnow()
-        existing = await storage.users.get_by_email(args.email)
-        if existing is not None:
-            await storage.users.set_role(existing.id, "admin", now)
-            print(f"promoted {existing.email} to admin")
-            return
-        user = User(
-            id=new_id(),
-            email=args.email.lower(),
-            name=args.name,
-            role="admin",
-            password_hash=await hash_password(args.password),
-            created_at=now,
-            updated_at=now,
+    async def work(ctx: AppContext) -> None:
+        user, created = await AuthService(ctx).ensure_admin(args.email, args.password, args.name)
+        print(
+            f"created admin {user.email} ({user.id})"
+            if created
+            else f"promoted {user.email} to admin"
         )
-        await storage.users.create(user)
-        print(f"created admin {user.email} ({user.id})")
 
-    asyncio.run(_with_storage(settings, work))
+    asyncio.run(_with_context(settings, work))
 
 
 def cmd_reconcile(settings: Settings, args: argparse.Namespace) -> None:
-    async def work(storage: ManagedStorage) -> int:
-        drifts = await storage.bookings.recount(datetime.now(UTC), fix=args.fix)
+    async def work(ctx: AppContext) -> int:
+        drifts = await BookingService(ctx).reconcile(fix=args.fix)
         for d in drifts:
-            print(f"drift {d.event_id}/{d.tier}: counter {d.counter}, bookings {d.actual}")
+            print(f"drift {d.describe()}")
         verdict = "repaired" if args.fix else "found"
-        print(f"{len(drifts)} tier(s) with drift {verdict}" if drifts else "no drift")
+        print(f"{len(drifts)} counter(s) with drift {verdict}" if drifts else "no drift")
         return len(drifts)
 
-    if asyncio.run(_with_storage(settings, work)) and not args.fix:
+    if asyncio.run(_with_context(settings, work)) and not args.fix:
         sys.exit(1)
 
 
 def cmd_expire_holds(settings: Settings, _: argparse.Namespace) -> None:
-    async def work(storage: ManagedStorage) -> None:
-        print(f"released {await storage.bookings.release_expired(utcnow())} expired hold(s)")
+    async def work(ctx: AppContext) -> None:
+        print(f"released {await BookingService(ctx).release_expired()} expired hold(s)")
 
-    asyncio.run(_with_storage(settings, work))
+    asyncio.run(_with_context(settings, work))
 
 
 def build_parser() -> argparse.ArgumentParser:

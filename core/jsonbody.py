@@ -1,0 +1,33 @@
+"""The one parser for JSON request bodies: bounded depth, no NaN, no numbers that overflow.
+
+Python's `json.loads` recurses once per nesting level, so a 40 KB body of brackets raises
+RecursionError; orjson refuses anything deeper than 1,024 levels and any number that does not
+fit a double, each with a plain decode error. Every request body is parsed here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from core.errors import AppError
+
+
+class InvalidJson(AppError):
+    status_code, code, message = 400, "INVALID_JSON", "The request body is not valid JSON"
+
+
+def parse_json(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise InvalidJson() from None
+
+
+def is_json(content_type: str | None) -> bool:
+    """True for a JSON media type, or none at all (FastAPI reads those bodies as JSON too)."""
+    if not content_type:
+        return True
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
