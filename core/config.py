@@ -58,6 +58,7 @@ class Settings(BaseSettings):
     refresh_token_ttl_seconds: int = Field(default=7 * 24 * 3600, gt=0)
 
     hold_ttl_seconds: int = Field(default=600, gt=0)
+    max_pending_per_user: int = Field(default=10, gt=0, le=1000)
     expire_sweep_seconds: float = Field(default=15.0, gt=0)
     availability_cache_seconds: int = Field(default=3, ge=0)
     idempotency_ttl_seconds: int = Field(default=24 * 3600, gt=0)

@@ -86,7 +86,7 @@ def test_reconcile_reports_and_repairs_drift_and_expire_holds_releases(tmp_path:
     released = ticketboss(url, "expire-holds")
     assert released.returncode == 0 and "released 1 expired hold" in released.stdout
     report = ticketboss(url, "reconcile")
-    assert report.returncode == 1 and "drift demo-1/GA: counter 7, bookings 3" in report.stdout
+    assert report.returncode == 1 and "drift demo-1 tier GA: counter 7, bookings 3" in report.stdout
     fixed = ticketboss(url, "reconcile", "--fix")
     assert fixed.returncode == 0 and "repaired" in fixed.stdout
     clean = ticketboss(url, "reconcile")

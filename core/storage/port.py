@@ -3,6 +3,10 @@
 Every method is atomic by contract; each backend makes it so its own way (one SQL
 statement or a short transaction, a MongoDB transaction). No session, connection or
 transaction object crosses this boundary, so services compose operations but never hold locks.
+
+One way to fail: reads return the record or None; every other operation returns its result
+or raises one of the StorageError subclasses below (backends translate driver errors into
+them in one place each: `sql/base.py`, `mongo/base.py`).
 """
 
 from __future__ import annotations
@@ -21,8 +25,8 @@ from core.storage.records import (
     EventStatus,
     Partner,
     RefreshToken,
+    Reservation,
     ReserveRequest,
-    ReserveResult,
     Role,
     TierCount,
     TierPatch,
@@ -35,6 +39,8 @@ class StorageError(Exception):
 
 
 class DuplicateKey(StorageError):
+    """A unique key is taken; `field` names it (email, id, client_id, idempotency_key…)."""
+
     def __init__(self, field: str) -> None:
         super().__init__(f"duplicate {field}")
         self.field = field
@@ -42,6 +48,10 @@ class DuplicateKey(StorageError):
 
 class StorageBusy(StorageError):
     """Conflicts persisted through every retry; the caller may try again shortly."""
+
+
+class Missing(StorageError):
+    """The record to change does not exist (or is not the given owner's)."""
 
 
 class VersionMismatch(StorageError):
@@ -72,9 +82,37 @@ class BookingExpired(StorageError):
 
 
 class NotPending(StorageError):
+    """The booking is not in a state the operation accepts; `current` says which it is."""
+
     def __init__(self, current: BookingStatus) -> None:
         super().__init__(f"booking is {current}")
         self.current = current
+
+
+class Refused(StorageError):
+    """`reserve` found the seats (or the buyer's allowance) not there; nothing was written."""
+
+
+class NoSuchTier(Refused):
+    pass
+
+
+class NotOnSale(Refused):
+    pass
+
+
+class SoldOut(Refused):
+    def __init__(self, available: int) -> None:
+        super().__init__(f"{available} seats left")
+        self.available = available
+
+
+class BuyerLimit(Refused):
+    """The buyer's seats in the event (`max_per_user`) or held pending (`max_pending`)."""
+
+    def __init__(self, limit: Literal["max_per_user", "max_pending"]) -> None:
+        super().__init__(f"{limit} reached")
+        self.limit = limit
 
 
 SpendOutcome = Literal["ok", "spent", "unknown"]
@@ -86,14 +124,22 @@ class UserStore(Protocol):
 
     async def get(self, user_id: str) -> User | None: ...
     async def get_by_email(self, email: str) -> User | None: ...
-    async def set_role(self, user_id: str, role: Role, now: datetime) -> User | None: ...
+
+    async def set_role(self, user_id: str, role: Role, now: datetime) -> User:
+        """Change the role and bump the token version (old access tokens end); Missing."""
+
+    async def bump_token_version(self, user_id: str, now: datetime) -> User:
+        """End every access token issued so far (logout); Missing."""
 
 
 class PartnerStore(Protocol):
     async def create(self, partner: Partner) -> Partner: ...
     async def get(self, partner_id: str) -> Partner | None: ...
     async def get_by_client_id(self, client_id: str) -> Partner | None: ...
-    async def set_secret(self, partner_id: str, secret_hash: str) -> Partner | None: ...
+    async def find(self, *, after_id: str | None, limit: int) -> list[Partner]: ...
+
+    async def set_secret(self, partner_id: str, secret_hash: str) -> Partner:
+        """Replace the secret and bump the token version (old access tokens end); Missing."""
 
 
 class TokenStore(Protocol):
@@ -120,8 +166,8 @@ class EventStore(Protocol):
         fields: dict[str, Any],
         tiers: Sequence[TierPatch],
         now: datetime,
-    ) -> Event | None:
-        """Apply a partial update; VersionMismatch, CapacityBelowActive; None if absent."""
+    ) -> Event:
+        """Apply a partial update; Missing, VersionMismatch, CapacityBelowActive."""
 
     async def transition(
         self,
@@ -129,29 +175,33 @@ class EventStore(Protocol):
         allowed_from: Sequence[EventStatus],
         to: EventStatus,
         now: datetime,
-    ) -> Event | None:
-        """Move the status; InvalidTransition otherwise. `cancelled` releases every booking."""
+    ) -> Event:
+        """Move the status; Missing, InvalidTransition. The tiers are closed before anything
+        else changes (`cancelled` then releases every booking, and the counters are derived
+        from what remains), so no booking can slip in between."""
 
-    async def soft_delete(self, event_id: str, now: datetime) -> bool:
-        """Hide the event; HasActiveBookings while seats are held. False if absent."""
+    async def soft_delete(self, event_id: str, now: datetime) -> None:
+        """Hide the event; Missing, HasActiveBookings (the tiers stay on sale then)."""
 
     async def availability(self, event_id: str, now: datetime) -> list[TierCount]:
         """Seats per tier computed from bookings (capacity − confirmed − unexpired pending)."""
 
 
 class BookingStore(Protocol):
-    async def reserve(self, request: ReserveRequest) -> ReserveResult:
-        """Check seats (and the per-user limit) and write the booking as one atomic step.
+    async def reserve(self, request: ReserveRequest) -> Reservation:
+        """Check seats and the buyer's limits and write the booking as one atomic step.
 
-        Returns "existing" with the stored booking when the owner already used the
-        idempotency key: the durable backstop against double booking.
+        Refused (NoSuchTier, NotOnSale, SoldOut, BuyerLimit) when it cannot be made; expired
+        holds of the tier are released before a refusal is final. When the owner already
+        used the idempotency key, the stored booking comes back as `replayed`: the durable
+        backstop against double booking.
         """
 
-    async def confirm(self, booking_id: str, owner_id: str, now: datetime) -> Booking | None:
-        """pending → confirmed; BookingExpired, NotPending; None if absent or not the owner's."""
+    async def confirm(self, booking_id: str, owner_id: str, now: datetime) -> Booking:
+        """pending → confirmed; Missing (absent or not the owner's), BookingExpired, NotPending."""
 
-    async def cancel(self, booking_id: str, owner_id: str | None, now: datetime) -> Booking | None:
-        """Active → cancelled, seats released; NotPending(current) if not cancellable."""
+    async def cancel(self, booking_id: str, owner_id: str | None, now: datetime) -> Booking:
+        """Active → cancelled, seats released; Missing, NotPending(current) if not cancellable."""
 
     async def get(self, booking_id: str) -> Booking | None: ...
     async def get_by_key(self, owner_id: str, idempotency_key: str) -> Booking | None: ...
@@ -164,7 +214,9 @@ class BookingStore(Protocol):
         """Mark pending holds past expiry `expired` and give their seats back; returns how many."""
 
     async def recount(self, now: datetime, *, fix: bool) -> list[Drift]:
-        """Recompute every tier's counter from bookings; report (and with fix, repair) drift."""
+        """Compare every counter (tier seats, buyers' active and pending seats) with the
+        bookings it counts. Without `fix` this only reads; with it, expired holds are released
+        and every drifting counter is set to what the bookings say."""
 
 
 class Storage(Protocol):

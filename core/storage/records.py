@@ -13,6 +13,8 @@ Role = Literal["user", "organizer", "admin", "partner"]
 EventStatus = Literal["draft", "published", "completed", "cancelled"]
 BookingStatus = Literal["pending", "confirmed", "cancelled", "expired"]
 ACTIVE_STATUSES: tuple[BookingStatus, ...] = ("pending", "confirmed")
+"""Statuses that hold seats. A pending hold past its expiry still holds them until it is
+released (by the booking path, the sweeper or `expire-holds`); availability ignores it."""
 
 # Crockford's base32 without I, L, O, U: no look-alike characters on a printed ticket.
 TICKET_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -60,6 +62,8 @@ class User:
     password_hash: str
     created_at: datetime
     updated_at: datetime
+    token_version: int = 0
+    """Access tokens carry the version they were issued at; bumping it ends them all."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +73,7 @@ class Partner:
     client_id: str
     secret_hash: str
     created_at: datetime
+    token_version: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,9 +83,10 @@ class Tier:
     price_cents: int
     capacity: int
     active: int = 0
-    """Seats held by pending or confirmed bookings, changed in the booking's transaction."""
+    """Seats held by pending or confirmed bookings, changed in the booking's atomic step."""
     version: int = 0
     """Grows with every change to the tier's seats."""
+    on_sale: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +151,8 @@ class Booking:
     external_ref: str | None = None
     idempotency_key: str | None = None
     request_hash: str | None = None
+    version: int = 1
+    """Grows with every change of the booking (its change records carry it as a sequence)."""
 
     @property
     def total_cents(self) -> int:
@@ -158,6 +166,8 @@ class Booking:
 
 @dataclass(frozen=True, slots=True)
 class ReserveRequest:
+    """One booking to make: the seats, who for, and the limits that apply to this buyer."""
+
     event_id: str
     tier: str
     quantity: int
@@ -166,6 +176,9 @@ class ReserveRequest:
     hold_until: datetime | None = None
     """None books `confirmed` at once; a time makes a `pending` hold that expires then."""
     max_per_user: int | None = None
+    """Seats this buyer may hold in the event, pending and confirmed (None: no limit)."""
+    max_pending: int | None = None
+    """Seats this buyer may hold pending in the event (None: no limit)."""
     partner_id: str | None = None
     external_ref: str | None = None
     idempotency_key: str | None = None
@@ -173,17 +186,28 @@ class ReserveRequest:
     booking_id: str = field(default_factory=new_id)
     ticket_number: str = field(default_factory=new_ticket_number)
 
+    @property
+    def status(self) -> BookingStatus:
+        return "pending" if self.hold_until else "confirmed"
 
-ReserveOutcome = Literal[
-    "created", "existing", "sold_out", "not_on_sale", "per_user_limit", "no_tier"
-]
+    @property
+    def pending_quantity(self) -> int:
+        return self.quantity if self.hold_until else 0
+
+    @property
+    def limited(self) -> bool:
+        """Whether a per-buyer limit applies, which makes the buyer's count a guard too."""
+        return self.max_per_user is not None or (
+            self.max_pending is not None and self.hold_until is not None
+        )
 
 
 @dataclass(frozen=True, slots=True)
-class ReserveResult:
-    outcome: ReserveOutcome
-    booking: Booking | None = None
-    available: int = 0
+class Reservation:
+    """What `reserve` made, or (replayed) the booking the owner's key had made before."""
+
+    booking: Booking
+    replayed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,13 +226,16 @@ class TierCount:
 
 @dataclass(frozen=True, slots=True)
 class Drift:
+    """A counter that disagrees with the bookings it counts."""
+
     event_id: str
-    tier: str
+    counter_of: str
+    """`tier GA`, or `buyer <owner id> active` / `pending`."""
     counter: int
     actual: int
 
     def describe(self) -> str:
-        return f"{self.event_id}/{self.tier}: counter {self.counter}, bookings {self.actual}"
+        return f"{self.event_id} {self.counter_of}: counter {self.counter}, bookings {self.actual}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from core.security import (
     new_client_secret,
     verify_password,
 )
-from core.storage.port import DuplicateKey
+from core.storage.port import DuplicateKey, Missing
 from core.storage.records import Partner, RefreshToken, Role, User, new_id, utcnow
 
 
@@ -98,10 +98,10 @@ class AuthService:
         return partner
 
     async def set_role(self, user_id: str, role: Role) -> User:
-        user = await self.storage.users.set_role(user_id, role, utcnow())
-        if user is None:
-            raise NotFound("User not found")
-        return user
+        try:
+            return await self.storage.users.set_role(user_id, role, utcnow())
+        except Missing:
+            raise NotFound("User not found") from None
 
     async def create_partner(self, name: str) -> tuple[Partner, str]:
         secret = new_client_secret()
@@ -117,9 +117,12 @@ class AuthService:
 
     async def rotate_partner_secret(self, partner_id: str) -> tuple[Partner, str]:
         secret = new_client_secret()
-        partner = await self.storage.partners.set_secret(partner_id, await hash_password(secret))
-        if partner is None:
-            raise NotFound("Partner not found")
+        try:
+            partner = await self.storage.partners.set_secret(
+                partner_id, await hash_password(secret)
+            )
+        except Missing:
+            raise NotFound("Partner not found") from None
         return partner, secret
 
     async def client_credentials(self, client_id: str, client_secret: str) -> str:

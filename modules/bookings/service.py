@@ -12,12 +12,22 @@ from core.idempotency import IdempotencyKeyReused
 from core.logging import get_logger
 from core.metrics import BOOKINGS
 from core.security import Principal
-from core.storage.port import BookingExpired, NotPending
+from core.storage.port import (
+    BookingExpired,
+    BuyerLimit,
+    Missing,
+    NoSuchTier,
+    NotOnSale,
+    NotPending,
+    Refused,
+    SoldOut,
+)
 from core.storage.records import (
     Booking,
     BookingQuery,
     BookingStatus,
     Drift,
+    Event,
     ReserveRequest,
     utcnow,
 )
@@ -34,8 +44,19 @@ class EventNotBookable(Conflict):
     code, message = "EVENT_NOT_BOOKABLE", "This event is not on sale"
 
 
+class EventStarted(Conflict):
+    code, message = "EVENT_STARTED", "The event has started; only its organizer can cancel now"
+
+
 class PerUserLimitExceeded(Conflict):
     code, message = "PER_USER_LIMIT_EXCEEDED", "This would exceed the event's limit per customer"
+
+
+class HoldLimitExceeded(Conflict):
+    code, message = (
+        "HOLD_LIMIT_EXCEEDED",
+        "You already hold the most unconfirmed seats allowed for this event; confirm or cancel",
+    )
 
 
 class TierNotFound(NotFound):
@@ -80,52 +101,47 @@ class BookingService:
         self.storage = ctx.storage
         self.events = EventService(ctx)
         self.hold_ttl = timedelta(seconds=ctx.settings.hold_ttl_seconds)
+        self.max_pending = ctx.settings.max_pending_per_user
 
     async def book(self, principal: Principal, request: BookingRequest) -> Booked:
+        """Reserve seats for the caller. Partners sell to many customers: neither the event's
+        per-customer limit nor the hold cap applies to them (their rate limit does)."""
         now = utcnow()
         event = await self.events.for_booking(request.event_id)
         if event is None or event.status == "draft":
             raise EventNotFound()
         if event.status != "published" or event.starts_at <= now:
             raise EventNotBookable()
-        if event.max_per_user is not None and request.quantity > event.max_per_user:
-            raise PerUserLimitExceeded(extra={"maxPerUser": event.max_per_user})
-        result = await self.storage.bookings.reserve(
-            ReserveRequest(
-                event_id=event.id,
-                tier=request.tier,
-                quantity=request.quantity,
-                owner_id=principal.id,
-                now=now,
-                hold_until=now + self.hold_ttl if request.hold else None,
-                max_per_user=event.max_per_user,
-                partner_id=principal.id if principal.is_partner else None,
-                external_ref=request.external_ref,
-                idempotency_key=request.idempotency_key,
-                request_hash=request.request_hash,
-            )
+        consumer = not principal.is_partner
+        reserve = ReserveRequest(
+            event_id=event.id,
+            tier=request.tier,
+            quantity=request.quantity,
+            owner_id=principal.id,
+            now=now,
+            hold_until=now + self.hold_ttl if request.hold else None,
+            max_per_user=event.max_per_user if consumer else None,
+            max_pending=self.max_pending if consumer else None,
+            partner_id=principal.id if principal.is_partner else None,
+            external_ref=request.external_ref,
+            idempotency_key=request.idempotency_key,
+            request_hash=request.request_hash,
         )
-        BOOKINGS.labels(result.outcome).inc()
-        if result.booking is not None:
-            if result.outcome == "created":
-                await self.events.invalidate(event.id)
-            return self._checked(result.booking, request, replayed=result.outcome == "existing")
-        if request.idempotency_key:  # a retry after the sale closed still gets its booking back
-            existing = await self.storage.bookings.get_by_key(principal.id, request.idempotency_key)
-            if existing is not None:
-                return self._checked(existing, request, replayed=True)
-        match result.outcome:
-            case "no_tier":
-                raise TierNotFound()
-            case "not_on_sale":
-                raise EventNotBookable()
-            case "per_user_limit":
-                raise PerUserLimitExceeded(extra={"maxPerUser": event.max_per_user})
-            case _:
-                raise InsufficientTickets(
-                    f"Only {result.available} tickets left in tier {request.tier}",
-                    extra={"available": result.available},
+        try:
+            reservation = await self.storage.bookings.reserve(reserve)
+        except Refused as refused:
+            BOOKINGS.labels(_OUTCOMES.get(type(refused), "refused")).inc()
+            if request.idempotency_key:  # a retry after the sale closed gets its booking back
+                existing = await self.storage.bookings.get_by_key(
+                    principal.id, request.idempotency_key
                 )
+                if existing is not None:
+                    return self._checked(existing, request, replayed=True)
+            raise _refusal(refused, event, request.tier) from None
+        BOOKINGS.labels("existing" if reservation.replayed else "created").inc()
+        if not reservation.replayed:
+            await self.events.invalidate(event.id)
+        return self._checked(reservation.booking, request, replayed=reservation.replayed)
 
     @staticmethod
     def _checked(booking: Booking, request: BookingRequest, *, replayed: bool) -> Booked:
@@ -134,33 +150,51 @@ class BookingService:
         return Booked(booking, replayed)
 
     async def confirm(self, principal: Principal, booking_id: str) -> Booking:
+        """pending → confirmed. A confirmation is a sale: not once the event has started."""
+        current = await self.get(principal, booking_id)
+        if current.owner_id != principal.id:
+            raise BookingNotFound()  # an admin sees it, but only its buyer can confirm it
+        event = await self.events.for_booking(current.event_id)
+        if event is None or event.starts_at <= utcnow():
+            raise EventNotBookable("The event has started; holds can no longer be confirmed")
         try:
             booking = await self.storage.bookings.confirm(booking_id, principal.id, utcnow())
+        except Missing:
+            raise BookingNotFound() from None
         except BookingExpired:
             raise BookingExpiredError() from None
         except NotPending as exc:
             raise BookingNotPending(f"The booking is {exc.current}, not pending") from None
-        if booking is None:
-            raise BookingNotFound()
         await self.events.invalidate(booking.event_id)
         return booking
 
     async def cancel(self, principal: Principal, booking_id: str) -> Booking:
-        """Cancel a booking of the caller's (any booking, for an admin)."""
-        owner = None if principal.role == "admin" else principal.id
-        return await self.cancel_owned(owner, booking_id)
+        """Cancel a booking: its buyer until the event starts; the event's organizer or an
+        admin at any time."""
+        booking = await self.storage.bookings.get(booking_id)
+        if booking is None:
+            raise BookingNotFound()
+        event = await self.storage.events.get(booking.event_id, include_deleted=True)
+        staff = principal.role == "admin" or (
+            principal.role == "organizer" and event is not None and event.owner_id == principal.id
+        )
+        if not staff:
+            if booking.owner_id != principal.id:
+                raise BookingNotFound()
+            if event is not None and event.starts_at <= utcnow():
+                raise EventStarted()
+        return await self.cancel_owned(None if staff else principal.id, booking_id)
 
     async def cancel_owned(self, owner_id: str | None, booking_id: str) -> Booking:
         """Cancel `booking_id` if `owner_id` owns it (None: whoever does)."""
-        owner = owner_id
         try:
-            booking = await self.storage.bookings.cancel(booking_id, owner, utcnow())
+            booking = await self.storage.bookings.cancel(booking_id, owner_id, utcnow())
+        except Missing:
+            raise BookingNotFound() from None
         except NotPending as exc:
             raise BookingNotCancellable(
                 f"A booking that is {exc.current} cannot be cancelled"
             ) from None
-        if booking is None:
-            raise BookingNotFound()
         await self.events.invalidate(booking.event_id)
         return booking
 
@@ -169,7 +203,7 @@ class BookingService:
         return await self.storage.bookings.release_expired(utcnow())
 
     async def reconcile(self, *, fix: bool) -> list[Drift]:
-        """Recount every seat counter from bookings; with `fix`, repair the drift found."""
+        """Compare every seat counter with the bookings; with `fix`, repair the drift found."""
         return await self.storage.bookings.recount(utcnow(), fix=fix)
 
     async def get(self, principal: Principal, booking_id: str) -> Booking:
@@ -193,6 +227,31 @@ class BookingService:
             owner_id=owner, event_id=event_id, status=status, before_id=before_id, limit=limit
         )
         return await self.storage.bookings.find(query)
+
+
+_OUTCOMES: dict[type[Refused], str] = {
+    NoSuchTier: "no_tier",
+    NotOnSale: "not_on_sale",
+    SoldOut: "sold_out",
+    BuyerLimit: "buyer_limit",
+}
+
+
+def _refusal(refused: Refused, event: Event, tier: str) -> Conflict | NotFound:
+    match refused:
+        case NoSuchTier():
+            return TierNotFound()
+        case NotOnSale():
+            return EventNotBookable()
+        case BuyerLimit(limit="max_per_user"):
+            return PerUserLimitExceeded(extra={"maxPerUser": event.max_per_user})
+        case BuyerLimit():
+            return HoldLimitExceeded()
+        case SoldOut(available=available):
+            return InsufficientTickets(
+                f"Only {available} tickets left in tier {tier}", extra={"available": available}
+            )
+    raise AssertionError(refused)
 
 
 async def sweep_expired_holds(ctx: AppContext) -> None:

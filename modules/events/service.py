@@ -13,6 +13,7 @@ from core.storage.port import (
     CapacityBelowActive,
     HasActiveBookings,
     InvalidTransition,
+    Missing,
     VersionMismatch,
 )
 from core.storage.records import (
@@ -197,8 +198,8 @@ class EventService:
                 f"Tier {exc.tier} already has {exc.active} seats in active bookings",
                 errors=[{"field": "tiers.capacity", "message": f"must be at least {exc.active}"}],
             ) from None
-        if event is None:
-            raise EventNotFound()
+        except Missing:
+            raise EventNotFound() from None
         await self.changed(event_id)
         return event
 
@@ -211,19 +212,19 @@ class EventService:
             raise InvalidEventTransition(
                 f"Cannot {action} an event that is {exc.current}"
             ) from None
-        if event is None:
-            raise EventNotFound()
+        except Missing:
+            raise EventNotFound() from None
         await self.changed(event_id)
         return event
 
     async def delete(self, principal: Principal, event_id: str) -> None:
         await self.managed(principal, event_id)
         try:
-            deleted = await self.storage.events.soft_delete(event_id, utcnow())
+            await self.storage.events.soft_delete(event_id, utcnow())
         except HasActiveBookings:
             raise EventHasBookings() from None
-        if not deleted:
-            raise EventNotFound()
+        except Missing:
+            raise EventNotFound() from None
         await self.changed(event_id)
 
     async def availability(self, event_id: str) -> tuple[list[TierCount], datetime]:

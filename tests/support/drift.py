@@ -9,13 +9,26 @@ from core.config import database_kind
 
 
 async def corrupt_counter(database_url: str, event_id: str, tier: str, value: int) -> None:
+    await _set(database_url, "tiers", ("event_id", event_id), ("code", tier), value)
+
+
+async def corrupt_buyer_count(database_url: str, event_id: str, owner: str, value: int) -> None:
+    await _set(
+        database_url, "user_event_counts", ("event_id", event_id), ("owner_id", owner), value
+    )
+
+
+async def _set(
+    database_url: str, table: str, first: tuple[str, str], second: tuple[str, str], value: int
+) -> None:
+    """Set `active` of the row keyed by the two (column, value) pairs."""
+    where = f"{first[0]} = ? AND {second[0]} = ?"
     match database_kind(database_url):
         case "sqlite":
             path = database_url.split(":///", 1)[1]
             with sqlite3.connect(path) as conn:
                 conn.execute(
-                    "UPDATE tiers SET active = ? WHERE event_id = ? AND code = ?",
-                    (value, event_id, tier),
+                    f"UPDATE {table} SET active = ? WHERE {where}", (value, first[1], second[1])
                 )
         case "postgresql":
             import asyncpg
@@ -23,10 +36,10 @@ async def corrupt_counter(database_url: str, event_id: str, tier: str, value: in
             conn = await asyncpg.connect(database_url.replace("+asyncpg", ""))
             try:
                 await conn.execute(
-                    "UPDATE tiers SET active = $1 WHERE event_id = $2 AND code = $3",
+                    f"UPDATE {table} SET active = $1 WHERE {first[0]} = $2 AND {second[0]} = $3",
                     value,
-                    event_id,
-                    tier,
+                    first[1],
+                    second[1],
                 )
             finally:
                 await conn.close()
@@ -35,7 +48,9 @@ async def corrupt_counter(database_url: str, event_id: str, tier: str, value: in
 
             client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(database_url)
             try:
-                tiers = client.get_default_database()["tiers"]
-                await tiers.update_one({"_id": f"{event_id}/{tier}"}, {"$set": {"active": value}})
+                rows = client.get_default_database()[table]
+                await rows.update_one(
+                    {"_id": f"{first[1]}/{second[1]}"}, {"$set": {"active": value}}
+                )
             finally:
                 await client.close()

@@ -1,4 +1,8 @@
-"""SQLAlchemy Core tables shared by SQLite and PostgreSQL (migrations live in alembic/)."""
+"""SQLAlchemy Core tables shared by SQLite and PostgreSQL.
+
+Migrations (core/storage/alembic) must produce exactly these tables: a test compares the
+migrated database with this metadata, so the two cannot drift apart.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     Boolean,
+    CheckConstraint,
     Column,
     DateTime,
     Dialect,
@@ -55,6 +60,7 @@ users = Table(
     Column("password_hash", String(255), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    Column("token_version", Integer, nullable=False, server_default="0"),
 )
 
 partners = Table(
@@ -65,6 +71,7 @@ partners = Table(
     Column("client_id", String(64), nullable=False, unique=True),
     Column("secret_hash", String(255), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+    Column("token_version", Integer, nullable=False, server_default="0"),
 )
 
 refresh_tokens = Table(
@@ -108,6 +115,7 @@ tiers = Table(
     Column("version", Integer, nullable=False, default=0),
     Column("on_sale", Boolean, nullable=False, default=False),
     Column("position", Integer, nullable=False, default=0),
+    CheckConstraint("active >= 0 AND active <= capacity", name="ck_tiers_seats"),
 )
 
 bookings = Table(
@@ -127,6 +135,7 @@ bookings = Table(
     Column("external_ref", String(255)),
     Column("idempotency_key", String(255)),
     Column("request_hash", String(64)),
+    Column("version", Integer, nullable=False, server_default="1"),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     UniqueConstraint("owner_id", "idempotency_key", name="uq_bookings_owner_key"),
@@ -141,4 +150,8 @@ user_event_counts = Table(
     Column("event_id", String(64), primary_key=True),
     Column("owner_id", String(64), primary_key=True),
     Column("active", Integer, nullable=False),
+    Column("pending", Integer, nullable=False, server_default="0"),
+    CheckConstraint("pending >= 0 AND pending <= active", name="ck_buyer_seats"),
 )
+"""Per buyer and event: seats in pending or confirmed bookings (`active`) and of those the
+pending ones, changed in the same atomic step as the bookings (`maxPerUser`, the hold cap)."""

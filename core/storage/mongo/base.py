@@ -1,0 +1,140 @@
+"""What every MongoDB store shares: the collections, transactions with retries, and the one
+place where driver errors become the port's errors."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
+from pymongo.read_concern import ReadConcern
+
+from core.storage import rules
+from core.storage.port import DuplicateKey
+from core.storage.records import from_fields
+
+Doc = dict[str, Any]
+Session = AsyncClientSession
+WRITE_CONFLICT = 112
+
+# The port names a taken unique key by what it means; MongoDB reports the index's name.
+UNIQUE_INDEXES = {
+    "_id_": "id",
+    "email_1": "email",
+    "client_id_1": "client_id",
+    "ticket_number_1": "ticket_number",
+    "owner_id_1_idempotency_key_1": "idempotency_key",
+}
+_INDEX_NAME = re.compile(r"index: (\S+)")
+
+
+def duplicate_key(exc: DuplicateKeyError, collection: str) -> DuplicateKey:
+    match = _INDEX_NAME.search(str((exc.details or {}).get("errmsg", exc)))
+    name = match.group(1) if match else ""
+    field = UNIQUE_INDEXES.get(name, name)
+    if field == "id" and collection == "tiers":
+        field = "tier"
+    return DuplicateKey(field)
+
+
+def transient(exc: Exception) -> bool:
+    """A conflict that aborted the transaction, so running it again is safe.
+
+    MongoDB labels these TransientTransactionError (WriteConflict is code 112). A server that
+    answers a commit with an untagged "write conflict" error has also refused the commit, so
+    it is retried too (the mongoeco test server does this).
+    """
+    if not isinstance(exc, PyMongoError) or isinstance(exc, DuplicateKeyError):
+        return False
+    if exc.has_error_label("TransientTransactionError"):
+        return True
+    if not isinstance(exc, OperationFailure):
+        return False
+    return exc.code == WRITE_CONFLICT or (exc.code is None and "write conflict" in str(exc).lower())
+
+
+def active_at(now: datetime) -> Doc:
+    """The active-booking rule: confirmed, or pending and not yet expired."""
+    return {"$or": [{"status": "confirmed"}, {"status": "pending", "expires_at": {"$gt": now}}]}
+
+
+HOLDS_SEATS: Doc = {"status": {"$in": ["pending", "confirmed"]}}
+"""Bookings whose seats the counters include (expired holds until they are released)."""
+
+
+def record[R](cls: type[R], doc: Doc, **overrides: Any) -> R:
+    """A record from a document: `_id` is the id, and PyMongo's naive UTC datetimes become
+    aware ones."""
+    values = {k: v.replace(tzinfo=UTC) if isinstance(v, datetime) else v for k, v in doc.items()}
+    return from_fields(cls, values | {"id": doc.get("_id")}, **overrides)
+
+
+def buyer_id(event_id: str, owner_id: str) -> str:
+    return f"{event_id}/{owner_id}"
+
+
+def tier_id(event_id: str, code: str) -> str:
+    return f"{event_id}/{code}"
+
+
+def _discard_server_session(session: Session) -> None:
+    """Keep a session whose transaction failed out of the pool (as PyMongo does after network
+    errors): a server may still tie the failed transaction's state to that session id, and the
+    next transaction on it would then conflict forever (seen with the mongoeco test server)."""
+    server_session = getattr(session, "_server_session", None)
+    if server_session is not None:
+        server_session.mark_dirty()
+
+
+class MongoBase:
+    """A store's access to the database, shared by the stores of one MongoStorage.
+
+    Beanie declares the collections and their indexes (documents.py); the operations use
+    PyMongo's async collections directly, because they are conditional updates inside
+    multi-document transactions, which Beanie's document API does not express."""
+
+    def __init__(self, client: AsyncMongoClient[Doc], db_name: str) -> None:
+        self.client = client
+        db = client[db_name]
+        self.users = db["users"]
+        self.partners = db["partners"]
+        self.tokens = db["refresh_tokens"]
+        self.events = db["events"]
+        self.tiers = db["tiers"]
+        self.bookings = db["bookings"]
+        self.buyers = db["user_event_counts"]
+
+    async def tx[R](self, work: Callable[[Session], Awaitable[R]], *, read_only: bool = False) -> R:
+        """Run `work` in a transaction, retrying transient conflicts with jittered backoff.
+        A read-only one reads one snapshot of the database."""
+
+        async def attempt() -> R:
+            async with self.client.start_session() as session:
+                try:
+                    concern = ReadConcern("snapshot") if read_only else None
+                    async with await session.start_transaction(read_concern=concern):
+                        return await work(session)
+                except PyMongoError:
+                    _discard_server_session(session)
+                    raise
+
+        try:
+            return await rules.retrying(attempt, transient, "mongodb")
+        except DuplicateKeyError as exc:
+            raise duplicate_key(exc, _collection_of(exc)) from None
+
+    async def write[R](self, op: Callable[[], Awaitable[R]]) -> R:
+        """One single-document write (atomic on its own), its duplicate key translated."""
+        try:
+            return await op()
+        except DuplicateKeyError as exc:
+            raise duplicate_key(exc, _collection_of(exc)) from None
+
+
+def _collection_of(exc: DuplicateKeyError) -> str:
+    match = re.search(r"collection: \S+?\.(\S+)", str((exc.details or {}).get("errmsg", "")))
+    return match.group(1) if match else ""

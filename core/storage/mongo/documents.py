@@ -1,0 +1,95 @@
+"""The collections and their indexes, declared as Beanie documents and created by
+`init_beanie` at start-up. Only the indexes are declared here: documents are read and
+written with PyMongo directly (see base.py for why)."""
+
+from __future__ import annotations
+
+from beanie import Document
+from pymongo import ASCENDING, DESCENDING, IndexModel
+
+
+class UserDoc(Document):
+    id: str  # type: ignore[assignment]
+
+    class Settings:
+        name = "users"
+        indexes = [IndexModel([("email", ASCENDING)], unique=True)]
+
+
+class PartnerDoc(Document):
+    id: str  # type: ignore[assignment]
+
+    class Settings:
+        name = "partners"
+        indexes = [IndexModel([("client_id", ASCENDING)], unique=True)]
+
+
+class RefreshTokenDoc(Document):
+    id: str  # type: ignore[assignment]
+
+    class Settings:
+        name = "refresh_tokens"
+        indexes = [IndexModel([("family_id", ASCENDING)])]
+
+
+class EventDoc(Document):
+    id: str  # type: ignore[assignment]
+
+    class Settings:
+        name = "events"
+        indexes = [
+            IndexModel([("status", ASCENDING), ("_id", ASCENDING)]),
+            IndexModel([("owner_id", ASCENDING)]),
+            IndexModel([("name", "text"), ("venue", "text")], weights={"name": 2, "venue": 1}),
+        ]
+
+
+class TierDoc(Document):
+    """One document per tier (`<event id>/<code>`) so its seat counter can be updated
+    conditionally on its own."""
+
+    id: str  # type: ignore[assignment]
+
+    class Settings:
+        name = "tiers"
+        indexes = [IndexModel([("event_id", ASCENDING), ("position", ASCENDING)])]
+
+
+class BookingDoc(Document):
+    id: str  # type: ignore[assignment]
+
+    class Settings:
+        name = "bookings"
+        indexes = [
+            IndexModel([("ticket_number", ASCENDING)], unique=True),
+            IndexModel(
+                [("owner_id", ASCENDING), ("idempotency_key", ASCENDING)],
+                unique=True,
+                partialFilterExpression={"idempotency_key": {"$type": "string"}},
+            ),
+            IndexModel([("event_id", ASCENDING), ("tier", ASCENDING), ("status", ASCENDING)]),
+            IndexModel([("owner_id", ASCENDING), ("_id", DESCENDING)]),
+            IndexModel([("status", ASCENDING), ("expires_at", ASCENDING)]),
+        ]
+
+
+class BuyerCountDoc(Document):
+    """Per buyer and event (`<event id>/<owner id>`): seats in pending or confirmed bookings
+    (`active`) and of those the pending ones."""
+
+    id: str  # type: ignore[assignment]
+
+    class Settings:
+        name = "user_event_counts"
+        indexes = [IndexModel([("event_id", ASCENDING)])]
+
+
+DOCUMENTS: list[type[Document]] = [
+    UserDoc,
+    PartnerDoc,
+    RefreshTokenDoc,
+    EventDoc,
+    TierDoc,
+    BookingDoc,
+    BuyerCountDoc,
+]

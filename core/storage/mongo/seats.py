@@ -1,0 +1,115 @@
+"""Giving seats back and deriving counters, inside a caller's transaction (MongoDB)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from core.storage import rules
+from core.storage.mongo.base import HOLDS_SEATS, Doc, MongoBase, Session, buyer_id, tier_id
+
+
+async def give_back(base: MongoBase, s: Session, released: Sequence[Mapping[str, Any]]) -> None:
+    """Return released bookings' seats to their tiers and their buyers' counts (each mapping
+    has event_id, tier, owner_id, quantity and the status the booking had)."""
+    release = rules.release_of(released)
+    for event_id, code, seats in release.tiers:
+        await base.tiers.update_one(
+            {"_id": tier_id(event_id, code)},
+            {"$inc": {"active": -seats, "version": 1}},
+            session=s,
+        )
+    for event_id, owner_id, seats, pending in release.buyers:
+        await base.buyers.update_one(
+            {"_id": buyer_id(event_id, owner_id)},
+            {"$inc": {"active": -seats, "pending": -pending}},
+            session=s,
+        )
+
+
+async def release_expired(
+    base: MongoBase, s: Session, now: datetime, event_id: str | None = None, tier: str | None = None
+) -> int:
+    """Mark holds past their expiry `expired` and give their seats back; how many."""
+    query: Doc = {"status": "pending", "expires_at": {"$lte": now}}
+    if event_id is not None:
+        query["event_id"] = event_id
+    if tier is not None:
+        query["tier"] = tier
+    released = await base.bookings.find(query, session=s).to_list()
+    if not released:
+        return 0
+    await base.bookings.update_many(
+        {"_id": {"$in": [b["_id"] for b in released]}, "status": "pending"},
+        {"$set": {"status": "expired", "updated_at": now}, "$inc": {"version": 1}},
+        session=s,
+    )
+    await give_back(base, s, released)
+    return len(released)
+
+
+async def close_tiers(base: MongoBase, s: Session, event_id: str) -> None:
+    """Take the event's tiers off sale: a booking transaction that overlaps this one writes
+    the same tier documents, so one of the two aborts (and a retried booking sees the tiers
+    closed)."""
+    await base.tiers.update_many(
+        {"event_id": event_id}, {"$set": {"on_sale": False}, "$inc": {"version": 1}}, session=s
+    )
+
+
+async def tallies(
+    base: MongoBase, s: Session | None, match: Doc
+) -> tuple[rules.Tally, rules.Tally]:
+    """Seats held by the matching bookings that hold seats, per (event, tier), per (event, owner)."""
+    pending = {"$sum": {"$cond": [{"$eq": ["$status", "pending"]}, "$quantity", 0]}}
+    found = []
+    for key in ("tier", "owner_id"):
+        pipeline: list[Doc] = [
+            {"$match": {**match, **HOLDS_SEATS}},
+            {
+                "$group": {
+                    "_id": {"event_id": "$event_id", "key": f"${key}"},
+                    "active": {"$sum": "$quantity"},
+                    "pending": pending,
+                }
+            },
+        ]
+        found.append(
+            {
+                (d["_id"]["event_id"], d["_id"]["key"]): rules.Seats(
+                    int(d["active"]), int(d["pending"])
+                )
+                async for d in await base.bookings.aggregate(pipeline, session=s)
+            }
+        )
+    return found[0], found[1]
+
+
+async def derive_counters(base: MongoBase, s: Session, event_id: str) -> None:
+    """Set the event's tier and buyer counters to what its bookings hold."""
+    by_tier, counted = await tallies(base, s, {"event_id": event_id})
+    by_buyer = dict(counted)
+    async for tier in base.tiers.find({"event_id": event_id}, session=s):
+        seats = by_tier.get((event_id, tier["code"]), rules.Seats())
+        await base.tiers.update_one(
+            {"_id": tier["_id"]}, {"$set": {"active": seats.active}}, session=s
+        )
+    async for buyer in base.buyers.find({"event_id": event_id}, session=s):
+        seats = by_buyer.pop((event_id, buyer["owner_id"]), rules.Seats())
+        await base.buyers.update_one(
+            {"_id": buyer["_id"]},
+            {"$set": {"active": seats.active, "pending": seats.pending}},
+            session=s,
+        )
+    for (_, owner_id), seats in by_buyer.items():
+        await base.buyers.insert_one(
+            {
+                "_id": buyer_id(event_id, owner_id),
+                "event_id": event_id,
+                "owner_id": owner_id,
+                "active": seats.active,
+                "pending": seats.pending,
+            },
+            session=s,
+        )

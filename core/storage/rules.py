@@ -1,0 +1,198 @@
+"""What is the same on every backend: retries, the refusal classification, the values of a
+new booking, the seats a release gives back, drift, search words.
+
+Each backend keeps only its atomic statements or transactions and its driver-error mapping;
+everything a backend would otherwise write a second copy of lives here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from core.metrics import CONFLICTS_RETRIED
+from core.storage.port import BuyerLimit, NoSuchTier, NotOnSale, Refused, SoldOut, StorageBusy
+from core.storage.records import Drift, Reservation, ReserveRequest, Tier
+
+MAX_ATTEMPTS = 10
+BACKOFF_BASE_SECONDS = 0.005
+BACKOFF_CAP_SECONDS = 0.25
+
+
+def backoff(attempt: int) -> float:
+    """Full jitter: uniform in [0, min(cap, base·2^attempt)]."""
+    return random.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**attempt))  # noqa: S311
+
+
+async def pause(attempt: int) -> None:
+    await asyncio.sleep(backoff(attempt))
+
+
+async def retrying[R](
+    work: Callable[[], Awaitable[R]], transient: Callable[[Exception], bool], backend: str
+) -> R:
+    """Run `work`, again after a transient conflict, at most MAX_ATTEMPTS times in all."""
+    for attempt in range(MAX_ATTEMPTS):
+        try:
+            return await work()
+        except Exception as exc:
+            if not transient(exc):
+                raise
+        CONFLICTS_RETRIED.labels(backend).inc()
+        if attempt < MAX_ATTEMPTS - 1:
+            await asyncio.sleep(backoff(attempt))
+    raise StorageBusy("too much contention; try again")
+
+
+def check_request_limits(request: ReserveRequest) -> None:
+    """Refuse a request larger than a limit on its own (a first booking inserts the buyer's
+    count, where no guard is evaluated)."""
+    if request.max_per_user is not None and request.quantity > request.max_per_user:
+        raise BuyerLimit("max_per_user")
+    if request.max_pending is not None and request.pending_quantity > request.max_pending:
+        raise BuyerLimit("max_pending")
+
+
+def buyer_limit(request: ReserveRequest, active: int, pending: int) -> BuyerLimit:
+    """Which of the buyer's limits a refused count update ran into."""
+    if request.max_per_user is not None and active + request.quantity > request.max_per_user:
+        return BuyerLimit("max_per_user")
+    return BuyerLimit("max_pending")
+
+
+def refusal(tier: Tier | None) -> Refused:
+    """Why a reserve that changed nothing was refused, from a fresh read of its tier."""
+    if tier is None:
+        return NoSuchTier()
+    if not tier.on_sale:
+        return NotOnSale()
+    return SoldOut(available=max(0, tier.capacity - tier.active))
+
+
+class Reserving:
+    """`reserve` as every backend runs it around its own atomic step (`_reserve_once`).
+
+    A request larger than a limit on its own is refused before any write. An expired hold
+    never blocks a sale: before a refusal for want of seats (or of the buyer's allowance) is
+    final, the tier's expired holds are released and the step is tried once more."""
+
+    async def reserve(self, request: ReserveRequest) -> Reservation:
+        check_request_limits(request)
+        try:
+            return await self._reserve_once(request)
+        except (SoldOut, BuyerLimit):
+            if not await self.release_expired(request.now, request.event_id, request.tier):
+                raise
+        return await self._reserve_once(request)
+
+    async def _reserve_once(self, request: ReserveRequest) -> Reservation:
+        raise NotImplementedError
+
+    async def release_expired(
+        self, now: datetime, event_id: str | None = None, tier: str | None = None
+    ) -> int:
+        raise NotImplementedError
+
+
+def booking_values(request: ReserveRequest) -> dict[str, Any]:
+    """The columns of the booking `request` makes, but its unit price (read from the tier)."""
+    return {
+        "id": request.booking_id,
+        "ticket_number": request.ticket_number,
+        "event_id": request.event_id,
+        "tier": request.tier,
+        "quantity": request.quantity,
+        "currency": "USD",
+        "status": request.status,
+        "expires_at": request.hold_until,
+        "owner_id": request.owner_id,
+        "partner_id": request.partner_id,
+        "external_ref": request.external_ref,
+        "idempotency_key": request.idempotency_key,
+        "request_hash": request.request_hash,
+        "version": 1,
+        "created_at": request.now,
+        "updated_at": request.now,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """The seats some released bookings give back, grouped as the counters keep them and in
+    a fixed order (so that concurrent releases lock rows in the same order)."""
+
+    tiers: list[tuple[str, str, int]]
+    """(event id, tier code, seats)."""
+    buyers: list[tuple[str, str, int, int]]
+    """(event id, owner id, seats, of which pending)."""
+
+
+def release_of(bookings: Iterable[Mapping[str, Any]]) -> Release:
+    """Group released bookings (rows or documents with event_id, tier, owner_id, quantity and
+    the status they had) by tier and by buyer."""
+    tiers: dict[tuple[str, str], int] = defaultdict(int)
+    buyers: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    for b in bookings:
+        tiers[(b["event_id"], b["tier"])] += b["quantity"]
+        counts = buyers[(b["event_id"], b["owner_id"])]
+        counts[0] += b["quantity"]
+        if b["status"] == "pending":
+            counts[1] += b["quantity"]
+    return Release(
+        tiers=[(e, t, n) for (e, t), n in sorted(tiers.items())],
+        buyers=[(e, o, n, p) for (e, o), (n, p) in sorted(buyers.items())],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Seats:
+    """What the bookings of one tier or one buyer hold."""
+
+    active: int = 0
+    pending: int = 0
+
+
+type Tally = Mapping[tuple[str, str], Seats]
+"""Seats held by bookings that hold seats, per (event, tier) or per (event, owner)."""
+
+
+def drifts(
+    tier_counters: Iterable[tuple[str, str, int]],
+    buyer_counters: Iterable[tuple[str, str, int, int]],
+    tier_tally: Tally,
+    buyer_tally: Tally,
+) -> list[Drift]:
+    """Every counter that disagrees with the bookings: (event, tier, active) counters and
+    (event, owner, active, pending) counters; a buyer with bookings but no counter drifts too."""
+    found = [
+        Drift(event_id, f"tier {code}", active, tier_tally.get((event_id, code), Seats()).active)
+        for event_id, code, active in tier_counters
+        if active != tier_tally.get((event_id, code), Seats()).active
+    ]
+    seen: set[tuple[str, str]] = set()
+    for event_id, owner, active, pending in buyer_counters:
+        seen.add((event_id, owner))
+        actual = buyer_tally.get((event_id, owner), Seats())
+        found += _buyer_drift(event_id, owner, Seats(active, pending), actual)
+    for (event_id, owner), actual in buyer_tally.items():
+        if (event_id, owner) not in seen:
+            found += _buyer_drift(event_id, owner, Seats(), actual)
+    return found
+
+
+def _buyer_drift(event_id: str, owner: str, counter: Seats, actual: Seats) -> list[Drift]:
+    return [
+        Drift(event_id, f"buyer {owner} {name}", getattr(counter, name), getattr(actual, name))
+        for name in ("active", "pending")
+        if getattr(counter, name) != getattr(actual, name)
+    ]
+
+
+def search_words(text: str) -> list[str]:
+    """The words of a full-text query: letters and digits only, so nothing is syntax."""
+    return "".join(c if c.isalnum() else " " for c in text).split()

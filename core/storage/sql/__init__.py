@@ -1,0 +1,73 @@
+"""SQLAlchemy 2 async backend for SQLite (aiosqlite) and PostgreSQL (asyncpg).
+
+One module per part of the port (accounts, events, bookings), the seat release they share
+(seats.py), and base.py: connections, transactions with retries, driver errors → port errors.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from core.storage.sql.accounts import SQLPartners, SQLTokens, SQLUsers
+from core.storage.sql.base import Engines, async_url, sqlite_begin
+from core.storage.sql.bookings import SQLBookings
+from core.storage.sql.events import SQLEvents
+
+
+class SQLStorage:
+    def __init__(self, url: str, pool_size: int = 5) -> None:
+        self.url = async_url(url)
+        self.kind: Literal["sqlite", "postgresql"] = (
+            "sqlite" if self.url.startswith("sqlite") else "postgresql"
+        )
+        if self.kind == "sqlite":
+            self._prepare_sqlite_path()
+            engine = create_async_engine(self.url, connect_args={"timeout": 30})
+            event.listen(engine.sync_engine, "connect", _sqlite_connect)
+            event.listen(engine.sync_engine, "begin", sqlite_begin)
+        else:
+            # A small, fixed pool. More connections than cores only queue on the hot tier row
+            # inside PostgreSQL; and an overflow connection is closed when returned, so under
+            # load it would be reopened (prepared statements lost) again and again.
+            engine = create_async_engine(self.url, pool_size=pool_size, max_overflow=0)
+        self.engine = engine
+        engines = Engines.of(engine, self.kind)
+        self.users = SQLUsers(engines, self.kind)
+        self.partners = SQLPartners(engines, self.kind)
+        self.tokens = SQLTokens(engines, self.kind)
+        self.events = SQLEvents(engines, self.kind)
+        self.bookings = SQLBookings(engines, self.kind)
+
+    def _prepare_sqlite_path(self) -> None:
+        database = make_url(self.url).database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+
+    async def migrate(self) -> None:
+        from core.storage.migrations import upgrade
+
+        async with self.engine.begin() as conn:
+            await conn.run_sync(upgrade)
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+def _sqlite_connect(dbapi_connection: Any, _: Any) -> None:
+    # The driver would emit its own deferred BEGIN; `sqlite_begin` emits the right one.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()

@@ -1,0 +1,173 @@
+"""What every SQL store shares: connections, transactions with retries, and the one place
+where driver errors become the port's errors."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from asyncpg.exceptions import PostgresError
+from sqlalchemy import ColumnElement, Connection, Row, and_, or_
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from core.storage import rules
+from core.storage.port import DuplicateKey
+from core.storage.sql import schema as t
+
+TRANSIENT_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock detected
+UNIQUE_VIOLATION = "23505"
+
+# The port names a taken unique key by what it means; PostgreSQL reports the constraint's name
+# (its defaults: <table>_pkey, <table>_<column>_key), SQLite the table and columns.
+UNIQUE_KEYS: list[tuple[str, tuple[str, ...], str, str]] = [
+    ("users", ("id",), "users_pkey", "id"),
+    ("users", ("email",), "users_email_key", "email"),
+    ("partners", ("id",), "partners_pkey", "id"),
+    ("partners", ("client_id",), "partners_client_id_key", "client_id"),
+    ("events", ("id",), "events_pkey", "id"),
+    ("tiers", ("event_id", "code"), "tiers_pkey", "tier"),
+    ("bookings", ("id",), "bookings_pkey", "id"),
+    ("bookings", ("ticket_number",), "bookings_ticket_number_key", "ticket_number"),
+    ("bookings", ("owner_id", "idempotency_key"), "uq_bookings_owner_key", "idempotency_key"),
+    ("refresh_tokens", ("jti",), "refresh_tokens_pkey", "jti"),
+]
+_BY_CONSTRAINT = {name: key for _, _, name, key in UNIQUE_KEYS}
+_BY_COLUMNS = {(table, columns): key for table, columns, _, key in UNIQUE_KEYS}
+_SQLITE_UNIQUE = re.compile(r"UNIQUE constraint failed: (.+)$")
+
+
+def duplicate_key(exc: BaseException) -> DuplicateKey | None:
+    """The port's DuplicateKey for a unique violation from either driver, else None."""
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    pg = orig if isinstance(orig, PostgresError) else getattr(orig, "__cause__", None)
+    if isinstance(pg, PostgresError) and pg.sqlstate == UNIQUE_VIOLATION:
+        name = getattr(pg, "constraint_name", None) or ""
+        return DuplicateKey(_BY_CONSTRAINT.get(name, name))
+    match = _SQLITE_UNIQUE.search(str(orig))
+    if match is None:
+        return None
+    qualified = [c.strip().split(".", 1) for c in match.group(1).split(",")]
+    table, columns = qualified[0][0], tuple(c[-1] for c in qualified)
+    return DuplicateKey(_BY_COLUMNS.get((table, columns), ",".join(columns)))
+
+
+def transient(exc: Exception) -> bool:
+    """A conflict that rolled the transaction back, so running it again is safe."""
+    if isinstance(exc, PostgresError):  # raised by the raw asyncpg hot path
+        return exc.sqlstate in TRANSIENT_SQLSTATES
+    if isinstance(exc, IntegrityError) or not isinstance(exc, DBAPIError):
+        return False
+    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    if code in TRANSIENT_SQLSTATES:
+        return True
+    message = str(exc.orig).lower()
+    return "database is locked" in message or "database table is locked" in message
+
+
+def active_at(now: datetime) -> ColumnElement[bool]:
+    """The active-booking rule: confirmed, or pending and not yet expired."""
+    b = t.bookings
+    return or_(b.c.status == "confirmed", and_(b.c.status == "pending", b.c.expires_at > now))
+
+
+def holds_seats() -> ColumnElement[bool]:
+    """Bookings whose seats the counters include (expired holds until they are released)."""
+    return t.bookings.c.status.in_(("pending", "confirmed"))
+
+
+@dataclass(frozen=True, slots=True)
+class Engines:
+    """One pool, three ways to use it.
+
+    `writer` runs read-write transactions (READ COMMITTED on PostgreSQL; BEGIN IMMEDIATE on
+    SQLite, which takes the write lock up front instead of failing to upgrade a read lock),
+    `reader` runs reads and single autocommit statements, `snapshot` runs read-only
+    transactions whose statements all see one snapshot (REPEATABLE READ; SQLite's deferred
+    BEGIN in WAL mode)."""
+
+    writer: AsyncEngine
+    reader: AsyncEngine
+    snapshot: AsyncEngine
+    lock: contextlib.AbstractAsyncContextManager[Any]
+    """Queues this process's SQLite writers here, where waiting is cheap, instead of in
+    SQLite's busy handler, which sleeps up to 100 ms per retry (a no-op on PostgreSQL)."""
+
+    @classmethod
+    def of(cls, engine: AsyncEngine, dialect: str) -> Engines:
+        if dialect == "sqlite":
+            return cls(
+                writer=engine.execution_options(sqlite_begin="BEGIN IMMEDIATE"),
+                reader=engine,
+                snapshot=engine,
+                lock=asyncio.Lock(),
+            )
+        return cls(
+            writer=engine,
+            reader=engine.execution_options(isolation_level="AUTOCOMMIT"),
+            snapshot=engine.execution_options(
+                isolation_level="REPEATABLE READ", postgresql_readonly=True
+            ),
+            lock=contextlib.nullcontext(),
+        )
+
+
+def sqlite_begin(conn: Connection) -> None:
+    """The `begin` hook of SQLite engines (whose driver is told to emit no BEGIN itself)."""
+    conn.exec_driver_sql(conn.get_execution_options().get("sqlite_begin", "BEGIN"))
+
+
+class SQLBase:
+    """A store's access to the database, shared by the stores of one SQLStorage."""
+
+    def __init__(self, engines: Engines, dialect: str) -> None:
+        self.engines = engines
+        self.dialect = dialect
+        self.upsert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+    async def tx[R](self, work: Callable[[AsyncConnection], Awaitable[R]]) -> R:
+        """Run `work` in a transaction, retrying conflicts with bounded, jittered backoff.
+        A unique violation becomes the port's DuplicateKey."""
+
+        async def attempt() -> R:
+            async with self.engines.lock, self.engines.writer.begin() as conn:
+                return await work(conn)
+
+        try:
+            return await rules.retrying(attempt, transient, self.dialect)
+        except IntegrityError as exc:
+            raise duplicate_key(exc) or exc from None
+
+    @contextlib.asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[AsyncConnection]:
+        """A read-only transaction whose statements all see one snapshot of the database."""
+        async with self.engines.snapshot.begin() as conn:
+            yield conn
+
+    async def first(self, stmt: Any) -> Row[Any] | None:
+        """The first row a read (or a single autocommit statement) returns."""
+        async with self.engines.reader.connect() as conn:
+            return (await conn.execute(stmt)).first()
+
+    async def rows(self, stmt: Any) -> Sequence[Row[Any]]:
+        async with self.engines.reader.connect() as conn:
+            return (await conn.execute(stmt)).all()
+
+
+async def first(conn: AsyncConnection, stmt: Any, params: Any = None) -> Row[Any] | None:
+    return (await conn.execute(stmt, params)).first()
+
+
+def async_url(url: str) -> str:
+    """Map DATABASE_URL to the async driver SQLAlchemy should use."""
+    parsed = make_url(url.replace("postgres://", "postgresql://", 1))
+    if parsed.get_backend_name() == "sqlite":
+        return parsed.set(drivername="sqlite+aiosqlite").render_as_string(hide_password=False)
+    return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)

@@ -1,0 +1,278 @@
+"""Events and their tiers on SQL: the catalogue, the status machine, availability."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, and_, case, func, insert, literal, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from core.storage import rules
+from core.storage.port import (
+    CapacityBelowActive,
+    HasActiveBookings,
+    InvalidTransition,
+    Missing,
+    VersionMismatch,
+)
+from core.storage.records import (
+    Event,
+    EventQuery,
+    EventStatus,
+    Tier,
+    TierCount,
+    TierPatch,
+    as_fields,
+    from_fields,
+)
+from core.storage.sql import schema as t
+from core.storage.sql.base import SQLBase, active_at, first, holds_seats
+from core.storage.sql.seats import close_tiers, derive_counters, release_expired
+
+
+class SQLEvents(SQLBase):
+    async def create(self, event: Event) -> Event:
+        async def work(conn: AsyncConnection) -> None:
+            await conn.execute(insert(t.events).values(**as_fields(event, exclude=("tiers",))))
+            on_sale = event.status == "published"
+            rows = [
+                _tier_values(event.id, tier, pos, on_sale) for pos, tier in enumerate(event.tiers)
+            ]
+            await conn.execute(insert(t.tiers), rows)
+
+        await self.tx(work)
+        return event
+
+    async def get(self, event_id: str, *, include_deleted: bool = False) -> Event | None:
+        async with self.engines.reader.connect() as conn:
+            return await _get(conn, event_id, include_deleted)
+
+    async def find(self, query: EventQuery) -> list[Event]:
+        e = t.events
+        stmt = select(e).where(e.c.deleted_at.is_(None), e.c.status.in_(query.statuses))
+        if query.owner_id:
+            stmt = stmt.where(e.c.owner_id == query.owner_id)
+        if query.starts_from:
+            stmt = stmt.where(e.c.starts_at >= query.starts_from)
+        if query.starts_to:
+            stmt = stmt.where(e.c.starts_at <= query.starts_to)
+        if query.text:
+            stmt = self._search(stmt, query.text).offset(query.offset)
+        else:
+            if query.after_id:
+                stmt = stmt.where(e.c.id > query.after_id)
+            stmt = stmt.order_by(e.c.id)
+        async with self.engines.reader.connect() as conn:
+            rows = (await conn.execute(stmt.limit(query.limit))).all()
+            tiers = await _tiers(conn, [r.id for r in rows])
+        return [_event(r, tiers[r.id]) for r in rows]
+
+    def _search(self, stmt: Any, query: str) -> Any:
+        """Full-text search, best match first: PostgreSQL's tsvector (GIN index), SQLite's FTS5
+        (kept in step by triggers); a match in the name outranks one in the venue."""
+        e = t.events
+        words = rules.search_words(query)
+        if not words:
+            return stmt.where(literal(False))
+        if self.dialect == "postgresql":
+            document = func.to_tsvector("english", e.c.name + " " + e.c.venue)
+            tsquery = func.plainto_tsquery("english", " ".join(words))
+            return stmt.where(document.op("@@")(tsquery)).order_by(
+                func.ts_rank(document, tsquery).desc(), e.c.id
+            )
+        fts = (
+            text(
+                "SELECT event_id, bm25(events_fts, 0.0, 2.0, 1.0) AS rank FROM events_fts "
+                "WHERE events_fts MATCH :match"
+            )
+            .bindparams(match=" ".join(f'"{w}"' for w in words))
+            .columns(event_id=e.c.id.type, rank=t.tiers.c.capacity.type)
+            .subquery()
+        )
+        return stmt.join(fts, fts.c.event_id == e.c.id).order_by(fts.c.rank, e.c.id)
+
+    async def update(
+        self,
+        event_id: str,
+        *,
+        expected_version: int | None,
+        fields: dict[str, Any],
+        tiers: Sequence[TierPatch],
+        now: datetime,
+    ) -> Event:
+        async def work(conn: AsyncConnection) -> Event:
+            e = t.events
+            cond = [e.c.id == event_id, e.c.deleted_at.is_(None)]
+            if expected_version is not None:
+                cond.append(e.c.version == expected_version)
+            stmt = (
+                update(e)
+                .where(*cond)
+                .values(**fields, version=e.c.version + 1, updated_at=now)
+                .returning(e.c.status)
+            )
+            row = await first(conn, stmt)
+            if row is None:
+                current = await _get(conn, event_id)
+                if current is None:
+                    raise Missing()
+                raise VersionMismatch(current.version)
+            for patch in tiers:
+                await _patch_tier(conn, event_id, patch, row.status == "published", now)
+            return await _must_get(conn, event_id)
+
+        return await self.tx(work)
+
+    async def transition(
+        self, event_id: str, allowed_from: Sequence[EventStatus], to: EventStatus, now: datetime
+    ) -> Event:
+        async def work(conn: AsyncConnection) -> Event:
+            e = t.events
+            changed = await conn.execute(
+                update(e)
+                .where(e.c.id == event_id, e.c.deleted_at.is_(None), e.c.status.in_(allowed_from))
+                .values(status=to, version=e.c.version + 1, updated_at=now)
+            )
+            if changed.rowcount == 0:
+                current = await _get(conn, event_id)
+                if current is None:
+                    raise Missing()
+                raise InvalidTransition(current.status)
+            if to == "published":
+                tr = t.tiers
+                await conn.execute(update(tr).where(tr.c.event_id == event_id).values(on_sale=True))
+            else:
+                await close_tiers(conn, event_id)
+            if to == "cancelled":
+                await _release_all(conn, event_id, now)
+                await derive_counters(conn, event_id)
+            return await _must_get(conn, event_id)
+
+        return await self.tx(work)
+
+    async def soft_delete(self, event_id: str, now: datetime) -> None:
+        async def work(conn: AsyncConnection) -> None:
+            e, b = t.events, t.bookings
+            deleted = await conn.execute(
+                update(e)
+                .where(e.c.id == event_id, e.c.deleted_at.is_(None))
+                .values(deleted_at=now, updated_at=now, version=e.c.version + 1)
+            )
+            if deleted.rowcount == 0:
+                raise Missing()
+            await close_tiers(conn, event_id)
+            await release_expired(conn, now, event_id)
+            held = await first(
+                conn, select(b.c.id).where(b.c.event_id == event_id, holds_seats()).limit(1)
+            )
+            if held is not None:
+                raise HasActiveBookings()  # rolls back: the event stays, its tiers stay on sale
+
+        await self.tx(work)
+
+    async def availability(self, event_id: str, now: datetime) -> list[TierCount]:
+        b, tr = t.bookings, t.tiers
+        counted = (
+            select(
+                b.c.tier,
+                func.sum(case((b.c.status == "pending", b.c.quantity), else_=0)).label("pending"),
+                func.sum(case((b.c.status == "confirmed", b.c.quantity), else_=0)).label(
+                    "confirmed"
+                ),
+            )
+            .where(b.c.event_id == event_id, active_at(now))
+            .group_by(b.c.tier)
+            .subquery()
+        )
+        stmt = (
+            select(tr.c.code, tr.c.capacity, counted.c.pending, counted.c.confirmed)
+            .select_from(tr.outerjoin(counted, counted.c.tier == tr.c.code))
+            .where(tr.c.event_id == event_id)
+            .order_by(tr.c.position)
+        )
+        return [
+            TierCount(r.code, r.capacity, int(r.pending or 0), int(r.confirmed or 0))
+            for r in await self.rows(stmt)
+        ]
+
+
+async def _get(conn: AsyncConnection, event_id: str, include_deleted: bool = False) -> Event | None:
+    stmt = select(t.events).where(t.events.c.id == event_id)
+    if not include_deleted:
+        stmt = stmt.where(t.events.c.deleted_at.is_(None))
+    row = await first(conn, stmt)
+    if row is None:
+        return None
+    return _event(row, (await _tiers(conn, [event_id]))[event_id])
+
+
+async def _must_get(conn: AsyncConnection, event_id: str) -> Event:
+    event = await _get(conn, event_id)
+    assert event is not None  # changed in this transaction
+    return event
+
+
+async def _tiers(conn: AsyncConnection, event_ids: list[str]) -> dict[str, list[Tier]]:
+    tr = t.tiers
+    rows = await conn.execute(
+        select(tr).where(tr.c.event_id.in_(event_ids)).order_by(tr.c.position)
+    )
+    found: dict[str, list[Tier]] = defaultdict(list)
+    for r in rows:
+        found[r.event_id].append(from_fields(Tier, r._mapping))
+    return found
+
+
+async def _patch_tier(
+    conn: AsyncConnection, event_id: str, patch: TierPatch, on_sale: bool, now: datetime
+) -> None:
+    tr = t.tiers
+    this = and_(tr.c.event_id == event_id, tr.c.code == patch.code)
+    if await first(conn, select(tr.c.code).where(this)) is None:
+        position = (
+            await conn.execute(select(func.count()).where(tr.c.event_id == event_id))
+        ).scalar_one()
+        tier = Tier(
+            patch.code, patch.name or patch.code, patch.price_cents or 0, patch.capacity or 0
+        )
+        await conn.execute(insert(tr).values(**_tier_values(event_id, tier, position, on_sale)))
+        return
+    values: dict[str, Any] = {
+        k: v for k, v in (("name", patch.name), ("price_cents", patch.price_cents)) if v is not None
+    }
+    guard = this
+    if patch.capacity is not None:
+        await release_expired(conn, now, event_id, patch.code)
+        values |= {"capacity": patch.capacity, "version": tr.c.version + 1}
+        guard = and_(this, tr.c.active <= patch.capacity)  # one statement: check and write
+    if values and (await conn.execute(update(tr).where(guard).values(**values))).rowcount == 0:
+        active = (await conn.execute(select(tr.c.active).where(this))).scalar_one()
+        raise CapacityBelowActive(patch.code, active)
+
+
+async def _release_all(conn: AsyncConnection, event_id: str, now: datetime) -> None:
+    """Every booking of the event that holds seats ends: expired holds as `expired`, the
+    rest as `cancelled` (the caller derives the counters afterwards)."""
+    b = t.bookings
+    expired = and_(b.c.status == "pending", b.c.expires_at <= now)
+    await conn.execute(
+        update(b)
+        .where(b.c.event_id == event_id, holds_seats())
+        .values(
+            status=case((expired, "expired"), else_="cancelled"),
+            version=b.c.version + 1,
+            updated_at=now,
+        )
+    )
+
+
+def _tier_values(event_id: str, tier: Tier, position: int, on_sale: bool) -> dict[str, Any]:
+    new = {"active": 0, "version": 0, "on_sale": on_sale, "position": position}
+    return {"event_id": event_id, **as_fields(tier), **new}
+
+
+def _event(row: Row[Any], tiers: list[Tier]) -> Event:
+    return from_fields(Event, row._mapping, tiers=tuple(tiers))

@@ -1,0 +1,88 @@
+"""Giving seats back and deriving counters, inside a caller's transaction (SQL)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from core.storage import rules
+from core.storage.sql import schema as t
+from core.storage.sql.base import holds_seats
+
+RELEASED = (t.bookings.c.event_id, t.bookings.c.tier, t.bookings.c.owner_id, t.bookings.c.quantity)
+
+
+async def give_back(conn: AsyncConnection, released: Sequence[Mapping[str, Any]]) -> None:
+    """Return released bookings' seats to their tiers and their buyers' counts (each mapping
+    has event_id, tier, owner_id, quantity and the status the booking had)."""
+    release = rules.release_of(released)
+    tr, u = t.tiers, t.user_event_counts
+    for event_id, code, seats in release.tiers:  # a fixed order: no deadlocks between releases
+        await conn.execute(
+            update(tr)
+            .where(tr.c.event_id == event_id, tr.c.code == code)
+            .values(active=tr.c.active - seats, version=tr.c.version + 1)
+        )
+    for event_id, owner_id, seats, pending in release.buyers:
+        await conn.execute(
+            update(u)
+            .where(u.c.event_id == event_id, u.c.owner_id == owner_id)
+            .values(active=u.c.active - seats, pending=u.c.pending - pending)
+        )
+
+
+async def release_expired(
+    conn: AsyncConnection, now: datetime, event_id: str | None = None, tier: str | None = None
+) -> int:
+    """Mark holds past their expiry `expired` and give their seats back; how many."""
+    b = t.bookings
+    cond = [b.c.status == "pending", b.c.expires_at <= now]
+    if event_id is not None:
+        cond.append(b.c.event_id == event_id)
+    if tier is not None:
+        cond.append(b.c.tier == tier)
+    stmt = (
+        update(b)
+        .where(*cond)
+        .values(status="expired", version=b.c.version + 1, updated_at=now)
+        .returning(*RELEASED)
+    )
+    released = [{**r._mapping, "status": "pending"} for r in await conn.execute(stmt)]
+    await give_back(conn, released)
+    return len(released)
+
+
+async def close_tiers(conn: AsyncConnection, event_id: str) -> None:
+    """Take the event's tiers off sale. This locks the rows every booking statement guards,
+    so once it returns no booking of the event can be added until the transaction ends."""
+    tr = t.tiers
+    await conn.execute(
+        update(tr).where(tr.c.event_id == event_id).values(on_sale=False, version=tr.c.version + 1)
+    )
+
+
+async def derive_counters(conn: AsyncConnection, event_id: str) -> None:
+    """Set the event's tier and buyer counters to what its bookings hold (with its tiers
+    closed, nothing can change that meanwhile)."""
+    b, tr, u = t.bookings, t.tiers, t.user_event_counts
+    of_event = and_(b.c.event_id == event_id, holds_seats())
+    seats = func.coalesce(func.sum(b.c.quantity), 0)
+    pending = func.coalesce(func.sum(b.c.quantity).filter(b.c.status == "pending"), 0)
+    await conn.execute(
+        update(tr)
+        .where(tr.c.event_id == event_id)
+        .values(active=select(seats).where(of_event, b.c.tier == tr.c.code).scalar_subquery())
+    )
+    mine = and_(of_event, b.c.owner_id == u.c.owner_id)
+    await conn.execute(
+        update(u)
+        .where(u.c.event_id == event_id)
+        .values(
+            active=select(seats).where(mine).scalar_subquery(),
+            pending=select(pending).where(mine).scalar_subquery(),
+        )
+    )
