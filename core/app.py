@@ -48,7 +48,9 @@ async def open_context(settings: Settings, *, migrate: bool | None = None) -> Ap
     """Build storage and cache. The schema is migrated when `migrate` says so; by default
     for SQLite and MongoDB, whose migrations are safe to run from every process at start-up
     (PostgreSQL's are run once by `ticketboss migrate` or `serve`)."""
-    storage = build_storage(settings.database_url, settings.database_pool_size)
+    storage = build_storage(
+        settings.database_url, settings.database_pool_size, settings.reserve_batch_max
+    )
     if migrate is None:
         migrate = settings.database_kind in ("sqlite", "mongodb")
     if migrate:

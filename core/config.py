@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///./data/ticketboss.db"
     redis_url: str | None = None
     database_pool_size: int = Field(default=5, gt=0, le=100)
+    reserve_batch_max: int = Field(default=64, ge=1, le=1000)
 
     jwt_secret: str = DEV_JWT_SECRET
     jwt_algorithm: Literal["HS256", "RS256", "ES256"] = "HS256"

@@ -16,6 +16,11 @@ CONFLICTS_RETRIED = Counter(
     "Transactions retried after a conflict",
     ["backend"],
 )
+RESERVE_BATCH_SIZE = Histogram(
+    "ticketboss_reserve_batch_size",
+    "Bookings written per reserve statement or transaction (group commit)",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+)
 HOLDS_EXPIRED = Counter("ticketboss_holds_expired_total", "Pending holds released after expiry")
 
 

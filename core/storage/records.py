@@ -187,6 +187,13 @@ class ReserveRequest:
     ticket_number: str = field(default_factory=new_ticket_number)
 
     @property
+    def storage_key(self) -> str:
+        """The key the unique (owner, key) index holds: the caller's Idempotency-Key, or one
+        of our own, so that a write whose outcome a lost connection hid can always be retried
+        (a repeat finds the first and returns it instead of booking twice)."""
+        return self.idempotency_key or f"auto:{self.booking_id}"
+
+    @property
     def status(self) -> BookingStatus:
         return "pending" if self.hold_until else "confirmed"
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from core.metrics import CONFLICTS_RETRIED
+from core.storage.batching import ReserveBatcher
 from core.storage.port import BuyerLimit, NoSuchTier, NotOnSale, Refused, SoldOut, StorageBusy
 from core.storage.records import Drift, Reservation, ReserveRequest, Tier
 
@@ -75,11 +76,22 @@ def refusal(tier: Tier | None) -> Refused:
 
 
 class Reserving:
-    """`reserve` as every backend runs it around its own atomic step (`_reserve_once`).
+    """`reserve` as every backend runs it around its own atomic steps: `_reserve_alone` (one
+    booking) and `_reserve_batch` (several of one tier, or None when they do not fit).
 
     A request larger than a limit on its own is refused before any write. An expired hold
     never blocks a sale: before a refusal for want of seats (or of the buyer's allowance) is
-    final, the tier's expired holds are released and the step is tried once more."""
+    final, the tier's expired holds are released and the step is tried once more. Requests
+    without a per-buyer limit go through the tier's batcher (group commit); the others alone,
+    because their buyer's count is a guard of its own."""
+
+    batch_size = 1
+    """The most requests in one batch; 1 turns batching off."""
+    batches_in_flight = 1
+    """Batches of one tier running at once in this process."""
+    fallback_in_parallel = False
+    """Whether the requests of a batch that did not fit run alone concurrently."""
+    _batcher: ReserveBatcher | None = None
 
     async def reserve(self, request: ReserveRequest) -> Reservation:
         check_request_limits(request)
@@ -91,6 +103,24 @@ class Reserving:
         return await self._reserve_once(request)
 
     async def _reserve_once(self, request: ReserveRequest) -> Reservation:
+        if request.limited or self.batch_size <= 1:
+            return await self._reserve_alone(request)
+        if self._batcher is None:
+            self._batcher = ReserveBatcher(
+                self._reserve_batch,
+                self._reserve_alone,
+                max_size=self.batch_size,
+                in_flight=self.batches_in_flight,
+                fallback_in_parallel=self.fallback_in_parallel,
+            )
+        return await self._batcher.reserve(request)
+
+    async def _reserve_alone(self, request: ReserveRequest) -> Reservation:
+        raise NotImplementedError
+
+    async def _reserve_batch(
+        self, key: tuple[str, str], requests: Sequence[ReserveRequest]
+    ) -> list[Reservation] | None:
         raise NotImplementedError
 
     async def release_expired(
@@ -113,7 +143,7 @@ def booking_values(request: ReserveRequest) -> dict[str, Any]:
         "owner_id": request.owner_id,
         "partner_id": request.partner_id,
         "external_ref": request.external_ref,
-        "idempotency_key": request.idempotency_key,
+        "idempotency_key": request.storage_key,
         "request_hash": request.request_hash,
         "version": 1,
         "created_at": request.now,

@@ -22,7 +22,7 @@ SCHEMA_VERSION = 2
 class MongoStorage:
     kind = "mongodb"
 
-    def __init__(self, url: str, pool_size: int = 5) -> None:
+    def __init__(self, url: str, pool_size: int = 5, batch_size: int = 64) -> None:
         self.client: AsyncMongoClient[Doc] = AsyncMongoClient(
             url, tz_aware=False, uuidRepresentation="standard", maxPoolSize=max(10, 4 * pool_size)
         )
@@ -32,6 +32,9 @@ class MongoStorage:
         self.tokens = MongoTokens(self.client, self.db_name)
         self.events = MongoEvents(self.client, self.db_name)
         self.bookings = MongoBookings(self.client, self.db_name)
+        # One transaction per tier at a time in this process: concurrent transactions on one
+        # tier document conflict instead of queueing, so the waiting bookings join the next.
+        self.bookings.batch_size = batch_size
 
     async def migrate(self) -> None:
         """Create the collections' indexes (idempotent) and bring the data to SCHEMA_VERSION."""

@@ -1,124 +1,21 @@
-"""Bookings on MongoDB: the atomic reserve, confirm, cancel, expiry and recount.
-
-Seats are guarded as on SQL: a conditional `$inc` on the tier document (`on_sale` and
-`active + q <= capacity`) in the transaction that inserts the booking and counts the buyer.
-"""
+"""Bookings on MongoDB: confirm, cancel, expiry, reads and recount (reserve: reserve.py)."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from pymongo import DESCENDING, ReturnDocument
 
-from core.metrics import CONFLICTS_RETRIED, HOLDS_EXPIRED
+from core.metrics import HOLDS_EXPIRED
 from core.storage import rules
-from core.storage.mongo.base import Doc, MongoBase, Session, active_at, buyer_id, record, tier_id
+from core.storage.mongo.base import Doc, Session, active_at, buyer_id, record
+from core.storage.mongo.reserve import MongoReserving
 from core.storage.mongo.seats import derive_counters, give_back, release_expired, tallies
-from core.storage.port import (
-    BookingExpired,
-    DuplicateKey,
-    Missing,
-    NotPending,
-    SoldOut,
-    StorageBusy,
-)
-from core.storage.records import (
-    Booking,
-    BookingQuery,
-    Drift,
-    Reservation,
-    ReserveRequest,
-    Tier,
-    new_id,
-    new_ticket_number,
-)
+from core.storage.port import BookingExpired, Missing, NotPending
+from core.storage.records import Booking, BookingQuery, Drift
 
 
-class _NoSeats(Exception):
-    """Raised inside a reserve transaction to abort it when the seats are not there."""
-
-
-class MongoBookings(MongoBase, rules.Reserving):
-    async def _reserve_once(self, request: ReserveRequest) -> Reservation:
-        for attempt in range(rules.MAX_ATTEMPTS):
-            try:
-                doc = await self.tx(lambda s: self._in_transaction(s, request))
-                return Reservation(record(Booking, doc))
-            except _NoSeats:
-                refusal = rules.refusal(await self._tier(request))
-                if not isinstance(refusal, SoldOut) or refusal.available < request.quantity:
-                    raise refusal from None
-                # The transaction read a snapshot older than seats given back since: the
-                # update lost a race, not the sale.
-            except DuplicateKey as dup:
-                if dup.field == "idempotency_key" and request.idempotency_key:
-                    existing = await self.get_by_key(request.owner_id, request.idempotency_key)
-                    if existing is not None:
-                        return Reservation(existing, replayed=True)
-                # The other writer of that key aborted (or ids collided): try again.
-            CONFLICTS_RETRIED.labels("mongodb").inc()
-            await rules.pause(attempt)
-        raise StorageBusy("too much contention; try again")
-
-    async def _in_transaction(self, s: Session, request: ReserveRequest) -> Doc:
-        key = buyer_id(request.event_id, request.owner_id)
-        seats = {"active": request.quantity, "pending": request.pending_quantity}
-        who = {"event_id": request.event_id, "owner_id": request.owner_id}
-        if request.limited:
-            await self._count_buyer_within_limits(s, request, key, who, seats)
-        tier = await self.tiers.find_one_and_update(
-            {
-                "_id": tier_id(request.event_id, request.tier),
-                "on_sale": True,
-                "$expr": {"$lte": [{"$add": ["$active", request.quantity]}, "$capacity"]},
-            },
-            {"$inc": {"active": request.quantity, "version": 1}},
-            session=s,
-            return_document=ReturnDocument.AFTER,
-        )
-        if tier is None:
-            raise _NoSeats()  # aborts: the buyer's count taken above is undone
-        if not request.limited:
-            await self.buyers.update_one(
-                {"_id": key}, {"$inc": seats, "$setOnInsert": who}, upsert=True, session=s
-            )
-        # Fresh ids on every attempt: an aborted attempt's ids are never reused.
-        doc = _booking_doc(request, tier["price_cents"]) | {
-            "_id": new_id(),
-            "ticket_number": new_ticket_number(),
-        }
-        await self.bookings.insert_one(doc, session=s)
-        return doc
-
-    async def _count_buyer_within_limits(
-        self, s: Session, request: ReserveRequest, key: str, who: Doc, seats: Doc
-    ) -> None:
-        await self.buyers.update_one(
-            {"_id": key},
-            {"$setOnInsert": {**who, "active": 0, "pending": 0}},
-            upsert=True,
-            session=s,
-        )
-        guards: list[Doc] = []
-        if request.max_per_user is not None:
-            guards.append({"$lte": [{"$add": ["$active", request.quantity]}, request.max_per_user]})
-        if request.max_pending is not None and request.pending_quantity:
-            guards.append(
-                {"$lte": [{"$add": ["$pending", request.pending_quantity]}, request.max_pending]}
-            )
-        counted = await self.buyers.find_one_and_update(
-            {"_id": key, "$expr": {"$and": guards}}, {"$inc": seats}, session=s
-        )
-        if counted is None:
-            current = await self.buyers.find_one({"_id": key}, session=s)
-            assert current is not None  # upserted above
-            raise rules.buyer_limit(request, current["active"], current["pending"])
-
-    async def _tier(self, request: ReserveRequest) -> Tier | None:
-        d = await self.tiers.find_one({"_id": tier_id(request.event_id, request.tier)})
-        return record(Tier, d) if d else None
-
+class MongoBookings(MongoReserving):
     async def confirm(self, booking_id: str, owner_id: str, now: datetime) -> Booking:
         async def work(s: Session) -> Doc | None:
             d = await self.bookings.find_one_and_update(
@@ -184,10 +81,6 @@ class MongoBookings(MongoBase, rules.Reserving):
 
     async def get(self, booking_id: str) -> Booking | None:
         d = await self.bookings.find_one({"_id": booking_id})
-        return record(Booking, d) if d else None
-
-    async def get_by_key(self, owner_id: str, idempotency_key: str) -> Booking | None:
-        d = await self.bookings.find_one({"owner_id": owner_id, "idempotency_key": idempotency_key})
         return record(Booking, d) if d else None
 
     async def find(self, query: BookingQuery) -> list[Booking]:
@@ -259,11 +152,3 @@ class MongoBookings(MongoBase, rules.Reserving):
             async for d in self.buyers.find({}, session=s)
         ]
         return rules.drifts(tiers, buyers, by_tier, by_buyer)
-
-
-def _booking_doc(request: ReserveRequest, price_cents: int) -> Doc:
-    values: dict[str, Any] = rules.booking_values(request) | {"unit_price_cents": price_cents}
-    doc = {"_id": values.pop("id"), **values}
-    if request.idempotency_key is None:  # the unique index is partial on string keys
-        doc.pop("idempotency_key")
-    return doc

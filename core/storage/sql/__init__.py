@@ -20,7 +20,7 @@ from core.storage.sql.events import SQLEvents
 
 
 class SQLStorage:
-    def __init__(self, url: str, pool_size: int = 5) -> None:
+    def __init__(self, url: str, pool_size: int = 5, batch_size: int = 64) -> None:
         self.url = async_url(url)
         self.kind: Literal["sqlite", "postgresql"] = (
             "sqlite" if self.url.startswith("sqlite") else "postgresql"
@@ -42,6 +42,11 @@ class SQLStorage:
         self.tokens = SQLTokens(engines, self.kind)
         self.events = SQLEvents(engines, self.kind)
         self.bookings = SQLBookings(engines, self.kind)
+        self.bookings.batch_size = batch_size
+        # PostgreSQL: while one batch of a tier runs, the next can already be on its way (the
+        # tier row's lock orders them inside the database); SQLite has one writer anyway.
+        self.bookings.batches_in_flight = 2 if self.kind == "postgresql" else 1
+        self.bookings.fallback_in_parallel = self.kind == "postgresql"
 
     def _prepare_sqlite_path(self) -> None:
         database = make_url(self.url).database

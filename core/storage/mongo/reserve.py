@@ -1,0 +1,162 @@
+"""The atomic reserve on MongoDB: one booking alone, or a batch of one tier's bookings.
+
+Seats are guarded as on SQL: a conditional `$inc` on the tier document (`on_sale` and
+`active + q <= capacity`) in the transaction that inserts the booking and counts the buyer.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from pymongo import ReturnDocument
+
+from core.metrics import CONFLICTS_RETRIED
+from core.storage import rules
+from core.storage.mongo.base import Doc, MongoBase, Session, buyer_id, record, tier_id
+from core.storage.port import DuplicateKey, SoldOut, StorageBusy
+from core.storage.records import (
+    Booking,
+    Reservation,
+    ReserveRequest,
+    Tier,
+    new_id,
+    new_ticket_number,
+)
+
+
+class _NoSeats(Exception):
+    """Raised inside a reserve transaction to abort it when the seats are not there."""
+
+
+class MongoReserving(MongoBase, rules.Reserving):
+    async def _reserve_alone(self, request: ReserveRequest) -> Reservation:
+        for attempt in range(rules.MAX_ATTEMPTS):
+            try:
+                doc = await self.tx(lambda s: self._in_transaction(s, request))
+                return Reservation(record(Booking, doc))
+            except _NoSeats:
+                refusal = rules.refusal(await self._tier(request))
+                if not isinstance(refusal, SoldOut) or refusal.available < request.quantity:
+                    raise refusal from None
+                # The transaction read a snapshot older than seats given back since: the
+                # update lost a race, not the sale.
+            except DuplicateKey as dup:
+                if dup.field == "idempotency_key":
+                    existing = await self.get_by_key(request.owner_id, request.storage_key)
+                    if existing is not None:
+                        # A key of our own (none was sent) is this request's earlier attempt.
+                        return Reservation(existing, replayed=request.idempotency_key is not None)
+                # The other writer of that key aborted (or ids collided): try again.
+            CONFLICTS_RETRIED.labels("mongodb").inc()
+            await rules.pause(attempt)
+        raise StorageBusy("too much contention; try again")
+
+    async def _in_transaction(self, s: Session, request: ReserveRequest) -> Doc:
+        key = buyer_id(request.event_id, request.owner_id)
+        seats = {"active": request.quantity, "pending": request.pending_quantity}
+        who = {"event_id": request.event_id, "owner_id": request.owner_id}
+        if request.limited:
+            await self._count_buyer_within_limits(s, request, key, who, seats)
+        tier = await self._take_seats(s, request.event_id, request.tier, request.quantity)
+        if tier is None:
+            raise _NoSeats()  # aborts: the buyer's count taken above is undone
+        if not request.limited:
+            await self.buyers.update_one(
+                {"_id": key}, {"$inc": seats, "$setOnInsert": who}, upsert=True, session=s
+            )
+        doc = _new_booking_doc(request, tier["price_cents"])
+        await self.bookings.insert_one(doc, session=s)
+        return doc
+
+    async def _count_buyer_within_limits(
+        self, s: Session, request: ReserveRequest, key: str, who: Doc, seats: Doc
+    ) -> None:
+        await self.buyers.update_one(
+            {"_id": key},
+            {"$setOnInsert": {**who, "active": 0, "pending": 0}},
+            upsert=True,
+            session=s,
+        )
+        guards: list[Doc] = []
+        if request.max_per_user is not None:
+            guards.append({"$lte": [{"$add": ["$active", request.quantity]}, request.max_per_user]})
+        if request.max_pending is not None and request.pending_quantity:
+            guards.append(
+                {"$lte": [{"$add": ["$pending", request.pending_quantity]}, request.max_pending]}
+            )
+        counted = await self.buyers.find_one_and_update(
+            {"_id": key, "$expr": {"$and": guards}}, {"$inc": seats}, session=s
+        )
+        if counted is None:
+            current = await self.buyers.find_one({"_id": key}, session=s)
+            assert current is not None  # upserted above
+            raise rules.buyer_limit(request, current["active"], current["pending"])
+
+    async def _reserve_batch(
+        self, key: tuple[str, str], requests: Sequence[ReserveRequest]
+    ) -> list[Reservation] | None:
+        """One transaction for the batch (at most one per tier at a time in this process:
+        one conflict instead of one per booking); None when it does not fit or a key is
+        taken, so that each request runs alone."""
+        try:
+            docs = await self.tx(lambda s: self._batch_in_transaction(s, key, requests))
+        except (_NoSeats, DuplicateKey):
+            return None
+        return [Reservation(record(Booking, doc)) for doc in docs]
+
+    async def _batch_in_transaction(
+        self, s: Session, key: tuple[str, str], requests: Sequence[ReserveRequest]
+    ) -> list[Doc]:
+        event_id, code = key
+        total = sum(r.quantity for r in requests)
+        tier = await self._take_seats(s, event_id, code, total)
+        if tier is None:
+            raise _NoSeats()
+        seats: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        for r in requests:
+            seats[r.owner_id][0] += r.quantity
+            seats[r.owner_id][1] += r.pending_quantity
+        for owner_id, (active, pending) in sorted(seats.items()):
+            await self.buyers.update_one(
+                {"_id": buyer_id(event_id, owner_id)},
+                {
+                    "$inc": {"active": active, "pending": pending},
+                    "$setOnInsert": {"event_id": event_id, "owner_id": owner_id},
+                },
+                upsert=True,
+                session=s,
+            )
+        docs = [_new_booking_doc(r, tier["price_cents"]) for r in requests]
+        await self.bookings.insert_many(docs, session=s)
+        return docs
+
+    async def _take_seats(self, s: Session, event_id: str, code: str, seats: int) -> Doc | None:
+        """The guard of the invariant: `seats` more of the tier, if it is on sale and they fit."""
+        return await self.tiers.find_one_and_update(
+            {
+                "_id": tier_id(event_id, code),
+                "on_sale": True,
+                "$expr": {"$lte": [{"$add": ["$active", seats]}, "$capacity"]},
+            },
+            {"$inc": {"active": seats, "version": 1}},
+            session=s,
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def get_by_key(self, owner_id: str, idempotency_key: str) -> Booking | None:
+        d = await self.bookings.find_one({"owner_id": owner_id, "idempotency_key": idempotency_key})
+        return record(Booking, d) if d else None
+
+    async def _tier(self, request: ReserveRequest) -> Tier | None:
+        d = await self.tiers.find_one({"_id": tier_id(request.event_id, request.tier)})
+        return record(Tier, d) if d else None
+
+
+def _new_booking_doc(request: ReserveRequest, price_cents: int) -> Doc:
+    """The document of a new booking: fresh `_id` and ticket number on every attempt (an
+    aborted attempt's ids are never reused); the key stays the request's own."""
+    values: dict[str, Any] = rules.booking_values(request) | {"unit_price_cents": price_cents}
+    values.pop("id")
+    return {**values, "_id": new_id(), "ticket_number": new_ticket_number()}
