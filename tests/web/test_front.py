@@ -50,13 +50,15 @@ def test_buyer_registers_holds_confirms_and_cancels(site: Site, open_page: Any) 
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Create account").click()
     expect(page.get_by_role("button", name="Log out")).to_be_visible()
+    expect(page.get_by_role("link", name=event["name"])).to_be_visible()
+    screenshot(page, "events", phone=True)
 
     # Find the event by search, open it.
     page.get_by_label("Search events").fill(tag)
     page.get_by_role("button", name="Search").click()
     expect(page).to_have_url(re.compile(rf"q={tag}"))
     expect(page.get_by_role("heading", level=1)).to_contain_text(tag)
-    screenshot(page, "events", phone=True)
+    expect(page.get_by_role("listitem").filter(has_text="Aurora")).to_have_count(1)
     page.get_by_role("link", name=event["name"]).click()
     expect(page.get_by_role("heading", level=1)).to_have_text(event["name"])
 

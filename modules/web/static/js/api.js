@@ -285,5 +285,6 @@ export async function supports(name, probePath) {
 /** The server's clock minus this browser's (from the Date header), to show countdowns right. */
 export function clockSkew(headers) {
   const date = Date.parse(headers?.get("Date") || "");
-  return Number.isFinite(date) ? date - Date.now() : 0;
+  // The header has whole seconds (truncated): the server's clock was half a second past it.
+  return Number.isFinite(date) ? date + 500 - Date.now() : 0;
 }

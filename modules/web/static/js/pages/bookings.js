@@ -38,7 +38,7 @@ export async function page(ctx) {
       { class: "table-wrap" },
       h(
         "table",
-        { class: "bookings" },
+        { class: "bookings cards-on-phone" },
         h(
           "thead",
           {},

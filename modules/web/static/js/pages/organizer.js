@@ -50,7 +50,7 @@ export async function dashboard(ctx) {
       { class: "table-wrap" },
       h(
         "table",
-        { class: "events" },
+        { class: "events cards-on-phone" },
         h("thead", {}, h("tr", {}, ["Event", "Starts", "Status", "Actions"].map((t) => h("th", { scope: "col" }, t)))),
         tbody,
       ),
@@ -107,8 +107,8 @@ export async function dashboard(ctx) {
       replace(
         tr,
         h("th", { scope: "row" }, h("a", { href: `/events/${encodeURIComponent(e.id)}` }, e.name), h("br"), h("small", {}, e.venue)),
-        h("td", {}, timeEl(e.startsAt)),
-        h("td", {}, h("span", { class: `badge ${e.status}` }, e.status)),
+        h("td", { dataset: { label: "Starts" } }, timeEl(e.startsAt)),
+        h("td", { dataset: { label: "Status" } }, h("span", { class: `badge ${e.status}` }, e.status)),
         actions,
       );
     };

@@ -55,7 +55,7 @@ export async function page(ctx) {
             "tr",
             {},
             ["Tier", "Sold", "Held", "Available", "Capacity", "Revenue"].map((t, i) =>
-              h("th", { scope: "col", class: i ? "num" : null }, t),
+              h("th", { scope: "col", class: [i ? "num" : "", t === "Capacity" ? "wide-only" : ""] }, t),
             ),
           ),
         ),
@@ -84,7 +84,7 @@ export async function page(ctx) {
         h("td", { class: "num sold" }, String(t.confirmed)),
         h("td", { class: "num held" }, String(t.pending)),
         h("td", { class: "num available" }, String(t.available)),
-        h("td", { class: "num" }, String(t.capacity)),
+        h("td", { class: "num wide-only" }, String(t.capacity)),
         h("td", { class: "num" }, money(revenue, tier?.currency)),
       );
     });
@@ -100,7 +100,7 @@ export async function page(ctx) {
         h("td", { class: "num sold", dataset: { total: "sold" } }, String(sum("confirmed"))),
         h("td", { class: "num held" }, String(sum("pending"))),
         h("td", { class: "num available" }, String(sum("available"))),
-        h("td", { class: "num" }, String(sum("capacity"))),
+        h("td", { class: "num wide-only" }, String(sum("capacity"))),
         h("td", { class: "num" }, money(revenue, event.tiers[0]?.currency)),
       ),
     );
