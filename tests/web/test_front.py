@@ -109,6 +109,14 @@ def test_buyer_registers_holds_confirms_and_cancels(site: Site, open_page: Any) 
     expect(row).to_contain_text("Cancelled")
     assert site.availability(event["id"])["GA"] == 50
 
+    # Log out: the session is gone from the tab and revoked on the server.
+    refresh_token = page.evaluate("sessionStorage.getItem('ticketboss.refreshToken')")
+    page.get_by_role("button", name="Log out").click()
+    expect(page.get_by_role("link", name="Log in")).to_be_visible()
+    assert page.evaluate("sessionStorage.getItem('ticketboss.refreshToken')") is None
+    r = site.http.post("/api/v1/auth/refresh", json={"refreshToken": refresh_token})
+    assert r.status_code == 401
+
 
 def test_a_booking_shows_in_another_browser_without_reload(site: Site, open_page: Any) -> None:
     organizer = site.account("organizer")

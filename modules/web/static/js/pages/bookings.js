@@ -28,12 +28,13 @@ export async function page(ctx) {
   const tbody = h("tbody");
   const more = h("button", { type: "button", hidden: true }, "More bookings");
   const ordersSection = h("section", { hidden: true, "aria-labelledby": "orders-title" });
+  let table;
   replace(
     ctx.root,
     h("h1", {}, "My bookings"),
     h("p", { class: "meta" }, `${ctx.user.name} · ${ctx.user.email} · account id `, h("code", {}, ctx.user.id)),
     status,
-    h(
+    (table = h(
       "div",
       { class: "table-wrap" },
       h(
@@ -52,7 +53,7 @@ export async function page(ctx) {
         ),
         tbody,
       ),
-    ),
+    )),
     h("div", { class: "actions" }, more),
     ordersSection,
   );
@@ -146,6 +147,7 @@ export async function page(ctx) {
       tbody.append(...result.data.map((b) => row(b, skew)));
       cursor = result.meta?.nextCursor ?? null;
       more.hidden = !cursor;
+      table.hidden = !tbody.children.length;
       if (!tbody.children.length) {
         replace(status, h("p", { class: "empty" }, "No bookings yet. ", h("a", { href: "/" }, "Find an event")));
       }
