@@ -315,3 +315,33 @@ def test_docs_render_from_the_app_alone(site: Site, open_page: Any) -> None:
     for operation in ("Create Booking post", "Confirm Booking post", "Cancel Booking patch"):
         expect(page.get_by_role("link", name=operation)).to_be_visible()
     assert outside == [], f"the docs tried to reach: {outside}"
+
+
+def test_pages_get_the_strict_policy_and_the_api_keeps_its_own(site: Site) -> None:
+    for path in ("/", "/events/anything", "/organizer/events/x/sales", "/docs"):
+        r = site.http.get(path)
+        policy = r.headers["Content-Security-Policy"]
+        assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/html")
+        assert "script-src 'self';" in policy and "'unsafe-inline'" not in policy, path
+        assert "frame-ancestors 'none'" in policy and "base-uri 'none'" in policy
+    nonces = set()
+    for _ in range(2):  # /redoc: a fresh style nonce per response, the same one in the page
+        r = site.http.get("/redoc")
+        found = re.search(
+            r"style-src 'self' 'nonce-([\w-]+)'", r.headers["Content-Security-Policy"]
+        )
+        assert found and f'content="{found[1]}"' in r.text
+        nonces.add(found[1])
+    assert len(nonces) == 2
+    api = site.http.get("/api/v1/events")
+    assert api.headers["Content-Security-Policy"] == "default-src 'none'; frame-ancestors 'none'"
+    asset = site.http.get("/static/js/app.js")
+    assert asset.status_code == 200 and asset.headers["Content-Type"].startswith("text/javascript")
+    assert (
+        site.http.get(
+            "/static/js/app.js", headers={"If-None-Match": asset.headers["ETag"]}
+        ).status_code
+        == 304
+    )
+    assert site.http.get("/static/%2e%2e/router.py").status_code == 404
+    assert site.http.get("/static/nothing.js").status_code == 404

@@ -141,15 +141,20 @@ export async function page(ctx) {
       }
       liveStatus.dataset.asOf = data.asOf;
       liveStatus.dataset.mode ||= "polling";
-      liveStatus.textContent = `${modeText(liveStatus.dataset.mode)} · as of ${new Date(data.asOf).toLocaleTimeString()}`;
+      showLiveStatus();
     },
     {
       onMode: (mode) => {
         liveStatus.dataset.mode = mode;
+        if (liveStatus.dataset.asOf) showLiveStatus();
       },
     },
   );
   ctx.signal.addEventListener("abort", () => live.stop());
+  function showLiveStatus() {
+    const { mode, asOf } = liveStatus.dataset;
+    liveStatus.textContent = `${modeText(mode)} · as of ${new Date(asOf).toLocaleTimeString()}`;
+  }
 
   // --- selection, attempts ----------------------------------------------------------------------
   const selection = () =>

@@ -154,6 +154,7 @@ export async function page(ctx) {
   const live = watchAvailability(event.id, draw, {
     onMode: (m) => {
       mode = m;
+      if (m === "offline") updated.textContent = "Reconnecting…";
     },
   });
   ctx.signal.addEventListener("abort", () => live.stop());
