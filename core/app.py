@@ -36,10 +36,15 @@ SNAPSHOT_SECONDS = 1.0
 
 @dataclass(frozen=True, slots=True)
 class Feature:
-    """A module's contribution: routes (API ones under /api/v1), start-up work, background loops."""
+    """A module's contribution: routes (API ones under /api/v1), start-up work, background loops.
+
+    `rate_limited=False` is for routes outside the API that serve only static content (the web
+    front's pages and assets): they do no work worth limiting, and a page load fetches many.
+    """
 
     router: APIRouter
     api: bool = True
+    rate_limited: bool = True
     on_startup: Sequence[Hook] = field(default_factory=tuple)
     background: Sequence[Hook] = field(default_factory=tuple)
 
@@ -145,11 +150,14 @@ def _operations_router() -> APIRouter:
 def create_app(settings: Settings | None = None, features: Sequence[Feature] = ()) -> FastAPI:
     settings = settings or load_settings()
     configure_logging(settings.log_level, settings.json_logs)
+    # No CDN docs: the web feature serves /docs and /redoc from the app's own assets.
     app = FastAPI(
         title="TicketBoss",
         version="1.0.0",
         description="Sell out hot events without overselling a single seat.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.features = features
@@ -160,7 +168,8 @@ def create_app(settings: Settings | None = None, features: Sequence[Feature] = (
         if feature.api:
             api.include_router(feature.router)
         else:
-            app.include_router(feature.router, dependencies=[Depends(rate_limit)])
+            limited = [Depends(rate_limit)] if feature.rate_limited else []
+            app.include_router(feature.router, dependencies=limited)
     app.include_router(api)
     if settings.cors_origin_list:
         app.add_middleware(

@@ -31,8 +31,17 @@ SECURITY_HEADERS = [
     (b"origin-agent-cluster", b"?1"),
     (b"x-xss-protection", b"0"),
 ]
-# /docs loads Swagger UI from a CDN, so only API responses get the strict policy.
-API_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
+CSP = b"content-security-policy"
+# API responses (JSON, files) may load nothing at all.
+API_CSP = (CSP, b"default-src 'none'; frame-ancestors 'none'")
+# HTML pages (the web front, /docs, /redoc) load only the app's own files: no inline script or
+# style, no inline handlers, no other origin. A route may send its own policy instead.
+PAGE_CSP = (
+    CSP,
+    b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    b"font-src 'self' data:; connect-src 'self'; object-src 'none'; frame-ancestors 'none'; "
+    b"base-uri 'none'; form-action 'self'",
+)
 
 
 class BodyTooLarge(HTTPException):
@@ -60,7 +69,6 @@ class RequestContextMiddleware:
         status = 500
         response_started = False
         path = scope["path"]
-        strict_csp = not path.startswith(("/docs", "/redoc"))
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status, response_started
@@ -68,10 +76,11 @@ class RequestContextMiddleware:
                 response_started = True
                 status = message["status"]
                 headers = list(message.get("headers", []))
+                policy = _policy(headers)
                 headers.append((b"x-request-id", request_id.encode()))
                 headers.extend(SECURITY_HEADERS)
-                if strict_csp:
-                    headers.append(API_CSP)
+                if policy is not None:
+                    headers.append(policy)
                 message["headers"] = headers
             await send(message)
 
@@ -97,6 +106,17 @@ class RequestContextMiddleware:
                 latency_ms=round(elapsed * 1000, 2),
                 user_id=scope.get("state", {}).get("principal_id"),
             )
+
+
+def _policy(headers: list[tuple[bytes, bytes]]) -> tuple[bytes, bytes] | None:
+    """The page policy for HTML, the API's for anything else; none if the route set one."""
+    html = False
+    for name, value in headers:
+        if name == CSP:
+            return None
+        if name == b"content-type":
+            html = value.startswith(b"text/html")
+    return PAGE_CSP if html else API_CSP
 
 
 def _request_id(scope: Scope) -> str:

@@ -12,6 +12,7 @@ from modules.bookings.service import sweep_expired_holds
 from modules.events.router import router as events_router
 from modules.reservations.router import router as reservations_router
 from modules.reservations.service import bootstrap_event
+from modules.web.router import router as web_router
 
 # Routes are matched in this order: the hot booking routes first.
 FEATURES = (
@@ -19,6 +20,8 @@ FEATURES = (
     Feature(auth_router),
     Feature(events_router),
     Feature(reservations_router, api=False, on_startup=(bootstrap_event,)),
+    # Pages, static files and the docs: last, so no API route is shadowed; nothing to limit.
+    Feature(web_router, api=False, rate_limited=False),
 )
 
 
