@@ -18,7 +18,7 @@ from pwdlib.hashers.argon2 import Argon2Hasher
 
 from core.config import Settings
 from core.errors import InvalidToken
-from core.storage.records import Role, utcnow
+from core.storage.records import SYSTEM_ACTOR, Actor, Role, utcnow
 
 TokenType = Literal["access", "refresh"]
 VERIFIED_TOKENS_KEPT = 10_000
@@ -53,6 +53,11 @@ class Principal:
     @property
     def is_partner(self) -> bool:
         return self.role == "partner"
+
+    @property
+    def actor(self) -> Actor:
+        """Who the change records name: the account by its role, or the system (the CLI)."""
+        return SYSTEM_ACTOR if self.id == SYSTEM_ACTOR.id else Actor(self.role, self.id)
 
 
 SYSTEM = Principal("system", "admin")

@@ -20,9 +20,11 @@ from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
+from core.logging import get_logger
 from core.metrics import RESERVE_BATCH_SIZE
 from core.storage.records import Reservation, ReserveRequest
 
+log = get_logger(__name__)
 type Key = tuple[str, str]
 """(event id, tier code)."""
 type BatchStep = Callable[[Key, Sequence[ReserveRequest]], Awaitable[list[Reservation] | None]]

@@ -16,9 +16,12 @@ from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from core.storage.records import (
+    Actor,
     Booking,
     BookingQuery,
     BookingStatus,
+    Change,
+    ChangeQuery,
     Drift,
     Event,
     EventQuery,
@@ -152,7 +155,11 @@ class TokenStore(Protocol):
 
 
 class EventStore(Protocol):
-    async def create(self, event: Event) -> Event:
+    """Every change also records its Change (event.created, event.updated, event.published,
+    event.cancelled, event.completed, event.deleted, and booking.* for the bookings it ends)
+    in the same atomic step."""
+
+    async def create(self, event: Event, actor: Actor) -> Event:
         """Insert the event and its tiers; DuplicateKey("id") when the id exists."""
 
     async def get(self, event_id: str, *, include_deleted: bool = False) -> Event | None: ...
@@ -166,6 +173,7 @@ class EventStore(Protocol):
         fields: dict[str, Any],
         tiers: Sequence[TierPatch],
         now: datetime,
+        actor: Actor,
     ) -> Event:
         """Apply a partial update; Missing, VersionMismatch, CapacityBelowActive."""
 
@@ -175,12 +183,13 @@ class EventStore(Protocol):
         allowed_from: Sequence[EventStatus],
         to: EventStatus,
         now: datetime,
+        actor: Actor,
     ) -> Event:
         """Move the status; Missing, InvalidTransition. The tiers are closed before anything
         else changes (`cancelled` then releases every booking, and the counters are derived
         from what remains), so no booking can slip in between."""
 
-    async def soft_delete(self, event_id: str, now: datetime) -> None:
+    async def soft_delete(self, event_id: str, now: datetime, actor: Actor) -> None:
         """Hide the event; Missing, HasActiveBookings (the tiers stay on sale then)."""
 
     async def availability(self, event_id: str, now: datetime) -> list[TierCount]:
@@ -188,6 +197,9 @@ class EventStore(Protocol):
 
 
 class BookingStore(Protocol):
+    """Every change also records its Change (booking.created, .confirmed, .cancelled,
+    .expired) in the same atomic step."""
+
     async def reserve(self, request: ReserveRequest) -> Reservation:
         """Check seats and the buyer's limits and write the booking as one atomic step.
 
@@ -197,10 +209,12 @@ class BookingStore(Protocol):
         backstop against double booking.
         """
 
-    async def confirm(self, booking_id: str, owner_id: str, now: datetime) -> Booking:
+    async def confirm(self, booking_id: str, owner_id: str, now: datetime, actor: Actor) -> Booking:
         """pending → confirmed; Missing (absent or not the owner's), BookingExpired, NotPending."""
 
-    async def cancel(self, booking_id: str, owner_id: str | None, now: datetime) -> Booking:
+    async def cancel(
+        self, booking_id: str, owner_id: str | None, now: datetime, actor: Actor
+    ) -> Booking:
         """Active → cancelled, seats released; Missing, NotPending(current) if not cancellable."""
 
     async def get(self, booking_id: str) -> Booking | None: ...
@@ -219,6 +233,25 @@ class BookingStore(Protocol):
         and every drifting counter is set to what the bookings say."""
 
 
+class ChangeStore(Protocol):
+    """The change log (transactional outbox): appended by the other stores, read here."""
+
+    async def find(self, query: ChangeQuery) -> list[Change]:
+        """Newest first."""
+
+    async def undispatched(self, limit: int) -> list[Change]:
+        """The oldest changes not yet handed to the dispatcher, oldest first."""
+
+    async def mark_dispatched(self, change_ids: Sequence[str], now: datetime) -> None: ...
+
+    async def prune(self, before: datetime) -> int:
+        """Delete changes older than `before`; how many."""
+
+    async def hold_lease(self, name: str, holder: str, until: datetime, now: datetime) -> bool:
+        """Take or renew the lease `name` for `holder` until `until`, if it is free, expired
+        or already theirs: one dispatcher at a time across workers and instances."""
+
+
 class Storage(Protocol):
     @property
     def kind(self) -> str: ...
@@ -232,6 +265,8 @@ class Storage(Protocol):
     def events(self) -> EventStore: ...
     @property
     def bookings(self) -> BookingStore: ...
+    @property
+    def changes(self) -> ChangeStore: ...
 
     async def ping(self) -> None: ...
     async def close(self) -> None: ...

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 Role = Literal["user", "organizer", "admin", "partner"]
+ActorKind = Literal["user", "organizer", "admin", "partner", "system"]
 EventStatus = Literal["draft", "published", "completed", "cancelled"]
 BookingStatus = Literal["pending", "confirmed", "cancelled", "expired"]
 ACTIVE_STATUSES: tuple[BookingStatus, ...] = ("pending", "confirmed")
@@ -51,6 +52,54 @@ def new_ticket_number() -> str:
     bits = int.from_bytes(secrets.token_bytes(7)) >> 6  # one syscall for 50 random bits
     chars = "".join(TICKET_ALPHABET[(bits >> (5 * i)) & 31] for i in range(10))
     return f"TB-{chars[:4]}-{chars[4:8]}-{chars[8:]}"
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who made a change: an account (by its role at the time) or the system itself."""
+
+    kind: ActorKind
+    id: str
+
+
+SYSTEM_ACTOR = Actor("system", "system")
+"""Expiry sweeps, start-up bootstraps and operators' commands."""
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One state change, recorded in the same atomic step as the change itself (the
+    transactional outbox): the activity log, webhooks and live availability read these."""
+
+    id: str
+    type: str
+    """`<subject>.<what happened>`: booking.created, event.published, order.cancelled…"""
+    occurred_at: datetime
+    actor: Actor
+    subject: Literal["booking", "event", "order"]
+    subject_id: str
+    seq: int
+    """The subject's version after the change: changes of one subject are numbered in order."""
+    event_id: str
+    data: dict[str, Any]
+    """The subject's fields after the change (JSON: timestamps as ISO 8601 strings)."""
+    booking_id: str | None = None
+    order_id: str | None = None
+    owner_id: str | None = None
+    """The booking's (or order's) owner."""
+    partner_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeQuery:
+    event_id: str | None = None
+    subject_id: str | None = None
+    type: str | None = None
+    actor_id: str | None = None
+    occurred_from: datetime | None = None
+    occurred_to: datetime | None = None
+    before_id: str | None = None
+    limit: int = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,8 +232,10 @@ class ReserveRequest:
     external_ref: str | None = None
     idempotency_key: str | None = None
     request_hash: str | None = None
+    actor: Actor = SYSTEM_ACTOR
     booking_id: str = field(default_factory=new_id)
     ticket_number: str = field(default_factory=new_ticket_number)
+    change_id: str = field(default_factory=new_id)
 
     @property
     def storage_key(self) -> str:

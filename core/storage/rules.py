@@ -18,7 +18,17 @@ from typing import Any
 from core.metrics import CONFLICTS_RETRIED
 from core.storage.batching import ReserveBatcher
 from core.storage.port import BuyerLimit, NoSuchTier, NotOnSale, Refused, SoldOut, StorageBusy
-from core.storage.records import Drift, Reservation, ReserveRequest, Tier
+from core.storage.records import (
+    Actor,
+    Change,
+    Drift,
+    Event,
+    Reservation,
+    ReserveRequest,
+    Tier,
+    as_fields,
+    new_id,
+)
 
 MAX_ATTEMPTS = 10
 BACKOFF_BASE_SECONDS = 0.005
@@ -221,6 +231,52 @@ def _buyer_drift(event_id: str, owner: str, counter: Seats, actual: Seats) -> li
         for name in ("active", "pending")
         if getattr(counter, name) != getattr(actual, name)
     ]
+
+
+PRIVATE_FIELDS = ("idempotency_key", "request_hash")
+"""Booking fields a change record leaves out: they belong to the caller's retries."""
+
+
+def jsonable(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def booking_change(
+    what: str, booking: Mapping[Any, Any], actor: Actor, now: datetime, change_id: str | None = None
+) -> Change:
+    """The change record of a booking (a row or document with its fields after the change)."""
+    data = {k: jsonable(v) for k, v in booking.items() if k not in PRIVATE_FIELDS}
+    return Change(
+        id=change_id or new_id(),
+        type=f"booking.{what}",
+        occurred_at=now,
+        actor=actor,
+        subject="booking",
+        subject_id=booking["id"],
+        seq=booking["version"],
+        event_id=booking["event_id"],
+        data=data,
+        booking_id=booking["id"],
+        order_id=booking.get("order_id"),
+        owner_id=booking["owner_id"],
+        partner_id=booking.get("partner_id"),
+    )
+
+
+def event_change(what: str, event: Event, actor: Actor, now: datetime) -> Change:
+    fields = as_fields(event, exclude=("tiers",))
+    tiers = [as_fields(t, exclude=("active", "version")) for t in event.tiers]
+    return Change(
+        id=new_id(),
+        type=f"event.{what}",
+        occurred_at=now,
+        actor=actor,
+        subject="event",
+        subject_id=event.id,
+        seq=event.version,
+        event_id=event.id,
+        data={k: jsonable(v) for k, v in fields.items()} | {"tiers": tiers},
+    )
 
 
 def search_words(text: str) -> list[str]:

@@ -23,6 +23,7 @@ from core.storage.port import (
     SoldOut,
 )
 from core.storage.records import (
+    Actor,
     Booking,
     BookingQuery,
     BookingStatus,
@@ -126,6 +127,7 @@ class BookingService:
             external_ref=request.external_ref,
             idempotency_key=request.idempotency_key,
             request_hash=request.request_hash,
+            actor=principal.actor,
         )
         try:
             reservation = await self.storage.bookings.reserve(reserve)
@@ -158,7 +160,9 @@ class BookingService:
         if event is None or event.starts_at <= utcnow():
             raise EventNotBookable("The event has started; holds can no longer be confirmed")
         try:
-            booking = await self.storage.bookings.confirm(booking_id, principal.id, utcnow())
+            booking = await self.storage.bookings.confirm(
+                booking_id, principal.id, utcnow(), principal.actor
+            )
         except Missing:
             raise BookingNotFound() from None
         except BookingExpired:
@@ -183,12 +187,12 @@ class BookingService:
                 raise BookingNotFound()
             if event is not None and event.starts_at <= utcnow():
                 raise EventStarted()
-        return await self.cancel_owned(None if staff else principal.id, booking_id)
+        return await self.cancel_owned(None if staff else principal.id, booking_id, principal.actor)
 
-    async def cancel_owned(self, owner_id: str | None, booking_id: str) -> Booking:
+    async def cancel_owned(self, owner_id: str | None, booking_id: str, actor: Actor) -> Booking:
         """Cancel `booking_id` if `owner_id` owns it (None: whoever does)."""
         try:
-            booking = await self.storage.bookings.cancel(booking_id, owner_id, utcnow())
+            booking = await self.storage.bookings.cancel(booking_id, owner_id, utcnow(), actor)
         except Missing:
             raise BookingNotFound() from None
         except NotPending as exc:

@@ -89,7 +89,7 @@ class EventService:
             created_at=now,
             updated_at=now,
         )
-        return await self.storage.events.create(event)
+        return await self.storage.events.create(event, principal.actor)
 
     async def for_booking(self, event_id: str) -> Event | None:
         """The event as the booking path sees it, at most a second old (`ctx.snapshots`).
@@ -186,7 +186,12 @@ class EventService:
                 )
         try:
             event = await self.storage.events.update(
-                event_id, expected_version=if_match, fields=fields, tiers=tiers, now=utcnow()
+                event_id,
+                expected_version=if_match,
+                fields=fields,
+                tiers=tiers,
+                now=utcnow(),
+                actor=principal.actor,
             )
         except VersionMismatch as exc:
             raise PreconditionFailed(
@@ -207,7 +212,9 @@ class EventService:
         await self.managed(principal, event_id)
         allowed_from, to = TRANSITIONS[action]
         try:
-            event = await self.storage.events.transition(event_id, allowed_from, to, utcnow())
+            event = await self.storage.events.transition(
+                event_id, allowed_from, to, utcnow(), principal.actor
+            )
         except InvalidTransition as exc:
             raise InvalidEventTransition(
                 f"Cannot {action} an event that is {exc.current}"
@@ -220,7 +227,7 @@ class EventService:
     async def delete(self, principal: Principal, event_id: str) -> None:
         await self.managed(principal, event_id)
         try:
-            await self.storage.events.soft_delete(event_id, utcnow())
+            await self.storage.events.soft_delete(event_id, utcnow(), principal.actor)
         except HasActiveBookings:
             raise EventHasBookings() from None
         except Missing:

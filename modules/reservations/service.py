@@ -9,7 +9,7 @@ from core.errors import Conflict, Forbidden, NotFound
 from core.logging import get_logger
 from core.security import Principal
 from core.storage.port import DuplicateKey
-from core.storage.records import Booking, BookingQuery, Event, Tier, utcnow
+from core.storage.records import SYSTEM_ACTOR, Actor, Booking, BookingQuery, Event, Tier, utcnow
 from modules.bookings.service import BookingRequest, BookingService, InsufficientTickets
 from modules.events.service import EventService
 from modules.reservations.schemas import EventSummary, ReservationIn
@@ -50,7 +50,7 @@ async def bootstrap_event(ctx: AppContext) -> None:
         updated_at=now,
     )
     try:
-        await ctx.storage.events.create(event)
+        await ctx.storage.events.create(event, SYSTEM_ACTOR)
         log.info("event_bootstrapped", event_id=event.id, seats=s.ticketboss_total_seats)
     except DuplicateKey:
         pass  # another worker created it first
@@ -93,7 +93,8 @@ class ReservationService:
         if partner is not None and booking.owner_id != partner.id:
             raise ReservationNotFound()
         try:
-            return await self.bookings.cancel_owned(booking.owner_id, reservation_id)
+            actor = partner.actor if partner else Actor("partner", booking.owner_id)
+            return await self.bookings.cancel_owned(booking.owner_id, reservation_id, actor)
         except Conflict:
             raise ReservationNotFound() from None  # already cancelled or expired
 

@@ -5,23 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator
 
 import pytest
 
 from core.metrics import RESERVE_BATCH_SIZE
-from core.storage import ManagedStorage, build_storage
+from core.storage import ManagedStorage
 from core.storage.port import SoldOut
 from core.storage.records import Reservation, new_id, new_ticket_number
-from tests.contract.test_storage import an_event, reserve, seats
-
-
-@pytest.fixture
-async def storage(database_url: str) -> AsyncIterator[ManagedStorage]:
-    store = build_storage(database_url, batch_size=64)
-    await store.migrate()
-    yield store
-    await store.close()
+from tests.support.storage import an_event, reserve, seats
 
 
 def batch_sizes() -> tuple[float, float]:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
 
-from core.storage import ManagedStorage, build_storage
+from core.storage import ManagedStorage
 from core.storage.port import (
     BookingExpired,
     BuyerLimit,
@@ -32,87 +31,11 @@ from core.storage.records import (
     RefreshToken,
     Reservation,
     ReserveRequest,
-    Tier,
     TierPatch,
-    User,
-    new_id,
     utcnow,
 )
 from tests.support.drift import corrupt_buyer_count, corrupt_counter
-
-
-@pytest.fixture
-async def storage(database_url: str) -> AsyncIterator[ManagedStorage]:
-    store = build_storage(database_url)
-    await store.migrate()
-    yield store
-    await store.close()
-
-
-def a_user(email: str | None = None) -> User:
-    now = utcnow()
-    return User(new_id(), email or f"{uuid.uuid4().hex}@example.com", "U", "user", "hash", now, now)
-
-
-async def an_event(
-    storage: ManagedStorage,
-    *,
-    capacity: int = 10,
-    status: str = "published",
-    max_per_user: int | None = None,
-    name: str = "Show",
-    venue: str = "Hall",
-) -> Event:
-    now = utcnow()
-    event = Event(
-        id=new_id(),
-        owner_id="owner",
-        name=name,
-        venue=venue,
-        starts_at=now + timedelta(days=3),
-        status="draft",
-        tiers=(Tier("GA", "General", 1500, capacity), Tier("VIP", "VIP", 9000, 2)),
-        created_at=now,
-        updated_at=now,
-        max_per_user=max_per_user,
-    )
-    await storage.events.create(event)
-    if status == "published":
-        await storage.events.transition(event.id, ("draft",), "published", now)
-    found = await storage.events.get(event.id)
-    assert found is not None
-    return found
-
-
-def reserve(
-    event: Event,
-    quantity: int = 1,
-    *,
-    owner: str = "u1",
-    tier: str = "GA",
-    hold_seconds: float | None = None,
-    key: str | None = None,
-    max_per_user: int | None = None,
-    request_hash: str | None = None,
-) -> ReserveRequest:
-    now = utcnow()
-    return ReserveRequest(
-        event_id=event.id,
-        tier=tier,
-        quantity=quantity,
-        owner_id=owner,
-        now=now,
-        hold_until=now + timedelta(seconds=hold_seconds) if hold_seconds is not None else None,
-        idempotency_key=key,
-        max_per_user=max_per_user,
-        request_hash=request_hash,
-    )
-
-
-async def seats(storage: ManagedStorage, event: Event, tier: str = "GA") -> tuple[int, int, int]:
-    counts = {c.code: c for c in await storage.events.availability(event.id, utcnow())}
-    c = counts[tier]
-    return c.available, c.pending, c.confirmed
+from tests.support.storage import ACTOR, a_user, an_event, reserve, seats
 
 
 async def test_users_unique_email_and_roles(storage: ManagedStorage) -> None:
@@ -205,15 +128,15 @@ async def test_holds_confirm_cancel_and_expire(storage: ManagedStorage) -> None:
     assert hold is not None and hold.status == "pending" and hold.expires_at is not None
     assert await seats(storage, event) == (1, 2, 0)
     with pytest.raises(Missing):
-        await storage.bookings.confirm(hold.id, "someone-else", utcnow())
-    confirmed = await storage.bookings.confirm(hold.id, "u1", utcnow())
+        await storage.bookings.confirm(hold.id, "someone-else", utcnow(), ACTOR)
+    confirmed = await storage.bookings.confirm(hold.id, "u1", utcnow(), ACTOR)
     assert confirmed is not None and confirmed.status == "confirmed"
     with pytest.raises(NotPending):
-        await storage.bookings.confirm(hold.id, "u1", utcnow())
-    cancelled = await storage.bookings.cancel(hold.id, "u1", utcnow())
+        await storage.bookings.confirm(hold.id, "u1", utcnow(), ACTOR)
+    cancelled = await storage.bookings.cancel(hold.id, "u1", utcnow(), ACTOR)
     assert cancelled is not None and cancelled.status == "cancelled"
     with pytest.raises(NotPending):
-        await storage.bookings.cancel(hold.id, None, utcnow())
+        await storage.bookings.cancel(hold.id, None, utcnow(), ACTOR)
     assert await seats(storage, event) == (3, 0, 0)
 
 
@@ -224,7 +147,7 @@ async def test_an_expired_hold_never_blocks_a_sale(storage: ManagedStorage) -> N
     await asyncio.sleep(0.3)
     assert await seats(storage, event) == (2, 0, 0)  # availability already ignores it
     with pytest.raises(BookingExpired):
-        await storage.bookings.confirm(hold.id, "u1", utcnow())
+        await storage.bookings.confirm(hold.id, "u1", utcnow(), ACTOR)
     # the booking path releases the expired hold before it would refuse
     await storage.bookings.reserve(reserve(event, 2, owner="u2"))
     expired = await storage.bookings.get(hold.id)
@@ -249,7 +172,7 @@ async def test_cancelling_an_event_releases_every_booking(storage: ManagedStorag
     held = (await storage.bookings.reserve(reserve(event, 2, hold_seconds=60))).booking
     sold = (await storage.bookings.reserve(reserve(event, 3))).booking
     cancelled = await storage.events.transition(
-        event.id, ("draft", "published"), "cancelled", utcnow()
+        event.id, ("draft", "published"), "cancelled", utcnow(), ACTOR
     )
     assert cancelled.status == "cancelled"
     for booking in (held, sold):
@@ -258,7 +181,7 @@ async def test_cancelling_an_event_releases_every_booking(storage: ManagedStorag
     with pytest.raises(NotOnSale):
         await storage.bookings.reserve(reserve(event, 1))
     with pytest.raises(InvalidTransition):
-        await storage.events.transition(event.id, ("draft",), "published", utcnow())
+        await storage.events.transition(event.id, ("draft",), "published", utcnow(), ACTOR)
     assert await storage.bookings.recount(utcnow(), fix=False) == []
 
 
@@ -271,6 +194,7 @@ async def test_event_updates_check_version_and_capacity(storage: ManagedStorage)
         fields={"name": "Renamed"},
         tiers=[TierPatch("VIP", price_cents=12000)],
         now=utcnow(),
+        actor=ACTOR,
     )
     assert (
         updated is not None and updated.name == "Renamed" and updated.version == event.version + 1
@@ -278,7 +202,12 @@ async def test_event_updates_check_version_and_capacity(storage: ManagedStorage)
     assert updated.tier("VIP").price_cents == 12000  # type: ignore[union-attr]
     with pytest.raises(VersionMismatch):
         await storage.events.update(
-            event.id, expected_version=event.version, fields={"name": "x"}, tiers=[], now=utcnow()
+            event.id,
+            expected_version=event.version,
+            fields={"name": "x"},
+            tiers=[],
+            now=utcnow(),
+            actor=ACTOR,
         )
     with pytest.raises(CapacityBelowActive) as info:
         await storage.events.update(
@@ -287,6 +216,7 @@ async def test_event_updates_check_version_and_capacity(storage: ManagedStorage)
             fields={},
             tiers=[TierPatch("GA", capacity=5)],
             now=utcnow(),
+            actor=ACTOR,
         )
     assert info.value.active == 6
     grown = await storage.events.update(
@@ -295,6 +225,7 @@ async def test_event_updates_check_version_and_capacity(storage: ManagedStorage)
         fields={},
         tiers=[TierPatch("GA", capacity=6), TierPatch("BALCONY", "Balcony", 500, 20)],
         now=utcnow(),
+        actor=ACTOR,
     )
     assert grown is not None and [t.code for t in grown.tiers] == ["GA", "VIP", "BALCONY"]
     with pytest.raises(SoldOut):
@@ -302,7 +233,12 @@ async def test_event_updates_check_version_and_capacity(storage: ManagedStorage)
     await storage.bookings.reserve(reserve(grown, 1, tier="BALCONY"))
     with pytest.raises(Missing):
         await storage.events.update(
-            "missing", expected_version=None, fields={"name": "x"}, tiers=[], now=utcnow()
+            "missing",
+            expected_version=None,
+            fields={"name": "x"},
+            tiers=[],
+            now=utcnow(),
+            actor=ACTOR,
         )
 
 
@@ -311,9 +247,9 @@ async def test_soft_delete_refuses_while_seats_are_held(storage: ManagedStorage)
     booking = (await storage.bookings.reserve(reserve(event, 1))).booking
     assert booking is not None
     with pytest.raises(HasActiveBookings):
-        await storage.events.soft_delete(event.id, utcnow())
-    await storage.bookings.cancel(booking.id, None, utcnow())
-    await storage.events.soft_delete(event.id, utcnow())
+        await storage.events.soft_delete(event.id, utcnow(), ACTOR)
+    await storage.bookings.cancel(booking.id, None, utcnow(), ACTOR)
+    await storage.events.soft_delete(event.id, utcnow(), ACTOR)
     assert await storage.events.get(event.id) is None
     assert await storage.events.get(event.id, include_deleted=True) is not None
 
@@ -389,9 +325,9 @@ async def test_every_booking_counts_for_its_buyer(storage: ManagedStorage) -> No
     with pytest.raises(BuyerLimit):  # 3 + 2 already held: a limit of 6 leaves room for 1
         await storage.bookings.reserve(reserve(event, 2, owner="fan", max_per_user=6))
     await storage.bookings.reserve(reserve(event, 1, owner="fan", max_per_user=6))
-    await storage.bookings.confirm(held.id, "fan", utcnow())
+    await storage.bookings.confirm(held.id, "fan", utcnow(), ACTOR)
     for booking in (sold, held):
-        await storage.bookings.cancel(booking.id, "fan", utcnow())
+        await storage.bookings.cancel(booking.id, "fan", utcnow(), ACTOR)
     assert await buyer_drift(storage, event) == []
     await storage.bookings.reserve(reserve(event, 5, owner="fan", max_per_user=6))
     with pytest.raises(BuyerLimit):
@@ -413,7 +349,8 @@ async def test_pending_seats_per_buyer_are_capped(storage: ManagedStorage) -> No
     with pytest.raises(BuyerLimit):
         await storage.bookings.reserve(hold(5))  # larger than the cap on its own
     await storage.bookings.reserve(hold(1))
-    await storage.bookings.confirm(first.id, "hoarder", utcnow())  # confirmed seats free the cap
+    # confirmed seats free the cap
+    await storage.bookings.confirm(first.id, "hoarder", utcnow(), ACTOR)
     await storage.bookings.reserve(hold(3))
     await storage.bookings.reserve(reserve(event, 10, owner="hoarder"))  # confirmed: not capped
     assert await seats(storage, event) == (50 - 3 - 1 - 3 - 10, 4, 13)
@@ -423,13 +360,12 @@ async def test_pending_seats_per_buyer_are_capped(storage: ManagedStorage) -> No
 async def test_concurrent_holds_of_one_buyer_stay_within_the_cap(storage: ManagedStorage) -> None:
     parallel = 6 if storage.kind == "mongodb" else 20
     event = await an_event(storage, capacity=100)
-    request = dataclasses.replace(reserve(event, 1, owner="rush", hold_seconds=60), max_pending=5)
+    requests = [
+        dataclasses.replace(reserve(event, 1, owner="rush", hold_seconds=60), max_pending=5)
+        for _ in range(parallel)
+    ]
     results = await asyncio.gather(
-        *(
-            storage.bookings.reserve(dataclasses.replace(request, booking_id=new_id()))
-            for _ in range(parallel)
-        ),
-        return_exceptions=True,
+        *(storage.bookings.reserve(r) for r in requests), return_exceptions=True
     )
     made = [r for r in results if isinstance(r, Reservation)]
     assert all(isinstance(r, Reservation | BuyerLimit) for r in results), results
@@ -475,7 +411,9 @@ async def test_cancelling_an_event_during_a_rush_leaves_nothing_active(
 
     async def cancel() -> object:
         await asyncio.sleep(0.01)
-        return await storage.events.transition(event.id, ("published",), "cancelled", utcnow())
+        return await storage.events.transition(
+            event.id, ("published",), "cancelled", utcnow(), ACTOR
+        )
 
     results = await asyncio.gather(
         cancel(), *(book(i) for i in range(parallel)), return_exceptions=True

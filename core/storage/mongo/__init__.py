@@ -13,6 +13,7 @@ from pymongo import AsyncMongoClient
 from core.storage.mongo.accounts import MongoPartners, MongoTokens, MongoUsers
 from core.storage.mongo.base import Doc
 from core.storage.mongo.bookings import MongoBookings
+from core.storage.mongo.changes import MongoChanges
 from core.storage.mongo.documents import DOCUMENTS
 from core.storage.mongo.events import MongoEvents
 
@@ -32,6 +33,7 @@ class MongoStorage:
         self.tokens = MongoTokens(self.client, self.db_name)
         self.events = MongoEvents(self.client, self.db_name)
         self.bookings = MongoBookings(self.client, self.db_name)
+        self.changes = MongoChanges(self.client, self.db_name)
         # One transaction per tier at a time in this process: concurrent transactions on one
         # tier document conflict instead of queueing, so the waiting bookings join the next.
         self.bookings.batch_size = batch_size

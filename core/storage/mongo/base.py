@@ -66,11 +66,16 @@ HOLDS_SEATS: Doc = {"status": {"$in": ["pending", "confirmed"]}}
 """Bookings whose seats the counters include (expired holds until they are released)."""
 
 
-def record[R](cls: type[R], doc: Doc, **overrides: Any) -> R:
-    """A record from a document: `_id` is the id, and PyMongo's naive UTC datetimes become
-    aware ones."""
+def fields_of(doc: Doc, **changed: Any) -> Doc:
+    """A document's fields as a record has them (`_id` is the id, PyMongo's naive UTC
+    datetimes aware), with `changed` applied."""
     values = {k: v.replace(tzinfo=UTC) if isinstance(v, datetime) else v for k, v in doc.items()}
-    return from_fields(cls, values | {"id": doc.get("_id")}, **overrides)
+    return values | {"id": doc.get("_id")} | changed
+
+
+def record[R](cls: type[R], doc: Doc, **overrides: Any) -> R:
+    """A record from a document."""
+    return from_fields(cls, fields_of(doc), **overrides)
 
 
 def buyer_id(event_id: str, owner_id: str) -> str:
@@ -107,6 +112,8 @@ class MongoBase:
         self.tiers = db["tiers"]
         self.bookings = db["bookings"]
         self.buyers = db["user_event_counts"]
+        self.changes = db["changes"]
+        self.leases = db["leases"]
 
     async def tx[R](self, work: Callable[[Session], Awaitable[R]], *, read_only: bool = False) -> R:
         """Run `work` in a transaction, retrying transient conflicts with jittered backoff.

@@ -8,15 +8,16 @@ from pymongo import DESCENDING, ReturnDocument
 
 from core.metrics import HOLDS_EXPIRED
 from core.storage import rules
-from core.storage.mongo.base import Doc, Session, active_at, buyer_id, record
+from core.storage.mongo.base import Doc, Session, active_at, buyer_id, fields_of, record
+from core.storage.mongo.changes import record_changes
 from core.storage.mongo.reserve import MongoReserving
 from core.storage.mongo.seats import derive_counters, give_back, release_expired, tallies
 from core.storage.port import BookingExpired, Missing, NotPending
-from core.storage.records import Booking, BookingQuery, Drift
+from core.storage.records import Actor, Booking, BookingQuery, Drift
 
 
 class MongoBookings(MongoReserving):
-    async def confirm(self, booking_id: str, owner_id: str, now: datetime) -> Booking:
+    async def confirm(self, booking_id: str, owner_id: str, now: datetime, actor: Actor) -> Booking:
         async def work(s: Session) -> Doc | None:
             d = await self.bookings.find_one_and_update(
                 {
@@ -38,6 +39,8 @@ class MongoBookings(MongoReserving):
                     {"$inc": {"pending": -d["quantity"]}},
                     session=s,
                 )
+                change = rules.booking_change("confirmed", fields_of(d), actor, now)
+                await record_changes(self, s, [change])
             return d
 
         d = await self.tx(work)
@@ -50,7 +53,9 @@ class MongoBookings(MongoReserving):
             raise BookingExpired()
         raise NotPending(current.status)
 
-    async def cancel(self, booking_id: str, owner_id: str | None, now: datetime) -> Booking:
+    async def cancel(
+        self, booking_id: str, owner_id: str | None, now: datetime, actor: Actor
+    ) -> Booking:
         mine: Doc = {"_id": booking_id} | ({"owner_id": owner_id} if owner_id is not None else {})
         # Two guarded updates rather than a read and a write: each says what the booking was.
         was: dict[str, Doc] = {
@@ -68,6 +73,8 @@ class MongoBookings(MongoReserving):
                 )
                 if d is not None:
                     await give_back(self, s, [d | {"status": status}])
+                    change = rules.booking_change("cancelled", fields_of(d), actor, now)
+                    await record_changes(self, s, [change])
                     return d
             return None
 

@@ -84,6 +84,27 @@ class BuyerCountDoc(Document):
         indexes = [IndexModel([("event_id", ASCENDING)])]
 
 
+class ChangeDoc(Document):
+    """The change log (transactional outbox); see `core.storage.records.Change`."""
+
+    id: str  # type: ignore[assignment]
+
+    class Settings:
+        name = "changes"
+        indexes = [
+            IndexModel([("event_id", ASCENDING), ("_id", DESCENDING)]),
+            IndexModel([("subject_id", ASCENDING), ("seq", ASCENDING)]),
+            IndexModel([("dispatched_at", ASCENDING), ("_id", ASCENDING)]),
+        ]
+
+
+class LeaseDoc(Document):
+    id: str  # type: ignore[assignment]
+
+    class Settings:
+        name = "leases"
+
+
 DOCUMENTS: list[type[Document]] = [
     UserDoc,
     PartnerDoc,
@@ -92,4 +113,6 @@ DOCUMENTS: list[type[Document]] = [
     TierDoc,
     BookingDoc,
     BuyerCountDoc,
+    ChangeDoc,
+    LeaseDoc,
 ]

@@ -10,9 +10,21 @@ from typing import Any
 from pymongo import ASCENDING, ReturnDocument
 
 from core.storage import port, rules
-from core.storage.mongo.base import HOLDS_SEATS, Doc, MongoBase, Session, active_at, record, tier_id
-from core.storage.mongo.seats import close_tiers, derive_counters, release_expired
+from core.storage.mongo.base import (
+    HOLDS_SEATS,
+    Doc,
+    MongoBase,
+    Session,
+    active_at,
+    fields_of,
+    record,
+    tier_id,
+)
+from core.storage.mongo.changes import record_changes
+from core.storage.mongo.seats import close_tiers, derive_counters, ended, release_expired
 from core.storage.records import (
+    SYSTEM_ACTOR,
+    Actor,
     Event,
     EventQuery,
     EventStatus,
@@ -24,9 +36,11 @@ from core.storage.records import (
 
 
 class MongoEvents(MongoBase):
-    async def create(self, event: Event) -> Event:
+    async def create(self, event: Event, actor: Actor) -> Event:
         async def work(s: Session) -> None:
             await self.events.insert_one(_event_doc(event), session=s)
+            change = rules.event_change("created", event, actor, event.created_at)
+            await record_changes(self, s, [change])
             on_sale = event.status == "published"
             docs = [_tier_doc(event.id, tier, pos, on_sale) for pos, tier in enumerate(event.tiers)]
             await self.tiers.insert_many(docs, session=s)
@@ -48,9 +62,13 @@ class MongoEvents(MongoBase):
             return None
         return record(Event, d, tiers=tuple((await self._tiers(s, [event_id]))[event_id]))
 
-    async def _must_get(self, s: Session, event_id: str) -> Event:
-        event = await self._get(s, event_id)
+    async def _changed(
+        self, s: Session, event_id: str, what: str, actor: Actor, now: datetime
+    ) -> Event:
+        """The event after a change in this transaction, its change recorded."""
+        event = await self._get(s, event_id, include_deleted=True)
         assert event is not None  # changed in this transaction
+        await record_changes(self, s, [rules.event_change(what, event, actor, now)])
         return event
 
     async def _tiers(self, s: Session | None, event_ids: list[str]) -> dict[str, list[Tier]]:
@@ -96,6 +114,7 @@ class MongoEvents(MongoBase):
         fields: dict[str, Any],
         tiers: Sequence[TierPatch],
         now: datetime,
+        actor: Actor,
     ) -> Event:
         async def work(s: Session) -> Event:
             match: Doc = {"_id": event_id, "deleted_at": None}
@@ -114,7 +133,7 @@ class MongoEvents(MongoBase):
                 raise port.VersionMismatch(current.version)
             for patch in tiers:
                 await self._patch_tier(s, event_id, patch, d["status"] == "published", now)
-            return await self._must_get(s, event_id)
+            return await self._changed(s, event_id, "updated", actor, now)
 
         return await self.tx(work)
 
@@ -150,7 +169,12 @@ class MongoEvents(MongoBase):
             raise port.CapacityBelowActive(patch.code, current["active"] if current else 0)
 
     async def transition(
-        self, event_id: str, allowed_from: Sequence[EventStatus], to: EventStatus, now: datetime
+        self,
+        event_id: str,
+        allowed_from: Sequence[EventStatus],
+        to: EventStatus,
+        now: datetime,
+        actor: Actor,
     ) -> Event:
         async def work(s: Session) -> Event:
             result = await self.events.update_one(
@@ -170,28 +194,36 @@ class MongoEvents(MongoBase):
             else:
                 await close_tiers(self, s, event_id)
             if to == "cancelled":
-                await self._release_all(s, event_id, now)
+                await self._release_all(s, event_id, now, actor)
                 await derive_counters(self, s, event_id)
-            return await self._must_get(s, event_id)
+            return await self._changed(s, event_id, to, actor, now)
 
         return await self.tx(work)
 
-    async def _release_all(self, s: Session, event_id: str, now: datetime) -> None:
+    async def _release_all(self, s: Session, event_id: str, now: datetime, actor: Actor) -> None:
         """Every booking of the event that holds seats ends: expired holds as `expired`, the
         rest as `cancelled` (the caller derives the counters afterwards)."""
-        change = {"$inc": {"version": 1}}
-        await self.bookings.update_many(
-            {"event_id": event_id, "status": "pending", "expires_at": {"$lte": now}},
-            {"$set": {"status": "expired", "updated_at": now}, **change},
-            session=s,
-        )
-        await self.bookings.update_many(
-            {"event_id": event_id, **HOLDS_SEATS},
-            {"$set": {"status": "cancelled", "updated_at": now}, **change},
-            session=s,
-        )
+        holding = await self.bookings.find(
+            {"event_id": event_id, **HOLDS_SEATS}, session=s
+        ).to_list()
+        ends: dict[str, list[Doc]] = {"expired": [], "cancelled": []}
+        for d in holding:
+            lapsed = d["status"] == "pending" and fields_of(d)["expires_at"] <= now
+            ends["expired" if lapsed else "cancelled"].append(d)
+        changes = []
+        for status, docs in ends.items():
+            if not docs:
+                continue
+            await self.bookings.update_many(
+                {"_id": {"$in": [d["_id"] for d in docs]}},
+                {"$set": {"status": status, "updated_at": now}, "$inc": {"version": 1}},
+                session=s,
+            )
+            who = SYSTEM_ACTOR if status == "expired" else actor
+            changes += [rules.booking_change(status, ended(d, status, now), who, now) for d in docs]
+        await record_changes(self, s, changes)
 
-    async def soft_delete(self, event_id: str, now: datetime) -> None:
+    async def soft_delete(self, event_id: str, now: datetime, actor: Actor) -> None:
         async def work(s: Session) -> None:
             deleted = await self.events.update_one(
                 {"_id": event_id, "deleted_at": None},
@@ -206,6 +238,7 @@ class MongoEvents(MongoBase):
                 {"event_id": event_id, **HOLDS_SEATS}, {"_id": 1}, session=s
             ):
                 raise port.HasActiveBookings()  # aborts: the event stays, its tiers stay on sale
+            await self._changed(s, event_id, "deleted", actor, now)
 
         await self.tx(work)
 

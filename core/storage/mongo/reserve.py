@@ -14,10 +14,12 @@ from pymongo import ReturnDocument
 
 from core.metrics import CONFLICTS_RETRIED
 from core.storage import rules
-from core.storage.mongo.base import Doc, MongoBase, Session, buyer_id, record, tier_id
+from core.storage.mongo.base import Doc, MongoBase, Session, buyer_id, fields_of, record, tier_id
+from core.storage.mongo.changes import record_changes
 from core.storage.port import DuplicateKey, SoldOut, StorageBusy
 from core.storage.records import (
     Booking,
+    Change,
     Reservation,
     ReserveRequest,
     Tier,
@@ -68,6 +70,7 @@ class MongoReserving(MongoBase, rules.Reserving):
             )
         doc = _new_booking_doc(request, tier["price_cents"])
         await self.bookings.insert_one(doc, session=s)
+        await record_changes(self, s, [_created(request, doc)])
         return doc
 
     async def _count_buyer_within_limits(
@@ -130,6 +133,7 @@ class MongoReserving(MongoBase, rules.Reserving):
             )
         docs = [_new_booking_doc(r, tier["price_cents"]) for r in requests]
         await self.bookings.insert_many(docs, session=s)
+        await record_changes(self, s, [_created(r, d) for r, d in zip(requests, docs, strict=True)])
         return docs
 
     async def _take_seats(self, s: Session, event_id: str, code: str, seats: int) -> Doc | None:
@@ -160,3 +164,9 @@ def _new_booking_doc(request: ReserveRequest, price_cents: int) -> Doc:
     values: dict[str, Any] = rules.booking_values(request) | {"unit_price_cents": price_cents}
     values.pop("id")
     return {**values, "_id": new_id(), "ticket_number": new_ticket_number()}
+
+
+def _created(request: ReserveRequest, doc: Doc) -> Change:
+    return rules.booking_change(
+        "created", fields_of(doc), request.actor, request.now, request.change_id
+    )

@@ -7,7 +7,17 @@ from datetime import datetime
 from typing import Any
 
 from core.storage import rules
-from core.storage.mongo.base import HOLDS_SEATS, Doc, MongoBase, Session, buyer_id, tier_id
+from core.storage.mongo.base import (
+    HOLDS_SEATS,
+    Doc,
+    MongoBase,
+    Session,
+    buyer_id,
+    fields_of,
+    tier_id,
+)
+from core.storage.mongo.changes import record_changes
+from core.storage.records import SYSTEM_ACTOR
 
 
 async def give_back(base: MongoBase, s: Session, released: Sequence[Mapping[str, Any]]) -> None:
@@ -46,7 +56,17 @@ async def release_expired(
         session=s,
     )
     await give_back(base, s, released)
+    changes = [
+        rules.booking_change("expired", ended(d, "expired", now), SYSTEM_ACTOR, now)
+        for d in released
+    ]
+    await record_changes(base, s, changes)
     return len(released)
+
+
+def ended(doc: Doc, status: str, now: datetime) -> Doc:
+    """A booking document's fields after it changed to `status` at `now`."""
+    return fields_of(doc, status=status, version=doc["version"] + 1, updated_at=now)
 
 
 async def close_tiers(base: MongoBase, s: Session, event_id: str) -> None:

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from core.storage.sql.accounts import SQLPartners, SQLTokens, SQLUsers
 from core.storage.sql.base import Engines, async_url, sqlite_begin
 from core.storage.sql.bookings import SQLBookings
+from core.storage.sql.changes import SQLChanges
 from core.storage.sql.events import SQLEvents
 
 
@@ -42,6 +43,7 @@ class SQLStorage:
         self.tokens = SQLTokens(engines, self.kind)
         self.events = SQLEvents(engines, self.kind)
         self.bookings = SQLBookings(engines, self.kind)
+        self.changes = SQLChanges(engines, self.kind)
         self.bookings.batch_size = batch_size
         # PostgreSQL: while one batch of a tier runs, the next can already be on its way (the
         # tier row's lock orders them inside the database); SQLite has one writer anyway.

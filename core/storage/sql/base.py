@@ -38,6 +38,7 @@ UNIQUE_KEYS: list[tuple[str, tuple[str, ...], str, str]] = [
     ("bookings", ("ticket_number",), "bookings_ticket_number_key", "ticket_number"),
     ("bookings", ("owner_id", "idempotency_key"), "uq_bookings_owner_key", "idempotency_key"),
     ("refresh_tokens", ("jti",), "refresh_tokens_pkey", "jti"),
+    ("changes", ("id",), "changes_pkey", "change_id"),
 ]
 _BY_CONSTRAINT = {name: key for _, _, name, key in UNIQUE_KEYS}
 _BY_COLUMNS = {(table, columns): key for table, columns, _, key in UNIQUE_KEYS}

@@ -11,15 +11,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from core.metrics import HOLDS_EXPIRED
 from core.storage import rules
 from core.storage.port import BookingExpired, Missing, NotPending
-from core.storage.records import Booking, BookingQuery, Drift, from_fields
+from core.storage.records import Actor, Booking, BookingQuery, Drift, from_fields
 from core.storage.sql import schema as t
 from core.storage.sql.base import active_at, first, holds_seats
+from core.storage.sql.changes import record
 from core.storage.sql.reserve import SQLReserving
 from core.storage.sql.seats import derive_counters, give_back, release_expired
 
 
 class SQLBookings(SQLReserving):
-    async def confirm(self, booking_id: str, owner_id: str, now: datetime) -> Booking:
+    async def confirm(self, booking_id: str, owner_id: str, now: datetime, actor: Actor) -> Booking:
         b, u = t.bookings, t.user_event_counts
 
         async def work(conn: AsyncConnection) -> Any:
@@ -43,6 +44,7 @@ class SQLBookings(SQLReserving):
                     .where(u.c.event_id == row.event_id, u.c.owner_id == row.owner_id)
                     .values(pending=u.c.pending - row.quantity)
                 )
+                await record(conn, [rules.booking_change("confirmed", row._mapping, actor, now)])
             return row
 
         row = await self.tx(work)
@@ -55,7 +57,9 @@ class SQLBookings(SQLReserving):
             raise BookingExpired()
         raise NotPending(current.status)
 
-    async def cancel(self, booking_id: str, owner_id: str | None, now: datetime) -> Booking:
+    async def cancel(
+        self, booking_id: str, owner_id: str | None, now: datetime, actor: Actor
+    ) -> Booking:
         b = t.bookings
         mine = [b.c.id == booking_id] + ([b.c.owner_id == owner_id] if owner_id is not None else [])
         # Two guarded updates rather than a read and a write: each says what the booking was.
@@ -75,6 +79,9 @@ class SQLBookings(SQLReserving):
                 row = await first(conn, stmt)
                 if row is not None:
                     await give_back(conn, [{**row._mapping, "status": status}])
+                    await record(
+                        conn, [rules.booking_change("cancelled", row._mapping, actor, now)]
+                    )
                     return row
             return None
 

@@ -19,6 +19,8 @@ from core.storage.port import (
     VersionMismatch,
 )
 from core.storage.records import (
+    SYSTEM_ACTOR,
+    Actor,
     Event,
     EventQuery,
     EventStatus,
@@ -30,11 +32,12 @@ from core.storage.records import (
 )
 from core.storage.sql import schema as t
 from core.storage.sql.base import SQLBase, active_at, first, holds_seats
+from core.storage.sql.changes import record
 from core.storage.sql.seats import close_tiers, derive_counters, release_expired
 
 
 class SQLEvents(SQLBase):
-    async def create(self, event: Event) -> Event:
+    async def create(self, event: Event, actor: Actor) -> Event:
         async def work(conn: AsyncConnection) -> None:
             await conn.execute(insert(t.events).values(**as_fields(event, exclude=("tiers",))))
             on_sale = event.status == "published"
@@ -42,6 +45,7 @@ class SQLEvents(SQLBase):
                 _tier_values(event.id, tier, pos, on_sale) for pos, tier in enumerate(event.tiers)
             ]
             await conn.execute(insert(t.tiers), rows)
+            await record(conn, [rules.event_change("created", event, actor, event.created_at)])
 
         await self.tx(work)
         return event
@@ -102,6 +106,7 @@ class SQLEvents(SQLBase):
         fields: dict[str, Any],
         tiers: Sequence[TierPatch],
         now: datetime,
+        actor: Actor,
     ) -> Event:
         async def work(conn: AsyncConnection) -> Event:
             e = t.events
@@ -122,12 +127,17 @@ class SQLEvents(SQLBase):
                 raise VersionMismatch(current.version)
             for patch in tiers:
                 await _patch_tier(conn, event_id, patch, row.status == "published", now)
-            return await _must_get(conn, event_id)
+            return await _changed(conn, event_id, "updated", actor, now)
 
         return await self.tx(work)
 
     async def transition(
-        self, event_id: str, allowed_from: Sequence[EventStatus], to: EventStatus, now: datetime
+        self,
+        event_id: str,
+        allowed_from: Sequence[EventStatus],
+        to: EventStatus,
+        now: datetime,
+        actor: Actor,
     ) -> Event:
         async def work(conn: AsyncConnection) -> Event:
             e = t.events
@@ -147,13 +157,13 @@ class SQLEvents(SQLBase):
             else:
                 await close_tiers(conn, event_id)
             if to == "cancelled":
-                await _release_all(conn, event_id, now)
+                await _release_all(conn, event_id, now, actor)
                 await derive_counters(conn, event_id)
-            return await _must_get(conn, event_id)
+            return await _changed(conn, event_id, to, actor, now)
 
         return await self.tx(work)
 
-    async def soft_delete(self, event_id: str, now: datetime) -> None:
+    async def soft_delete(self, event_id: str, now: datetime, actor: Actor) -> None:
         async def work(conn: AsyncConnection) -> None:
             e, b = t.events, t.bookings
             deleted = await conn.execute(
@@ -170,6 +180,9 @@ class SQLEvents(SQLBase):
             )
             if held is not None:
                 raise HasActiveBookings()  # rolls back: the event stays, its tiers stay on sale
+            deleted_event = await _get(conn, event_id, include_deleted=True)
+            assert deleted_event is not None
+            await record(conn, [rules.event_change("deleted", deleted_event, actor, now)])
 
         await self.tx(work)
 
@@ -209,9 +222,13 @@ async def _get(conn: AsyncConnection, event_id: str, include_deleted: bool = Fal
     return _event(row, (await _tiers(conn, [event_id]))[event_id])
 
 
-async def _must_get(conn: AsyncConnection, event_id: str) -> Event:
+async def _changed(
+    conn: AsyncConnection, event_id: str, what: str, actor: Actor, now: datetime
+) -> Event:
+    """The event after a change in this transaction, its change recorded."""
     event = await _get(conn, event_id)
     assert event is not None  # changed in this transaction
+    await record(conn, [rules.event_change(what, event, actor, now)])
     return event
 
 
@@ -253,12 +270,12 @@ async def _patch_tier(
         raise CapacityBelowActive(patch.code, active)
 
 
-async def _release_all(conn: AsyncConnection, event_id: str, now: datetime) -> None:
+async def _release_all(conn: AsyncConnection, event_id: str, now: datetime, actor: Actor) -> None:
     """Every booking of the event that holds seats ends: expired holds as `expired`, the
     rest as `cancelled` (the caller derives the counters afterwards)."""
     b = t.bookings
     expired = and_(b.c.status == "pending", b.c.expires_at <= now)
-    await conn.execute(
+    ended = await conn.execute(
         update(b)
         .where(b.c.event_id == event_id, holds_seats())
         .values(
@@ -266,6 +283,16 @@ async def _release_all(conn: AsyncConnection, event_id: str, now: datetime) -> N
             version=b.c.version + 1,
             updated_at=now,
         )
+        .returning(*b.c)
+    )
+    await record(
+        conn,
+        [
+            rules.booking_change(
+                r.status, r._mapping, SYSTEM_ACTOR if r.status == "expired" else actor, now
+            )
+            for r in ended
+        ],
     )
 
 

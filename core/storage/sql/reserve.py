@@ -34,9 +34,11 @@ from core.storage.records import (
 )
 from core.storage.sql import schema as t
 from core.storage.sql.base import SQLBase, duplicate_key, first, transient
+from core.storage.sql.changes import record
 
 CONNECTION_LOST = (PostgresConnectionError, AsyncpgInterfaceError, ConnectionError)
 COLUMNS = [c.name for c in t.bookings.c]
+_PRIVATE_REMOVED = "to_jsonb(ins)" + "".join(f" - '{name}'" for name in rules.PRIVATE_FIELDS)
 
 
 class _NoSeats(Exception):
@@ -73,13 +75,28 @@ def _statements() -> tuple[Any, Any, Any]:
     )
     binds = [bindparam(name, type_=b.c[name].type) for name in columns]
     seats_binds = [bp for bp in binds if bp.key in ("quantity", "event_id", "tier")]
-    pending = bindparam("pending", type_=b.c.quantity.type)
+    extra = [
+        bindparam("pending", type_=b.c.quantity.type),
+        bindparam("change_id", type_=t.changes.c.id.type),
+        bindparam("actor_kind", type_=t.changes.c.actor_kind.type),
+        bindparam("actor_id", type_=t.changes.c.actor_id.type),
+    ]
+    # PostgreSQL's one statement also records the booking's change, from the inserted row.
+    record_change = (
+        "INSERT INTO changes (id, type, occurred_at, actor_kind, actor_id, subject, "  # noqa: S608
+        "subject_id, seq, event_id, booking_id, owner_id, partner_id, data) "
+        "SELECT :change_id, 'booking.created', ins.created_at, :actor_kind, :actor_id, "
+        "'booking', ins.id, ins.version, ins.event_id, ins.id, ins.owner_id, ins.partner_id, "
+        f"{_PRIVATE_REMOVED} FROM ins"
+    )
+    counted = (
+        f"WITH seats AS ({take_seats}), buyer AS ({count_buyer}), ins AS ({insert}), "  # noqa: S608
+        f"change AS ({record_change}) SELECT * FROM ins"
+    )
     return (
         text(take_seats).bindparams(*seats_binds).columns(t.tiers.c.price_cents),
         text(f"WITH seats AS ({take_seats}) {insert}").bindparams(*binds).columns(*b.c),
-        text(f"WITH seats AS ({take_seats}), buyer AS ({count_buyer}) {insert}")
-        .bindparams(*binds, pending)
-        .columns(*b.c),
+        text(counted).bindparams(*binds, *extra).columns(*b.c),
     )
 
 
@@ -97,6 +114,9 @@ BATCH_COLUMNS = (
     ("idempotency_key", "text"),
     ("request_hash", "text"),
     ("created_at", "timestamptz"),
+    ("change_id", "text"),
+    ("actor_kind", "text"),
+    ("actor_id", "text"),
 )
 
 
@@ -118,10 +138,16 @@ def _batch_statement() -> str:
         "GROUP BY r.owner_id ORDER BY r.owner_id "
         "ON CONFLICT (event_id, owner_id) DO UPDATE SET "
         "active = user_event_counts.active + EXCLUDED.active, "
-        "pending = user_event_counts.pending + EXCLUDED.pending) "
-        f"INSERT INTO bookings ({', '.join(COLUMNS)}) "
+        "pending = user_event_counts.pending + EXCLUDED.pending), "
+        f"ins AS (INSERT INTO bookings ({', '.join(COLUMNS)}) "
         f"SELECT {', '.join(_batch_value(name) for name in COLUMNS)} FROM req r, seats "
-        f"RETURNING {', '.join(COLUMNS)}"
+        f"RETURNING {', '.join(COLUMNS)}), "
+        "change AS (INSERT INTO changes (id, type, occurred_at, actor_kind, actor_id, subject, "
+        "subject_id, seq, event_id, booking_id, owner_id, partner_id, data) "
+        "SELECT r.change_id, 'booking.created', ins.created_at, r.actor_kind, r.actor_id, "
+        "'booking', ins.id, ins.version, ins.event_id, ins.id, ins.owner_id, ins.partner_id, "
+        f"{_PRIVATE_REMOVED} FROM ins JOIN req r ON r.id = ins.id) "
+        "SELECT * FROM ins"
     )
 
 
@@ -159,7 +185,13 @@ PG_RESERVE_BATCH = _batch_statement()
 
 
 def reserve_params(request: ReserveRequest) -> dict[str, Any]:
-    return rules.booking_values(request) | {"pending": request.pending_quantity}
+    """The booking's values, the seats it holds pending, and its change record's own."""
+    return rules.booking_values(request) | {
+        "pending": request.pending_quantity,
+        "change_id": request.change_id,
+        "actor_kind": request.actor.kind,
+        "actor_id": request.actor.id,
+    }
 
 
 class SQLReserving(SQLBase, rules.Reserving):
@@ -236,14 +268,23 @@ class SQLReserving(SQLBase, rules.Reserving):
             row = await first(conn, insert, values)
         if row is None:
             raise _NoSeats()  # rolls back the buyer's count taken above
-        return row._mapping
+        created = row._mapping
+        await record(
+            conn,
+            [
+                rules.booking_change(
+                    "created", created, request.actor, request.now, request.change_id
+                )
+            ],
+        )
+        return created
 
     async def _reserve_batch(
         self, key: tuple[str, str], requests: Sequence[ReserveRequest]
     ) -> list[Reservation] | None:
         event_id, tier = key
         if self.dialect == "postgresql":
-            values = [rules.booking_values(r) for r in requests]
+            values = [reserve_params(r) for r in requests]
             arrays = [[v[name] for v in values] for name, _ in BATCH_COLUMNS]
             rows = await self._pg(PG_RESERVE_BATCH, [event_id, tier, *arrays], many=True)
         else:
@@ -271,7 +312,16 @@ class SQLReserving(SQLBase, rules.Reserving):
             rules.booking_values(r) | {"unit_price_cents": price.price_cents} for r in requests
         ]
         result = await conn.execute(t.bookings.insert().returning(*t.bookings.c), values)
-        return [row._mapping for row in result]
+        rows = {row.id: row._mapping for row in result}
+        made = [rows[r.booking_id] for r in requests]
+        await record(
+            conn,
+            [
+                rules.booking_change("created", row, r.actor, r.now, r.change_id)
+                for r, row in zip(requests, made, strict=True)
+            ],
+        )
+        return made
 
     async def _count_buyers(
         self, conn: AsyncConnection, event_id: str, requests: Sequence[ReserveRequest]

@@ -23,8 +23,10 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.types import JSON, TypeDecorator
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -155,3 +157,42 @@ user_event_counts = Table(
 )
 """Per buyer and event: seats in pending or confirmed bookings (`active`) and of those the
 pending ones, changed in the same atomic step as the bookings (`maxPerUser`, the hold cap)."""
+
+changes = Table(
+    "changes",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("type", String(40), nullable=False),
+    Column("occurred_at", UTCDateTime, nullable=False),
+    Column("actor_kind", String(16), nullable=False),
+    Column("actor_id", String(64), nullable=False),
+    Column("subject", String(16), nullable=False),
+    Column("subject_id", String(64), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("event_id", String(64), nullable=False),
+    Column("booking_id", String(32)),
+    Column("order_id", String(32)),
+    Column("owner_id", String(64)),
+    Column("partner_id", String(64)),
+    Column("data", JSON().with_variant(JSONB(), "postgresql"), nullable=False),
+    Column("dispatched_at", UTCDateTime),
+    Index("ix_changes_event", "event_id", "id"),
+    Index("ix_changes_subject", "subject_id", "seq"),
+    Index(
+        "ix_changes_undispatched",
+        "id",
+        postgresql_where=text("dispatched_at IS NULL"),
+        sqlite_where=text("dispatched_at IS NULL"),
+    ),
+)
+"""The change log (transactional outbox): written in the atomic step of every change of a
+booking, an order or an event; the activity log, webhooks and live availability read it."""
+
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(64), nullable=False),
+    Column("until", UTCDateTime, nullable=False),
+)
+"""Who runs a singleton job (the change dispatcher) until when, across processes."""

@@ -10,10 +10,10 @@ from sqlalchemy import and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.storage import rules
+from core.storage.records import SYSTEM_ACTOR
 from core.storage.sql import schema as t
 from core.storage.sql.base import holds_seats
-
-RELEASED = (t.bookings.c.event_id, t.bookings.c.tier, t.bookings.c.owner_id, t.bookings.c.quantity)
+from core.storage.sql.changes import record
 
 
 async def give_back(conn: AsyncConnection, released: Sequence[Mapping[str, Any]]) -> None:
@@ -49,11 +49,12 @@ async def release_expired(
         update(b)
         .where(*cond)
         .values(status="expired", version=b.c.version + 1, updated_at=now)
-        .returning(*RELEASED)
+        .returning(*b.c)
     )
-    released = [{**r._mapping, "status": "pending"} for r in await conn.execute(stmt)]
-    await give_back(conn, released)
-    return len(released)
+    expired = [r._mapping for r in await conn.execute(stmt)]
+    await give_back(conn, [{**r, "status": "pending"} for r in expired])
+    await record(conn, [rules.booking_change("expired", r, SYSTEM_ACTOR, now) for r in expired])
+    return len(expired)
 
 
 async def close_tiers(conn: AsyncConnection, event_id: str) -> None:

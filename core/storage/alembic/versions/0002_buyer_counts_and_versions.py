@@ -1,4 +1,5 @@
-"""Buyer counts for every booking (and their pending seats), token and booking versions.
+"""Buyer counts for every booking (and their pending seats), token and booking versions,
+the change log (transactional outbox) and leases.
 
 Before this revision a buyer's count was kept only while the event had a limit; it is now
 kept for every booking, so it is rebuilt here from the bookings themselves.
@@ -9,11 +10,14 @@ Revises: 0001
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects.postgresql import JSONB
 
 revision = "0002"
 down_revision = "0001"
 branch_labels = None
 depends_on = None
+
+UTC_TS = sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:
@@ -35,9 +39,49 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("user_event_counts") as batch:
         batch.create_check_constraint("ck_buyer_seats", "pending >= 0 AND pending <= active")
+    _change_log()
+
+
+def _change_log() -> None:
+    op.create_table(
+        "changes",
+        sa.Column("id", sa.String(32), primary_key=True),
+        sa.Column("type", sa.String(40), nullable=False),
+        sa.Column("occurred_at", UTC_TS, nullable=False),
+        sa.Column("actor_kind", sa.String(16), nullable=False),
+        sa.Column("actor_id", sa.String(64), nullable=False),
+        sa.Column("subject", sa.String(16), nullable=False),
+        sa.Column("subject_id", sa.String(64), nullable=False),
+        sa.Column("seq", sa.Integer, nullable=False),
+        sa.Column("event_id", sa.String(64), nullable=False),
+        sa.Column("booking_id", sa.String(32)),
+        sa.Column("order_id", sa.String(32)),
+        sa.Column("owner_id", sa.String(64)),
+        sa.Column("partner_id", sa.String(64)),
+        sa.Column("data", sa.JSON().with_variant(JSONB(), "postgresql"), nullable=False),
+        sa.Column("dispatched_at", UTC_TS),
+    )
+    op.create_index("ix_changes_event", "changes", ["event_id", "id"])
+    op.create_index("ix_changes_subject", "changes", ["subject_id", "seq"])
+    undispatched = sa.text("dispatched_at IS NULL")
+    op.create_index(
+        "ix_changes_undispatched",
+        "changes",
+        ["id"],
+        postgresql_where=undispatched,
+        sqlite_where=undispatched,
+    )
+    op.create_table(
+        "leases",
+        sa.Column("name", sa.String(64), primary_key=True),
+        sa.Column("holder", sa.String(64), nullable=False),
+        sa.Column("until", UTC_TS, nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("leases")
+    op.drop_table("changes")
     with op.batch_alter_table("user_event_counts") as batch:
         batch.drop_constraint("ck_buyer_seats", type_="check")
         batch.drop_column("pending")

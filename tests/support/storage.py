@@ -1,0 +1,77 @@
+"""Helpers for tests that drive the storage port directly (the contract suite)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from core.storage import ManagedStorage
+from core.storage.records import Actor, Event, ReserveRequest, Tier, User, new_id, utcnow
+
+ACTOR = Actor("organizer", "owner")
+
+
+def a_user(email: str | None = None) -> User:
+    now = utcnow()
+    return User(new_id(), email or f"{uuid.uuid4().hex}@example.com", "U", "user", "hash", now, now)
+
+
+async def an_event(
+    storage: ManagedStorage,
+    *,
+    capacity: int = 10,
+    status: str = "published",
+    max_per_user: int | None = None,
+    name: str = "Show",
+    venue: str = "Hall",
+) -> Event:
+    now = utcnow()
+    event = Event(
+        id=new_id(),
+        owner_id="owner",
+        name=name,
+        venue=venue,
+        starts_at=now + timedelta(days=3),
+        status="draft",
+        tiers=(Tier("GA", "General", 1500, capacity), Tier("VIP", "VIP", 9000, 2)),
+        created_at=now,
+        updated_at=now,
+        max_per_user=max_per_user,
+    )
+    await storage.events.create(event, ACTOR)
+    if status == "published":
+        await storage.events.transition(event.id, ("draft",), "published", now, ACTOR)
+    found = await storage.events.get(event.id)
+    assert found is not None
+    return found
+
+
+def reserve(
+    event: Event,
+    quantity: int = 1,
+    *,
+    owner: str = "u1",
+    tier: str = "GA",
+    hold_seconds: float | None = None,
+    key: str | None = None,
+    max_per_user: int | None = None,
+    request_hash: str | None = None,
+) -> ReserveRequest:
+    now = utcnow()
+    return ReserveRequest(
+        event_id=event.id,
+        tier=tier,
+        quantity=quantity,
+        owner_id=owner,
+        now=now,
+        hold_until=now + timedelta(seconds=hold_seconds) if hold_seconds is not None else None,
+        idempotency_key=key,
+        max_per_user=max_per_user,
+        request_hash=request_hash,
+    )
+
+
+async def seats(storage: ManagedStorage, event: Event, tier: str = "GA") -> tuple[int, int, int]:
+    counts = {c.code: c for c in await storage.events.availability(event.id, utcnow())}
+    c = counts[tier]
+    return c.available, c.pending, c.confirmed
