@@ -24,6 +24,7 @@ from core.deps import AppContext, Context, rate_limit
 from core.errors import install_error_handlers
 from core.logging import configure_logging, get_logger
 from core.metrics import render
+from core.outbox import Relay
 from core.middleware import RequestContextMiddleware
 from core.ratelimit import RateLimiter
 from core.security import TokenService
@@ -69,6 +70,7 @@ async def open_context(settings: Settings, *, migrate: bool | None = None) -> Ap
         cache=cache,
         tokens=TokenService(settings),
         limiter=RateLimiter(settings, cache),
+        outbox=Relay(storage),
         snapshots=Memo(SNAPSHOT_SECONDS),
     )
 
@@ -94,7 +96,8 @@ async def start_app(app: FastAPI, *, background: bool = True) -> list[asyncio.Ta
     log.info("started", database=settings.database_kind, cache=ctx.cache.kind)
     if not background:
         return []
-    return [asyncio.create_task(loop(ctx)) for f in features for loop in f.background]
+    loops = [loop(ctx) for f in features for loop in f.background]
+    return [asyncio.create_task(c) for c in [ctx.outbox.run_forever(), *loops]]
 
 
 async def stop_app(app: FastAPI, tasks: Sequence[asyncio.Task[None]] = ()) -> None:

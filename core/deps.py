@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 from core.cache import Cache, Memo
 from core.config import Settings
 from core.errors import AppError, Forbidden, Unauthorized
+from core.outbox import Relay
 from core.ratelimit import RateLimiter
 from core.security import Principal, TokenService
 from core.storage.port import Storage
@@ -26,6 +27,8 @@ class AppContext:
     cache: Cache
     tokens: TokenService
     limiter: RateLimiter
+    outbox: Relay
+    """Hands the change log to its consumers (webhooks, live availability)."""
     snapshots: Memo[Any]
     """Per process, a second old at most: records the hot path reads for their rules only
     (an event's status, start and limits); never the source of seats."""
