@@ -24,8 +24,8 @@ from core.deps import AppContext, Context, rate_limit
 from core.errors import install_error_handlers
 from core.logging import configure_logging, get_logger
 from core.metrics import render
-from core.outbox import Relay
 from core.middleware import RequestContextMiddleware
+from core.outbox import Relay
 from core.ratelimit import RateLimiter
 from core.security import TokenService
 from core.storage import build_storage

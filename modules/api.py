@@ -10,6 +10,7 @@ from modules.auth.router import router as auth_router
 from modules.bookings.router import router as bookings_router
 from modules.bookings.service import sweep_expired_holds
 from modules.events.router import router as events_router
+from modules.orders.router import router as orders_router
 from modules.reservations.router import router as reservations_router
 from modules.reservations.service import bootstrap_event
 from modules.web.router import router as web_router
@@ -18,6 +19,7 @@ from modules.web.router import router as web_router
 FEATURES = (
     Feature(bookings_router, background=(sweep_expired_holds,)),
     Feature(auth_router),
+    Feature(orders_router),
     Feature(events_router),
     Feature(reservations_router, api=False, on_startup=(bootstrap_event,)),
     # Pages, static files and the docs: last, so no API route is shadowed; nothing to limit.

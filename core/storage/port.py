@@ -26,6 +26,10 @@ from core.storage.records import (
     Event,
     EventQuery,
     EventStatus,
+    Order,
+    Ordered,
+    OrderQuery,
+    OrderRequest,
     Partner,
     RefreshToken,
     Reservation,
@@ -108,6 +112,22 @@ class SoldOut(Refused):
     def __init__(self, available: int) -> None:
         super().__init__(f"{available} seats left")
         self.available = available
+
+
+class ItemsShort(Refused):
+    """Some tiers of an order lack the seats: (tier, requested, available) for each."""
+
+    def __init__(self, short: list[tuple[str, int, int]]) -> None:
+        super().__init__(", ".join(f"{t}: {a} of {r}" for t, r, a in short))
+        self.short = short
+
+
+class InOrder(StorageError):
+    """The booking is part of an order: confirm or cancel the order."""
+
+    def __init__(self, order_id: str) -> None:
+        super().__init__(f"booking is part of order {order_id}")
+        self.order_id = order_id
 
 
 class BuyerLimit(Refused):
@@ -233,6 +253,28 @@ class BookingStore(Protocol):
         and every drifting counter is set to what the bookings say."""
 
 
+class OrderStore(Protocol):
+    """Every change also records its Change (order.created, .confirmed, .cancelled, .expired,
+    and booking.* for each of its bookings) in the same atomic step."""
+
+    async def reserve(self, request: OrderRequest) -> Ordered:
+        """Take the seats of every item and write the order and its bookings as one atomic step,
+        tiers locked in a fixed order (no deadlocks); nothing is written if anything is refused:
+        NoSuchTier, NotOnSale, ItemsShort (every short tier), BuyerLimit (the order's seats
+        count together). The owner's key already used: the stored order, `replayed`."""
+
+    async def confirm(self, order_id: str, owner_id: str, now: datetime, actor: Actor) -> Order:
+        """pending → confirmed, with all its bookings; Missing, BookingExpired, NotPending."""
+
+    async def cancel(
+        self, order_id: str, owner_id: str | None, now: datetime, actor: Actor
+    ) -> Order:
+        """Active → cancelled with all its bookings, seats released; Missing, NotPending."""
+
+    async def get(self, order_id: str) -> Order | None: ...
+    async def find(self, query: OrderQuery) -> list[Order]: ...
+
+
 class ChangeStore(Protocol):
     """The change log (transactional outbox): appended by the other stores, read here."""
 
@@ -265,6 +307,8 @@ class Storage(Protocol):
     def events(self) -> EventStore: ...
     @property
     def bookings(self) -> BookingStore: ...
+    @property
+    def orders(self) -> OrderStore: ...
     @property
     def changes(self) -> ChangeStore: ...
 

@@ -7,7 +7,7 @@ import secrets
 import time
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 Role = Literal["user", "organizer", "admin", "partner"]
 ActorKind = Literal["user", "organizer", "admin", "partner", "system"]
@@ -39,12 +39,22 @@ def utcnow() -> datetime:
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
+_last_id = [0, 0]  # (ms, random part) of the last id made in this process
+
+
 def new_id() -> str:
-    """A 24-hex-character id whose order follows creation time (ms), then randomness.
+    """A 24-hex-character id whose order follows creation time (ms), then randomness; ids made
+    by one process in the same millisecond still increase (like a monotonic ULID).
 
     Keyset pagination walks these in order, so rows created during a walk land after it.
     """
-    return f"{time.time_ns() // 1_000_000:012x}{os.urandom(6).hex()}"
+    ms, rand = time.time_ns() // 1_000_000, int.from_bytes(os.urandom(6))
+    if ms <= _last_id[0]:
+        ms, rand = _last_id[0], _last_id[1] + 1 + (rand & 0xFFFF)
+        if rand >= 1 << 48:  # the millisecond's ids are used up: borrow the next one
+            ms, rand = ms + 1, rand - (1 << 48)
+    _last_id[:] = [ms, rand]
+    return f"{ms:012x}{rand:012x}"
 
 
 def new_ticket_number() -> str:
@@ -202,6 +212,8 @@ class Booking:
     request_hash: str | None = None
     version: int = 1
     """Grows with every change of the booking (its change records carry it as a sequence)."""
+    order_id: str | None = None
+    """The order the booking is part of: it is confirmed, cancelled and expires with it."""
 
     @property
     def total_cents(self) -> int:
@@ -260,11 +272,128 @@ class ReserveRequest:
         )
 
 
+class BuyerSeats(Protocol):
+    """What a buyer's count needs from a booking or an order."""
+
+    @property
+    def event_id(self) -> str: ...
+    @property
+    def owner_id(self) -> str: ...
+    @property
+    def quantity(self) -> int: ...
+    @property
+    def pending_quantity(self) -> int: ...
+    @property
+    def max_per_user(self) -> int | None: ...
+    @property
+    def max_pending(self) -> int | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class OrderItem:
+    tier: str
+    quantity: int
+    booking_id: str = field(default_factory=new_id)
+    ticket_number: str = field(default_factory=new_ticket_number)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRequest:
+    """Several tiers of one event for one buyer, all or nothing (one booking per item)."""
+
+    event_id: str
+    items: tuple[OrderItem, ...]
+    owner_id: str
+    now: datetime
+    hold_until: datetime | None = None
+    max_per_user: int | None = None
+    max_pending: int | None = None
+    partner_id: str | None = None
+    external_ref: str | None = None
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+    actor: Actor = SYSTEM_ACTOR
+    order_id: str = field(default_factory=new_id)
+
+    @property
+    def quantity(self) -> int:
+        return sum(item.quantity for item in self.items)
+
+    @property
+    def pending_quantity(self) -> int:
+        return self.quantity if self.hold_until else 0
+
+    @property
+    def limited(self) -> bool:
+        return self.max_per_user is not None or (
+            self.max_pending is not None and self.hold_until is not None
+        )
+
+    @property
+    def storage_key(self) -> str:
+        return self.idempotency_key or f"auto:{self.order_id}"
+
+    def booking(self, item: OrderItem) -> ReserveRequest:
+        """The booking of one item, as a single booking would be made."""
+        return ReserveRequest(
+            event_id=self.event_id,
+            tier=item.tier,
+            quantity=item.quantity,
+            owner_id=self.owner_id,
+            now=self.now,
+            hold_until=self.hold_until,
+            partner_id=self.partner_id,
+            external_ref=self.external_ref,
+            idempotency_key=None,
+            actor=self.actor,
+            booking_id=item.booking_id,
+            ticket_number=item.ticket_number,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    id: str
+    event_id: str
+    owner_id: str
+    status: BookingStatus
+    created_at: datetime
+    updated_at: datetime
+    bookings: tuple[Booking, ...] = ()
+    expires_at: datetime | None = None
+    partner_id: str | None = None
+    external_ref: str | None = None
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+    version: int = 1
+
+    @property
+    def total_cents(self) -> int:
+        return sum(b.total_cents for b in self.bookings)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderQuery:
+    owner_id: str | None = None
+    event_id: str | None = None
+    status: BookingStatus | None = None
+    before_id: str | None = None
+    limit: int = 20
+
+
 @dataclass(frozen=True, slots=True)
 class Reservation:
     """What `reserve` made, or (replayed) the booking the owner's key had made before."""
 
     booking: Booking
+    replayed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Ordered:
+    """What `reserve_order` made, or (replayed) the order the owner's key had made before."""
+
+    order: Order
     replayed: bool = False
 
 

@@ -17,12 +17,22 @@ from typing import Any
 
 from core.metrics import CONFLICTS_RETRIED
 from core.storage.batching import ReserveBatcher
-from core.storage.port import BuyerLimit, NoSuchTier, NotOnSale, Refused, SoldOut, StorageBusy
+from core.storage.port import (
+    BuyerLimit,
+    ItemsShort,
+    NoSuchTier,
+    NotOnSale,
+    Refused,
+    SoldOut,
+    StorageBusy,
+)
 from core.storage.records import (
     Actor,
+    BuyerSeats,
     Change,
     Drift,
     Event,
+    OrderRequest,
     Reservation,
     ReserveRequest,
     Tier,
@@ -60,7 +70,22 @@ async def retrying[R](
     raise StorageBusy("too much contention; try again")
 
 
-def check_request_limits(request: ReserveRequest) -> None:
+async def releasing_expired[R](
+    attempt: Callable[[], Awaitable[R]], release: Callable[[], Awaitable[int]], request: BuyerSeats
+) -> R:
+    """Refuse a request larger than a limit on its own before any write, then `attempt`; an
+    expired hold never blocks a sale: before a refusal for want of seats (or of the buyer's
+    allowance) is final, expired holds are released (`release`) and it is attempted again."""
+    check_request_limits(request)
+    try:
+        return await attempt()
+    except (SoldOut, ItemsShort, BuyerLimit):
+        if not await release():
+            raise
+    return await attempt()
+
+
+def check_request_limits(request: BuyerSeats) -> None:
     """Refuse a request larger than a limit on its own (a first booking inserts the buyer's
     count, where no guard is evaluated)."""
     if request.max_per_user is not None and request.quantity > request.max_per_user:
@@ -69,11 +94,26 @@ def check_request_limits(request: ReserveRequest) -> None:
         raise BuyerLimit("max_pending")
 
 
-def buyer_limit(request: ReserveRequest, active: int, pending: int) -> BuyerLimit:
+def buyer_limit(request: BuyerSeats, active: int, pending: int) -> BuyerLimit:
     """Which of the buyer's limits a refused count update ran into."""
     if request.max_per_user is not None and active + request.quantity > request.max_per_user:
         return BuyerLimit("max_per_user")
     return BuyerLimit("max_pending")
+
+
+def order_refusal(request: OrderRequest, tiers: Mapping[str, Tier | None]) -> Refused | None:
+    """Why an order that changed nothing was refused, from a fresh read of its tiers; None if
+    every item fits now (the order lost a race with a release: try again)."""
+    for item in request.items:
+        tier = tiers.get(item.tier)
+        if tier is None or not tier.on_sale:
+            return refusal(tier)
+    short = [
+        (item.tier, item.quantity, max(0, tier.capacity - tier.active))
+        for item in request.items
+        if (tier := tiers[item.tier]) is not None and tier.capacity - tier.active < item.quantity
+    ]
+    return ItemsShort(short) if short else None
 
 
 def refusal(tier: Tier | None) -> Refused:
@@ -104,13 +144,8 @@ class Reserving:
     _batcher: ReserveBatcher | None = None
 
     async def reserve(self, request: ReserveRequest) -> Reservation:
-        check_request_limits(request)
-        try:
-            return await self._reserve_once(request)
-        except (SoldOut, BuyerLimit):
-            if not await self.release_expired(request.now, request.event_id, request.tier):
-                raise
-        return await self._reserve_once(request)
+        release = lambda: self.release_expired(request.now, request.event_id, request.tier)  # noqa: E731
+        return await releasing_expired(lambda: self._reserve_once(request), release, request)
 
     async def _reserve_once(self, request: ReserveRequest) -> Reservation:
         if request.limited or self.batch_size <= 1:
@@ -158,6 +193,7 @@ def booking_values(request: ReserveRequest) -> dict[str, Any]:
         "version": 1,
         "created_at": request.now,
         "updated_at": request.now,
+        "order_id": None,
     }
 
 
@@ -260,6 +296,42 @@ def booking_change(
         order_id=booking.get("order_id"),
         owner_id=booking["owner_id"],
         partner_id=booking.get("partner_id"),
+    )
+
+
+def order_values(request: OrderRequest) -> dict[str, Any]:
+    return {
+        "id": request.order_id,
+        "event_id": request.event_id,
+        "owner_id": request.owner_id,
+        "status": "pending" if request.hold_until else "confirmed",
+        "expires_at": request.hold_until,
+        "partner_id": request.partner_id,
+        "external_ref": request.external_ref,
+        "idempotency_key": request.storage_key,
+        "request_hash": request.request_hash,
+        "version": 1,
+        "created_at": request.now,
+        "updated_at": request.now,
+    }
+
+
+def order_change(what: str, order: Mapping[Any, Any], actor: Actor, now: datetime) -> Change:
+    """The change record of an order (its row or document's fields after the change)."""
+    data = {k: jsonable(v) for k, v in order.items() if k not in PRIVATE_FIELDS}
+    return Change(
+        id=new_id(),
+        type=f"order.{what}",
+        occurred_at=now,
+        actor=actor,
+        subject="order",
+        subject_id=order["id"],
+        seq=order["version"],
+        event_id=order["event_id"],
+        data=data,
+        order_id=order["id"],
+        owner_id=order["owner_id"],
+        partner_id=order.get("partner_id"),
     )
 
 

@@ -31,6 +31,7 @@ class BookingOut(CamelModel):
     expires_at: datetime | None = None
     partner_id: str | None = None
     external_ref: str | None = None
+    order_id: str | None = None
     created_at: datetime
     updated_at: datetime
 
@@ -52,6 +53,7 @@ class BookingOut(CamelModel):
             expires_at=booking.expires_at,
             partner_id=booking.partner_id,
             external_ref=booking.external_ref,
+            order_id=booking.order_id,
             created_at=booking.created_at,
             updated_at=booking.updated_at,
         )

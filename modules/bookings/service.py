@@ -15,6 +15,7 @@ from core.security import Principal
 from core.storage.port import (
     BookingExpired,
     BuyerLimit,
+    InOrder,
     Missing,
     NoSuchTier,
     NotOnSale,
@@ -80,6 +81,10 @@ class BookingNotCancellable(Conflict):
     code = "BOOKING_NOT_CANCELLABLE"
 
 
+class BookingInOrder(Conflict):
+    code = "BOOKING_IN_ORDER"
+
+
 @dataclass(frozen=True, slots=True)
 class BookingRequest:
     event_id: str
@@ -139,7 +144,7 @@ class BookingService:
                 )
                 if existing is not None:
                     return self._checked(existing, request, replayed=True)
-            raise _refusal(refused, event, request.tier) from None
+            raise refusal_error(refused, event, request.tier) from None
         BOOKINGS.labels("existing" if reservation.replayed else "created").inc()
         if not reservation.replayed:
             await self.events.invalidate(event.id)
@@ -169,6 +174,8 @@ class BookingService:
             raise BookingExpiredError() from None
         except NotPending as exc:
             raise BookingNotPending(f"The booking is {exc.current}, not pending") from None
+        except InOrder as exc:
+            raise _in_order(exc) from None
         await self.events.invalidate(booking.event_id)
         return booking
 
@@ -199,6 +206,8 @@ class BookingService:
             raise BookingNotCancellable(
                 f"A booking that is {exc.current} cannot be cancelled"
             ) from None
+        except InOrder as exc:
+            raise _in_order(exc) from None
         await self.events.invalidate(booking.event_id)
         return booking
 
@@ -233,6 +242,13 @@ class BookingService:
         return await self.storage.bookings.find(query)
 
 
+def _in_order(exc: InOrder) -> BookingInOrder:
+    return BookingInOrder(
+        f"This booking is part of order {exc.order_id}; confirm or cancel the order",
+        extra={"orderId": exc.order_id},
+    )
+
+
 _OUTCOMES: dict[type[Refused], str] = {
     NoSuchTier: "no_tier",
     NotOnSale: "not_on_sale",
@@ -241,7 +257,8 @@ _OUTCOMES: dict[type[Refused], str] = {
 }
 
 
-def _refusal(refused: Refused, event: Event, tier: str) -> Conflict | NotFound:
+def refusal_error(refused: Refused, event: Event, tier: str) -> Conflict | NotFound:
+    """The API error for a refused reserve."""
     match refused:
         case NoSuchTier():
             return TierNotFound()

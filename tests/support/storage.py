@@ -6,7 +6,17 @@ import uuid
 from datetime import timedelta
 
 from core.storage import ManagedStorage
-from core.storage.records import Actor, Event, ReserveRequest, Tier, User, new_id, utcnow
+from core.storage.records import (
+    Actor,
+    Event,
+    OrderItem,
+    OrderRequest,
+    ReserveRequest,
+    Tier,
+    User,
+    new_id,
+    utcnow,
+)
 
 ACTOR = Actor("organizer", "owner")
 
@@ -75,3 +85,34 @@ async def seats(storage: ManagedStorage, event: Event, tier: str = "GA") -> tupl
     counts = {c.code: c for c in await storage.events.availability(event.id, utcnow())}
     c = counts[tier]
     return c.available, c.pending, c.confirmed
+
+
+def order(
+    event: Event,
+    *items: tuple[str, int],
+    owner: str = "u1",
+    hold_seconds: float | None = None,
+    key: str | None = None,
+    max_per_user: int | None = None,
+    max_pending: int | None = None,
+) -> OrderRequest:
+    now = utcnow()
+    return OrderRequest(
+        event_id=event.id,
+        items=tuple(OrderItem(tier, quantity) for tier, quantity in items),
+        owner_id=owner,
+        now=now,
+        hold_until=now + timedelta(seconds=hold_seconds) if hold_seconds is not None else None,
+        idempotency_key=key,
+        max_per_user=max_per_user,
+        max_pending=max_pending,
+    )
+
+
+async def drift_of(storage: ManagedStorage, event: Event) -> list[str]:
+    """The reconcile report for one event (read-only)."""
+    return [
+        d.describe()
+        for d in await storage.bookings.recount(utcnow(), fix=False)
+        if d.event_id == event.id
+    ]

@@ -16,6 +16,7 @@ from core.storage.mongo.bookings import MongoBookings
 from core.storage.mongo.changes import MongoChanges
 from core.storage.mongo.documents import DOCUMENTS
 from core.storage.mongo.events import MongoEvents
+from core.storage.mongo.orders import MongoOrders
 
 SCHEMA_VERSION = 2
 
@@ -33,6 +34,7 @@ class MongoStorage:
         self.tokens = MongoTokens(self.client, self.db_name)
         self.events = MongoEvents(self.client, self.db_name)
         self.bookings = MongoBookings(self.client, self.db_name)
+        self.orders = MongoOrders(self.client, self.db_name)
         self.changes = MongoChanges(self.client, self.db_name)
         # One transaction per tier at a time in this process: concurrent transactions on one
         # tier document conflict instead of queueing, so the waiting bookings join the next.

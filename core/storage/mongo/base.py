@@ -38,6 +38,8 @@ def duplicate_key(exc: DuplicateKeyError, collection: str) -> DuplicateKey:
     field = UNIQUE_INDEXES.get(name, name)
     if field == "id" and collection == "tiers":
         field = "tier"
+    if field == "idempotency_key" and collection == "orders":
+        field = "order_key"
     return DuplicateKey(field)
 
 
@@ -112,6 +114,7 @@ class MongoBase:
         self.tiers = db["tiers"]
         self.bookings = db["bookings"]
         self.buyers = db["user_event_counts"]
+        self.orders = db["orders"]
         self.changes = db["changes"]
         self.leases = db["leases"]
 

@@ -12,7 +12,7 @@ from core.storage.mongo.base import Doc, Session, active_at, buyer_id, fields_of
 from core.storage.mongo.changes import record_changes
 from core.storage.mongo.reserve import MongoReserving
 from core.storage.mongo.seats import derive_counters, give_back, release_expired, tallies
-from core.storage.port import BookingExpired, Missing, NotPending
+from core.storage.port import BookingExpired, InOrder, Missing, NotPending
 from core.storage.records import Actor, Booking, BookingQuery, Drift
 
 
@@ -25,6 +25,7 @@ class MongoBookings(MongoReserving):
                     "owner_id": owner_id,
                     "status": "pending",
                     "expires_at": {"$gt": now},
+                    "order_id": None,
                 },
                 {
                     "$set": {"status": "confirmed", "expires_at": None, "updated_at": now},
@@ -49,6 +50,8 @@ class MongoBookings(MongoReserving):
         current = await self.get(booking_id)
         if current is None or current.owner_id != owner_id:
             raise Missing()
+        if current.order_id is not None:
+            raise InOrder(current.order_id)
         if current.status in ("pending", "expired"):
             raise BookingExpired()
         raise NotPending(current.status)
@@ -56,7 +59,9 @@ class MongoBookings(MongoReserving):
     async def cancel(
         self, booking_id: str, owner_id: str | None, now: datetime, actor: Actor
     ) -> Booking:
-        mine: Doc = {"_id": booking_id} | ({"owner_id": owner_id} if owner_id is not None else {})
+        mine: Doc = {"_id": booking_id, "order_id": None}
+        if owner_id is not None:
+            mine["owner_id"] = owner_id
         # Two guarded updates rather than a read and a write: each says what the booking was.
         was: dict[str, Doc] = {
             "pending": {"status": "pending", "expires_at": {"$gt": now}},
@@ -84,6 +89,8 @@ class MongoBookings(MongoReserving):
         current = await self.get(booking_id)
         if current is None or (owner_id is not None and current.owner_id != owner_id):
             raise Missing()
+        if current.order_id is not None:
+            raise InOrder(current.order_id)
         raise NotPending("expired" if current.status == "pending" else current.status)
 
     async def get(self, booking_id: str) -> Booking | None:

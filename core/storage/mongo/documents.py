@@ -70,6 +70,22 @@ class BookingDoc(Document):
             IndexModel([("event_id", ASCENDING), ("tier", ASCENDING), ("status", ASCENDING)]),
             IndexModel([("owner_id", ASCENDING), ("_id", DESCENDING)]),
             IndexModel([("status", ASCENDING), ("expires_at", ASCENDING)]),
+            IndexModel([("order_id", ASCENDING)], sparse=True),
+        ]
+
+
+class OrderDoc(Document):
+    id: str  # type: ignore[assignment]
+
+    class Settings:
+        name = "orders"
+        indexes = [
+            IndexModel(
+                [("owner_id", ASCENDING), ("idempotency_key", ASCENDING)],
+                unique=True,
+                partialFilterExpression={"idempotency_key": {"$type": "string"}},
+            ),
+            IndexModel([("owner_id", ASCENDING), ("_id", DESCENDING)]),
         ]
 
 
@@ -112,6 +128,7 @@ DOCUMENTS: list[type[Document]] = [
     EventDoc,
     TierDoc,
     BookingDoc,
+    OrderDoc,
     BuyerCountDoc,
     ChangeDoc,
     LeaseDoc,

@@ -21,7 +21,13 @@ from core.storage.mongo.base import (
     tier_id,
 )
 from core.storage.mongo.changes import record_changes
-from core.storage.mongo.seats import close_tiers, derive_counters, ended, release_expired
+from core.storage.mongo.seats import (
+    close_tiers,
+    derive_counters,
+    end_orders,
+    ended,
+    release_expired,
+)
 from core.storage.records import (
     SYSTEM_ACTOR,
     Actor,
@@ -222,6 +228,10 @@ class MongoEvents(MongoBase):
             who = SYSTEM_ACTOR if status == "expired" else actor
             changes += [rules.booking_change(status, ended(d, status, now), who, now) for d in docs]
         await record_changes(self, s, changes)
+        for status, docs in ends.items():
+            who = SYSTEM_ACTOR if status == "expired" else actor
+            orders = sorted({d["order_id"] for d in docs if d.get("order_id")})
+            await end_orders(self, s, orders, status, who, now)
 
     async def soft_delete(self, event_id: str, now: datetime, actor: Actor) -> None:
         async def work(s: Session) -> None:

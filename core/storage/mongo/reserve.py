@@ -19,6 +19,7 @@ from core.storage.mongo.changes import record_changes
 from core.storage.port import DuplicateKey, SoldOut, StorageBusy
 from core.storage.records import (
     Booking,
+    BuyerSeats,
     Change,
     Reservation,
     ReserveRequest,
@@ -56,46 +57,17 @@ class MongoReserving(MongoBase, rules.Reserving):
         raise StorageBusy("too much contention; try again")
 
     async def _in_transaction(self, s: Session, request: ReserveRequest) -> Doc:
-        key = buyer_id(request.event_id, request.owner_id)
-        seats = {"active": request.quantity, "pending": request.pending_quantity}
-        who = {"event_id": request.event_id, "owner_id": request.owner_id}
         if request.limited:
-            await self._count_buyer_within_limits(s, request, key, who, seats)
-        tier = await self._take_seats(s, request.event_id, request.tier, request.quantity)
+            await count_buyer_within_limits(self, s, request)
+        tier = await take_seats(self, s, request.event_id, request.tier, request.quantity)
         if tier is None:
             raise _NoSeats()  # aborts: the buyer's count taken above is undone
         if not request.limited:
-            await self.buyers.update_one(
-                {"_id": key}, {"$inc": seats, "$setOnInsert": who}, upsert=True, session=s
-            )
-        doc = _new_booking_doc(request, tier["price_cents"])
+            await count_buyers(self, s, request.event_id, [request])
+        doc = new_booking_doc(request, tier["price_cents"])
         await self.bookings.insert_one(doc, session=s)
         await record_changes(self, s, [_created(request, doc)])
         return doc
-
-    async def _count_buyer_within_limits(
-        self, s: Session, request: ReserveRequest, key: str, who: Doc, seats: Doc
-    ) -> None:
-        await self.buyers.update_one(
-            {"_id": key},
-            {"$setOnInsert": {**who, "active": 0, "pending": 0}},
-            upsert=True,
-            session=s,
-        )
-        guards: list[Doc] = []
-        if request.max_per_user is not None:
-            guards.append({"$lte": [{"$add": ["$active", request.quantity]}, request.max_per_user]})
-        if request.max_pending is not None and request.pending_quantity:
-            guards.append(
-                {"$lte": [{"$add": ["$pending", request.pending_quantity]}, request.max_pending]}
-            )
-        counted = await self.buyers.find_one_and_update(
-            {"_id": key, "$expr": {"$and": guards}}, {"$inc": seats}, session=s
-        )
-        if counted is None:
-            current = await self.buyers.find_one({"_id": key}, session=s)
-            assert current is not None  # upserted above
-            raise rules.buyer_limit(request, current["active"], current["pending"])
 
     async def _reserve_batch(
         self, key: tuple[str, str], requests: Sequence[ReserveRequest]
@@ -114,40 +86,14 @@ class MongoReserving(MongoBase, rules.Reserving):
     ) -> list[Doc]:
         event_id, code = key
         total = sum(r.quantity for r in requests)
-        tier = await self._take_seats(s, event_id, code, total)
+        tier = await take_seats(self, s, event_id, code, total)
         if tier is None:
             raise _NoSeats()
-        seats: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-        for r in requests:
-            seats[r.owner_id][0] += r.quantity
-            seats[r.owner_id][1] += r.pending_quantity
-        for owner_id, (active, pending) in sorted(seats.items()):
-            await self.buyers.update_one(
-                {"_id": buyer_id(event_id, owner_id)},
-                {
-                    "$inc": {"active": active, "pending": pending},
-                    "$setOnInsert": {"event_id": event_id, "owner_id": owner_id},
-                },
-                upsert=True,
-                session=s,
-            )
-        docs = [_new_booking_doc(r, tier["price_cents"]) for r in requests]
+        await count_buyers(self, s, event_id, requests)
+        docs = [new_booking_doc(r, tier["price_cents"]) for r in requests]
         await self.bookings.insert_many(docs, session=s)
         await record_changes(self, s, [_created(r, d) for r, d in zip(requests, docs, strict=True)])
         return docs
-
-    async def _take_seats(self, s: Session, event_id: str, code: str, seats: int) -> Doc | None:
-        """The guard of the invariant: `seats` more of the tier, if it is on sale and they fit."""
-        return await self.tiers.find_one_and_update(
-            {
-                "_id": tier_id(event_id, code),
-                "on_sale": True,
-                "$expr": {"$lte": [{"$add": ["$active", seats]}, "$capacity"]},
-            },
-            {"$inc": {"active": seats, "version": 1}},
-            session=s,
-            return_document=ReturnDocument.AFTER,
-        )
 
     async def get_by_key(self, owner_id: str, idempotency_key: str) -> Booking | None:
         d = await self.bookings.find_one({"owner_id": owner_id, "idempotency_key": idempotency_key})
@@ -158,15 +104,76 @@ class MongoReserving(MongoBase, rules.Reserving):
         return record(Tier, d) if d else None
 
 
-def _new_booking_doc(request: ReserveRequest, price_cents: int) -> Doc:
+def _created(request: ReserveRequest, doc: Doc) -> Change:
+    return rules.booking_change(
+        "created", fields_of(doc), request.actor, request.now, request.change_id
+    )
+
+
+async def take_seats(
+    base: MongoBase, s: Session, event_id: str, code: str, seats: int
+) -> Doc | None:
+    """The guard of the invariant: `seats` more of the tier, if it is on sale and they fit."""
+    return await base.tiers.find_one_and_update(
+        {
+            "_id": tier_id(event_id, code),
+            "on_sale": True,
+            "$expr": {"$lte": [{"$add": ["$active", seats]}, "$capacity"]},
+        },
+        {"$inc": {"active": seats, "version": 1}},
+        session=s,
+        return_document=ReturnDocument.AFTER,
+    )
+
+
+async def count_buyers(
+    base: MongoBase, s: Session, event_id: str, requests: Sequence[BuyerSeats]
+) -> None:
+    """Add the requests' seats to their buyers' counts (no limit applies to them)."""
+    seats: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for r in requests:
+        seats[r.owner_id][0] += r.quantity
+        seats[r.owner_id][1] += r.pending_quantity
+    for owner_id, (active, pending) in sorted(seats.items()):
+        await base.buyers.update_one(
+            {"_id": buyer_id(event_id, owner_id)},
+            {
+                "$inc": {"active": active, "pending": pending},
+                "$setOnInsert": {"event_id": event_id, "owner_id": owner_id},
+            },
+            upsert=True,
+            session=s,
+        )
+
+
+async def count_buyer_within_limits(base: MongoBase, s: Session, request: BuyerSeats) -> None:
+    """Add the seats to the buyer's count only if they stay within the buyer's limits;
+    BuyerLimit (and the transaction aborts) otherwise."""
+    key = buyer_id(request.event_id, request.owner_id)
+    who = {"event_id": request.event_id, "owner_id": request.owner_id}
+    await base.buyers.update_one(
+        {"_id": key}, {"$setOnInsert": {**who, "active": 0, "pending": 0}}, upsert=True, session=s
+    )
+    guards: list[Doc] = []
+    if request.max_per_user is not None:
+        guards.append({"$lte": [{"$add": ["$active", request.quantity]}, request.max_per_user]})
+    if request.max_pending is not None and request.pending_quantity:
+        guards.append(
+            {"$lte": [{"$add": ["$pending", request.pending_quantity]}, request.max_pending]}
+        )
+    seats = {"active": request.quantity, "pending": request.pending_quantity}
+    counted = await base.buyers.find_one_and_update(
+        {"_id": key, "$expr": {"$and": guards}}, {"$inc": seats}, session=s
+    )
+    if counted is None:
+        current = await base.buyers.find_one({"_id": key}, session=s)
+        assert current is not None  # upserted above
+        raise rules.buyer_limit(request, current["active"], current["pending"])
+
+
+def new_booking_doc(request: ReserveRequest, price_cents: int) -> Doc:
     """The document of a new booking: fresh `_id` and ticket number on every attempt (an
     aborted attempt's ids are never reused); the key stays the request's own."""
     values: dict[str, Any] = rules.booking_values(request) | {"unit_price_cents": price_cents}
     values.pop("id")
     return {**values, "_id": new_id(), "ticket_number": new_ticket_number()}
-
-
-def _created(request: ReserveRequest, doc: Doc) -> Change:
-    return rules.booking_change(
-        "created", fields_of(doc), request.actor, request.now, request.change_id
-    )

@@ -17,7 +17,7 @@ from core.storage.mongo.base import (
     tier_id,
 )
 from core.storage.mongo.changes import record_changes
-from core.storage.records import SYSTEM_ACTOR
+from core.storage.records import SYSTEM_ACTOR, Actor
 
 
 async def give_back(base: MongoBase, s: Session, released: Sequence[Mapping[str, Any]]) -> None:
@@ -61,7 +61,28 @@ async def release_expired(
         for d in released
     ]
     await record_changes(base, s, changes)
+    orders = sorted({d["order_id"] for d in released if d.get("order_id")})
+    await end_orders(base, s, orders, "expired", SYSTEM_ACTOR, now)
     return len(released)
+
+
+async def end_orders(
+    base: MongoBase, s: Session, order_ids: Sequence[str], status: str, actor: Actor, now: datetime
+) -> None:
+    """Orders whose bookings just ended (expired, or cancelled with their event) end too."""
+    if not order_ids:
+        return
+    match: Doc = {"_id": {"$in": list(order_ids)}, "status": {"$in": ["pending", "confirmed"]}}
+    docs = await base.orders.find(match, session=s).to_list()
+    if not docs:
+        return
+    await base.orders.update_many(
+        {"_id": {"$in": [d["_id"] for d in docs]}},
+        {"$set": {"status": status, "updated_at": now}, "$inc": {"version": 1}},
+        session=s,
+    )
+    changes = [rules.order_change(status, ended(d, status, now), actor, now) for d in docs]
+    await record_changes(base, s, changes)
 
 
 def ended(doc: Doc, status: str, now: datetime) -> Doc:

@@ -18,6 +18,7 @@ from core.storage.sql.base import Engines, async_url, sqlite_begin
 from core.storage.sql.bookings import SQLBookings
 from core.storage.sql.changes import SQLChanges
 from core.storage.sql.events import SQLEvents
+from core.storage.sql.orders import SQLOrders
 
 
 class SQLStorage:
@@ -43,6 +44,7 @@ class SQLStorage:
         self.tokens = SQLTokens(engines, self.kind)
         self.events = SQLEvents(engines, self.kind)
         self.bookings = SQLBookings(engines, self.kind)
+        self.orders = SQLOrders(engines, self.kind)
         self.changes = SQLChanges(engines, self.kind)
         self.bookings.batch_size = batch_size
         # PostgreSQL: while one batch of a tier runs, the next can already be on its way (the

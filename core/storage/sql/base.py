@@ -39,6 +39,8 @@ UNIQUE_KEYS: list[tuple[str, tuple[str, ...], str, str]] = [
     ("bookings", ("owner_id", "idempotency_key"), "uq_bookings_owner_key", "idempotency_key"),
     ("refresh_tokens", ("jti",), "refresh_tokens_pkey", "jti"),
     ("changes", ("id",), "changes_pkey", "change_id"),
+    ("orders", ("id",), "orders_pkey", "order_id"),
+    ("orders", ("owner_id", "idempotency_key"), "uq_orders_owner_key", "order_key"),
 ]
 _BY_CONSTRAINT = {name: key for _, _, name, key in UNIQUE_KEYS}
 _BY_COLUMNS = {(table, columns): key for table, columns, _, key in UNIQUE_KEYS}

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.metrics import HOLDS_EXPIRED
 from core.storage import rules
-from core.storage.port import BookingExpired, Missing, NotPending
+from core.storage.port import BookingExpired, InOrder, Missing, NotPending
 from core.storage.records import Actor, Booking, BookingQuery, Drift, from_fields
 from core.storage.sql import schema as t
 from core.storage.sql.base import active_at, first, holds_seats
@@ -32,6 +32,7 @@ class SQLBookings(SQLReserving):
                     b.c.owner_id == owner_id,
                     b.c.status == "pending",
                     b.c.expires_at > now,
+                    b.c.order_id.is_(None),
                 )
                 .values(
                     status="confirmed", expires_at=None, version=b.c.version + 1, updated_at=now
@@ -53,6 +54,8 @@ class SQLBookings(SQLReserving):
         current = await self.get(booking_id)
         if current is None or current.owner_id != owner_id:
             raise Missing()
+        if current.order_id is not None:
+            raise InOrder(current.order_id)
         if current.status in ("pending", "expired"):
             raise BookingExpired()
         raise NotPending(current.status)
@@ -61,7 +64,9 @@ class SQLBookings(SQLReserving):
         self, booking_id: str, owner_id: str | None, now: datetime, actor: Actor
     ) -> Booking:
         b = t.bookings
-        mine = [b.c.id == booking_id] + ([b.c.owner_id == owner_id] if owner_id is not None else [])
+        mine = [b.c.id == booking_id, b.c.order_id.is_(None)]
+        if owner_id is not None:
+            mine.append(b.c.owner_id == owner_id)
         # Two guarded updates rather than a read and a write: each says what the booking was.
         was = {
             "pending": and_(b.c.status == "pending", b.c.expires_at > now),
@@ -91,6 +96,8 @@ class SQLBookings(SQLReserving):
         current = await self.get(booking_id)
         if current is None or (owner_id is not None and current.owner_id != owner_id):
             raise Missing()
+        if current.order_id is not None:
+            raise InOrder(current.order_id)
         raise NotPending("expired" if current.status == "pending" else current.status)
 
     async def get(self, booking_id: str) -> Booking | None:

@@ -33,7 +33,7 @@ from core.storage.records import (
 from core.storage.sql import schema as t
 from core.storage.sql.base import SQLBase, active_at, first, holds_seats
 from core.storage.sql.changes import record
-from core.storage.sql.seats import close_tiers, derive_counters, release_expired
+from core.storage.sql.seats import close_tiers, derive_counters, end_orders, release_expired
 
 
 class SQLEvents(SQLBase):
@@ -285,15 +285,19 @@ async def _release_all(conn: AsyncConnection, event_id: str, now: datetime, acto
         )
         .returning(*b.c)
     )
+    rows = ended.all()
     await record(
         conn,
         [
             rules.booking_change(
                 r.status, r._mapping, SYSTEM_ACTOR if r.status == "expired" else actor, now
             )
-            for r in ended
+            for r in rows
         ],
     )
+    for status, who in (("expired", SYSTEM_ACTOR), ("cancelled", actor)):
+        orders = sorted({r.order_id for r in rows if r.order_id and r.status == status})
+        await end_orders(conn, orders, status, who, now)
 
 
 def _tier_values(event_id: str, tier: Tier, position: int, on_sale: bool) -> dict[str, Any]:

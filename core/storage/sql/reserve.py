@@ -25,6 +25,7 @@ from core.storage import rules
 from core.storage.port import DuplicateKey, StorageBusy
 from core.storage.records import (
     Booking,
+    BuyerSeats,
     Reservation,
     ReserveRequest,
     Tier,
@@ -161,6 +162,7 @@ def _batch_value(column: str) -> str:
         "currency": "'USD'",
         "version": "1",
         "updated_at": "r.created_at",
+        "order_id": "NULL",
     }[column]
 
 
@@ -254,7 +256,7 @@ class SQLReserving(SQLBase, rules.Reserving):
     async def _in_transaction(self, conn: AsyncConnection, request: ReserveRequest) -> Any:
         params = reserve_params(request)
         if request.limited:
-            await self._count_buyer_within_limits(conn, request)
+            await count_buyer_within_limits(conn, self.upsert, request)
         if self.dialect == "postgresql":
             row = await first(conn, RESERVE_SEATS, params)
         else:
@@ -262,7 +264,7 @@ class SQLReserving(SQLBase, rules.Reserving):
             if price is None:
                 raise _NoSeats()
             if not request.limited:
-                await self._count_buyers(conn, request.event_id, [request])
+                await count_buyers(conn, self.upsert, request.event_id, [request])
             insert = t.bookings.insert().returning(*t.bookings.c)
             values = rules.booking_values(request) | {"unit_price_cents": price.price_cents}
             row = await first(conn, insert, values)
@@ -307,7 +309,7 @@ class SQLReserving(SQLBase, rules.Reserving):
         )
         if price is None:
             raise _NoSeats()
-        await self._count_buyers(conn, event_id, requests)
+        await count_buyers(conn, self.upsert, event_id, requests)
         values = [
             rules.booking_values(r) | {"unit_price_cents": price.price_cents} for r in requests
         ]
@@ -322,61 +324,6 @@ class SQLReserving(SQLBase, rules.Reserving):
             ],
         )
         return made
-
-    async def _count_buyers(
-        self, conn: AsyncConnection, event_id: str, requests: Sequence[ReserveRequest]
-    ) -> None:
-        """Add the requests' seats to their buyers' counts (no limit applies to them)."""
-        seats: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-        for r in requests:
-            seats[r.owner_id][0] += r.quantity
-            seats[r.owner_id][1] += r.pending_quantity
-        u = t.user_event_counts
-        for owner_id, (active, pending) in sorted(seats.items()):
-            stmt = self.upsert(u).values(
-                event_id=event_id, owner_id=owner_id, active=active, pending=pending
-            )
-            await conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=[u.c.event_id, u.c.owner_id],
-                    set_={"active": u.c.active + active, "pending": u.c.pending + pending},
-                )
-            )
-
-    async def _count_buyer_within_limits(
-        self, conn: AsyncConnection, request: ReserveRequest
-    ) -> None:
-        """Add the seats to the buyer's count only if they stay within the buyer's limits
-        (one guarded upsert: it locks the count, so a buyer's concurrent requests queue)."""
-        u = t.user_event_counts
-        guards = []
-        if request.max_per_user is not None:
-            guards.append(u.c.active + request.quantity <= request.max_per_user)
-        if request.max_pending is not None and request.pending_quantity:
-            guards.append(u.c.pending + request.pending_quantity <= request.max_pending)
-        new = {"active": request.quantity, "pending": request.pending_quantity}
-        stmt = (
-            self.upsert(u)
-            .values(event_id=request.event_id, owner_id=request.owner_id, **new)
-            .on_conflict_do_update(
-                index_elements=[u.c.event_id, u.c.owner_id],
-                set_={
-                    "active": u.c.active + request.quantity,
-                    "pending": u.c.pending + request.pending_quantity,
-                },
-                where=and_(*guards),
-            )
-            .returning(u.c.active)
-        )
-        if await first(conn, stmt) is None:
-            row = await first(
-                conn,
-                select(u.c.active, u.c.pending).where(
-                    u.c.event_id == request.event_id, u.c.owner_id == request.owner_id
-                ),
-            )
-            assert row is not None  # the upsert found it, or it would have inserted
-            raise rules.buyer_limit(request, row.active, row.pending)
 
     async def _tier(self, event_id: str, code: str) -> Tier | None:
         tr = t.tiers
@@ -397,3 +344,56 @@ class SQLReserving(SQLBase, rules.Reserving):
             select(b).where(b.c.owner_id == owner_id, b.c.idempotency_key == idempotency_key)
         )
         return from_fields(Booking, row._mapping) if row else None
+
+
+async def count_buyers(
+    conn: AsyncConnection, upsert: Any, event_id: str, requests: Sequence[BuyerSeats]
+) -> None:
+    """Add the requests' seats to their buyers' counts (no limit applies to them)."""
+    seats: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for r in requests:
+        seats[r.owner_id][0] += r.quantity
+        seats[r.owner_id][1] += r.pending_quantity
+    u = t.user_event_counts
+    for owner_id, (active, pending) in sorted(seats.items()):
+        stmt = upsert(u).values(
+            event_id=event_id, owner_id=owner_id, active=active, pending=pending
+        )
+        await conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[u.c.event_id, u.c.owner_id],
+                set_={"active": u.c.active + active, "pending": u.c.pending + pending},
+            )
+        )
+
+
+async def count_buyer_within_limits(
+    conn: AsyncConnection, upsert: Any, request: BuyerSeats
+) -> None:
+    """Add the seats to the buyer's count only if they stay within the buyer's limits (one
+    guarded upsert: it locks the count, so a buyer's concurrent requests queue); BuyerLimit."""
+    u = t.user_event_counts
+    guards = []
+    if request.max_per_user is not None:
+        guards.append(u.c.active + request.quantity <= request.max_per_user)
+    if request.max_pending is not None and request.pending_quantity:
+        guards.append(u.c.pending + request.pending_quantity <= request.max_pending)
+    new = {"active": request.quantity, "pending": request.pending_quantity}
+    stmt = (
+        upsert(u)
+        .values(event_id=request.event_id, owner_id=request.owner_id, **new)
+        .on_conflict_do_update(
+            index_elements=[u.c.event_id, u.c.owner_id],
+            set_={
+                "active": u.c.active + request.quantity,
+                "pending": u.c.pending + request.pending_quantity,
+            },
+            where=and_(*guards),
+        )
+        .returning(u.c.active)
+    )
+    if await first(conn, stmt) is None:
+        mine = and_(u.c.event_id == request.event_id, u.c.owner_id == request.owner_id)
+        row = await first(conn, select(u.c.active, u.c.pending).where(mine))
+        assert row is not None  # the upsert found it, or it would have inserted
+        raise rules.buyer_limit(request, row.active, row.pending)

@@ -140,7 +140,9 @@ bookings = Table(
     Column("version", Integer, nullable=False, server_default="1"),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    Column("order_id", String(32)),
     UniqueConstraint("owner_id", "idempotency_key", name="uq_bookings_owner_key"),
+    Index("ix_bookings_order", "order_id"),
     Index("ix_bookings_event_tier_status", "event_id", "tier", "status"),
     Index("ix_bookings_owner", "owner_id", "id"),
     Index("ix_bookings_pending_expiry", "status", "expires_at"),
@@ -157,6 +159,27 @@ user_event_counts = Table(
 )
 """Per buyer and event: seats in pending or confirmed bookings (`active`) and of those the
 pending ones, changed in the same atomic step as the bookings (`maxPerUser`, the hold cap)."""
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("event_id", String(64), nullable=False),
+    Column("owner_id", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("expires_at", UTCDateTime),
+    Column("partner_id", String(64)),
+    Column("external_ref", String(255)),
+    Column("idempotency_key", String(255)),
+    Column("request_hash", String(64)),
+    Column("version", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("owner_id", "idempotency_key", name="uq_orders_owner_key"),
+    Index("ix_orders_owner", "owner_id", "id"),
+)
+"""Several tiers booked together, all or nothing: one booking per item carries `order_id`;
+the order's status moves with its bookings'."""
 
 changes = Table(
     "changes",

@@ -10,7 +10,7 @@ from sqlalchemy import and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.storage import rules
-from core.storage.records import SYSTEM_ACTOR
+from core.storage.records import SYSTEM_ACTOR, Actor
 from core.storage.sql import schema as t
 from core.storage.sql.base import holds_seats
 from core.storage.sql.changes import record
@@ -54,6 +54,8 @@ async def release_expired(
     expired = [r._mapping for r in await conn.execute(stmt)]
     await give_back(conn, [{**r, "status": "pending"} for r in expired])
     await record(conn, [rules.booking_change("expired", r, SYSTEM_ACTOR, now) for r in expired])
+    orders = sorted({r["order_id"] for r in expired if r["order_id"]})
+    await end_orders(conn, orders, "expired", SYSTEM_ACTOR, now)
     return len(expired)
 
 
@@ -87,3 +89,19 @@ async def derive_counters(conn: AsyncConnection, event_id: str) -> None:
             pending=select(pending).where(mine).scalar_subquery(),
         )
     )
+
+
+async def end_orders(
+    conn: AsyncConnection, order_ids: Sequence[str], status: str, actor: Actor, now: datetime
+) -> None:
+    """Orders whose bookings just ended (expired, or cancelled with their event) end too."""
+    if not order_ids:
+        return
+    o = t.orders
+    ended = await conn.execute(
+        update(o)
+        .where(o.c.id.in_(list(order_ids)), o.c.status.in_(("pending", "confirmed")))
+        .values(status=status, version=o.c.version + 1, updated_at=now)
+        .returning(*o.c)
+    )
+    await record(conn, [rules.order_change(status, r._mapping, actor, now) for r in ended])

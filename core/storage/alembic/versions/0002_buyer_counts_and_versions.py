@@ -1,5 +1,5 @@
 """Buyer counts for every booking (and their pending seats), token and booking versions,
-the change log (transactional outbox) and leases.
+orders, the change log (transactional outbox) and leases.
 
 Before this revision a buyer's count was kept only while the event had a limit; it is now
 kept for every booking, so it is rebuilt here from the bookings themselves.
@@ -28,6 +28,25 @@ def upgrade() -> None:
             )
     with op.batch_alter_table("bookings") as batch:
         batch.add_column(sa.Column("version", sa.Integer, nullable=False, server_default="1"))
+        batch.add_column(sa.Column("order_id", sa.String(32)))
+        batch.create_index("ix_bookings_order", ["order_id"])
+    op.create_table(
+        "orders",
+        sa.Column("id", sa.String(32), primary_key=True),
+        sa.Column("event_id", sa.String(64), nullable=False),
+        sa.Column("owner_id", sa.String(64), nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("expires_at", UTC_TS),
+        sa.Column("partner_id", sa.String(64)),
+        sa.Column("external_ref", sa.String(255)),
+        sa.Column("idempotency_key", sa.String(255)),
+        sa.Column("request_hash", sa.String(64)),
+        sa.Column("version", sa.Integer, nullable=False),
+        sa.Column("created_at", UTC_TS, nullable=False),
+        sa.Column("updated_at", UTC_TS, nullable=False),
+        sa.UniqueConstraint("owner_id", "idempotency_key", name="uq_orders_owner_key"),
+    )
+    op.create_index("ix_orders_owner", "orders", ["owner_id", "id"])
     with op.batch_alter_table("user_event_counts") as batch:
         batch.add_column(sa.Column("pending", sa.Integer, nullable=False, server_default="0"))
     op.execute("DELETE FROM user_event_counts")
@@ -82,10 +101,13 @@ def _change_log() -> None:
 def downgrade() -> None:
     op.drop_table("leases")
     op.drop_table("changes")
+    op.drop_table("orders")
     with op.batch_alter_table("user_event_counts") as batch:
         batch.drop_constraint("ck_buyer_seats", type_="check")
         batch.drop_column("pending")
     with op.batch_alter_table("bookings") as batch:
+        batch.drop_index("ix_bookings_order")
+        batch.drop_column("order_id")
         batch.drop_column("version")
     for table in ("users", "partners"):
         with op.batch_alter_table(table) as batch:

@@ -1,0 +1,236 @@
+"""Orders on MongoDB: several tiers of one event booked together, all or nothing, in one
+transaction (the tier documents' guarded `$inc`s, then the order, its bookings and their
+change records)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+
+from pymongo import DESCENDING, AsyncMongoClient, ReturnDocument
+
+from core.storage import rules
+from core.storage.mongo.base import Doc, MongoBase, Session, buyer_id, fields_of, record
+from core.storage.mongo.changes import record_changes
+from core.storage.mongo.reserve import (
+    count_buyer_within_limits,
+    count_buyers,
+    new_booking_doc,
+    take_seats,
+)
+from core.storage.mongo.seats import ended, give_back, release_expired
+from core.storage.port import BookingExpired, DuplicateKey, Missing, NotPending, StorageBusy
+from core.storage.records import Actor, Booking, Order, Ordered, OrderQuery, OrderRequest, Tier
+
+
+class _Short(Exception):
+    """Raised inside the order's transaction to abort it when a tier lacks the seats."""
+
+
+class MongoOrders(MongoBase):
+    """Concurrent transactions on one tier document conflict instead of queueing, so this
+    process runs one order transaction per event at a time (like the tier's booking batches)."""
+
+    def __init__(self, client: AsyncMongoClient[Doc], db_name: str) -> None:
+        super().__init__(client, db_name)
+        self.lanes: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    async def reserve(self, request: OrderRequest) -> Ordered:
+        async def release() -> int:
+            return await self.tx(lambda s: release_expired(self, s, request.now, request.event_id))
+
+        return await rules.releasing_expired(lambda: self._order_once(request), release, request)
+
+    async def _order_once(self, request: OrderRequest) -> Ordered:
+        for attempt in range(rules.MAX_ATTEMPTS):
+            try:
+                async with self.lanes[request.event_id]:
+                    await self.tx(lambda s: self._order_in_transaction(s, request))
+            except DuplicateKey as dup:
+                if dup.field == "order_key":
+                    existing = await self._by_key(request.owner_id, request.storage_key)
+                    if existing is not None:
+                        return Ordered(existing, replayed=request.idempotency_key is not None)
+            except _Short:
+                refusal = rules.order_refusal(request, await self._tiers(request.event_id))
+                if refusal is not None:
+                    raise refusal from None
+            else:
+                made = await self.get(request.order_id)
+                assert made is not None  # committed above
+                return Ordered(made)
+            await rules.pause(attempt)
+        raise StorageBusy("too much contention; try again")
+
+    async def _order_in_transaction(self, s: Session, request: OrderRequest) -> None:
+        if request.limited:
+            await count_buyer_within_limits(self, s, request)
+        prices: dict[str, int] = {}
+        for item in sorted(request.items, key=lambda i: i.tier):
+            tier = await take_seats(self, s, request.event_id, item.tier, item.quantity)
+            if tier is None:
+                raise _Short()
+            prices[item.tier] = tier["price_cents"]
+        if not request.limited:
+            await count_buyers(self, s, request.event_id, [request])
+        values = rules.order_values(request)
+        order = {"_id": values.pop("id"), **values}
+        await self.orders.insert_one(order, session=s)
+        bookings = [
+            new_booking_doc(request.booking(item), prices[item.tier])
+            | {"order_id": request.order_id}
+            for item in request.items
+        ]
+        await self.bookings.insert_many(bookings, session=s)
+        await record_changes(
+            self,
+            s,
+            [rules.order_change("created", fields_of(order), request.actor, request.now)]
+            + [
+                rules.booking_change("created", fields_of(b), request.actor, request.now)
+                for b in bookings
+            ],
+        )
+
+    async def confirm(self, order_id: str, owner_id: str, now: datetime, actor: Actor) -> Order:
+        async def work(s: Session) -> Doc | None:
+            order = await self.orders.find_one_and_update(
+                {
+                    "_id": order_id,
+                    "owner_id": owner_id,
+                    "status": "pending",
+                    "expires_at": {"$gt": now},
+                },
+                {
+                    "$set": {"status": "confirmed", "expires_at": None, "updated_at": now},
+                    "$inc": {"version": 1},
+                },
+                session=s,
+                return_document=ReturnDocument.AFTER,
+            )
+            if order is None:
+                return None
+            docs = await self.bookings.find(
+                {"order_id": order_id, "status": "pending"}, session=s
+            ).to_list()
+            await self.bookings.update_many(
+                {"_id": {"$in": [d["_id"] for d in docs]}},
+                {
+                    "$set": {"status": "confirmed", "expires_at": None, "updated_at": now},
+                    "$inc": {"version": 1},
+                },
+                session=s,
+            )
+            await self.buyers.update_one(
+                {"_id": buyer_id(order["event_id"], order["owner_id"])},
+                {"$inc": {"pending": -sum(d["quantity"] for d in docs)}},
+                session=s,
+            )
+            confirmed = [ended(d, "confirmed", now) | {"expires_at": None} for d in docs]
+            await record_changes(
+                self,
+                s,
+                [rules.order_change("confirmed", fields_of(order), actor, now)]
+                + [rules.booking_change("confirmed", b, actor, now) for b in confirmed],
+            )
+            return order
+
+        if await self.tx(work) is not None:
+            return await self._must_get(order_id)
+        current = await self.get(order_id)
+        if current is None or current.owner_id != owner_id:
+            raise Missing()
+        if current.status in ("pending", "expired"):
+            raise BookingExpired()
+        raise NotPending(current.status)
+
+    async def cancel(
+        self, order_id: str, owner_id: str | None, now: datetime, actor: Actor
+    ) -> Order:
+        mine: Doc = {"_id": order_id} | ({"owner_id": owner_id} if owner_id is not None else {})
+        was: dict[str, Doc] = {
+            "pending": {"status": "pending", "expires_at": {"$gt": now}},
+            "confirmed": {"status": "confirmed"},
+        }
+
+        async def work(s: Session) -> Doc | None:
+            for status, condition in was.items():
+                order = await self.orders.find_one_and_update(
+                    mine | condition,
+                    {"$set": {"status": "cancelled", "updated_at": now}, "$inc": {"version": 1}},
+                    session=s,
+                    return_document=ReturnDocument.AFTER,
+                )
+                if order is None:
+                    continue
+                docs = await self.bookings.find(
+                    {"order_id": order_id, "status": status}, session=s
+                ).to_list()
+                await self.bookings.update_many(
+                    {"_id": {"$in": [d["_id"] for d in docs]}},
+                    {"$set": {"status": "cancelled", "updated_at": now}, "$inc": {"version": 1}},
+                    session=s,
+                )
+                await give_back(self, s, docs)
+                await record_changes(
+                    self,
+                    s,
+                    [rules.order_change("cancelled", fields_of(order), actor, now)]
+                    + [
+                        rules.booking_change("cancelled", ended(d, "cancelled", now), actor, now)
+                        for d in docs
+                    ],
+                )
+                return order
+            return None
+
+        if await self.tx(work) is not None:
+            return await self._must_get(order_id)
+        current = await self.get(order_id)
+        if current is None or (owner_id is not None and current.owner_id != owner_id):
+            raise Missing()
+        raise NotPending("expired" if current.status == "pending" else current.status)
+
+    async def get(self, order_id: str) -> Order | None:
+        found = await self._with_bookings([await self.orders.find_one({"_id": order_id})])
+        return found[0] if found else None
+
+    async def find(self, query: OrderQuery) -> list[Order]:
+        match: Doc = {
+            name: value
+            for name, value in (
+                ("owner_id", query.owner_id),
+                ("event_id", query.event_id),
+                ("status", query.status),
+            )
+            if value is not None
+        }
+        if query.before_id is not None:
+            match["_id"] = {"$lt": query.before_id}
+        docs = await self.orders.find(match).sort("_id", DESCENDING).limit(query.limit).to_list()
+        return await self._with_bookings(docs)
+
+    async def _must_get(self, order_id: str) -> Order:
+        order = await self.get(order_id)
+        assert order is not None  # changed just now
+        return order
+
+    async def _by_key(self, owner_id: str, key: str) -> Order | None:
+        found = await self._with_bookings(
+            [await self.orders.find_one({"owner_id": owner_id, "idempotency_key": key})]
+        )
+        return found[0] if found else None
+
+    async def _with_bookings(self, docs: Sequence[Doc | None]) -> list[Order]:
+        orders = [d for d in docs if d is not None]
+        ids = [d["_id"] for d in orders]
+        bookings: dict[str, list[Booking]] = defaultdict(list)
+        if ids:
+            async for b in self.bookings.find({"order_id": {"$in": ids}}).sort("_id", 1):
+                bookings[b["order_id"]].append(record(Booking, b))
+        return [record(Order, d, bookings=tuple(bookings[d["_id"]])) for d in orders]
+
+    async def _tiers(self, event_id: str) -> dict[str, Tier | None]:
+        return {d["code"]: record(Tier, d) async for d in self.tiers.find({"event_id": event_id})}

@@ -1,0 +1,244 @@
+"""Orders on SQL: several tiers of one event booked together, all or nothing.
+
+One short transaction takes every tier's seats with the same guarded UPDATE a single booking
+uses, tiers in a fixed order (by code: two orders never wait on each other in a cycle), then
+writes the order, its bookings and their change records. Any refusal rolls all of it back.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, and_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from core.storage import rules
+from core.storage.port import BookingExpired, DuplicateKey, Missing, NotPending, StorageBusy
+from core.storage.records import (
+    Actor,
+    Booking,
+    Order,
+    Ordered,
+    OrderQuery,
+    OrderRequest,
+    Tier,
+    from_fields,
+)
+from core.storage.sql import schema as t
+from core.storage.sql.base import SQLBase, first
+from core.storage.sql.changes import record
+from core.storage.sql.reserve import TAKE_SEATS, count_buyer_within_limits, count_buyers
+from core.storage.sql.seats import give_back, release_expired
+
+
+class _Short(Exception):
+    """Raised inside the order's transaction to roll it back when a tier lacks the seats."""
+
+
+class SQLOrders(SQLBase):
+    async def reserve(self, request: OrderRequest) -> Ordered:
+        async def release() -> int:
+            return await self.tx(lambda c: release_expired(c, request.now, request.event_id))
+
+        return await rules.releasing_expired(lambda: self._reserve_once(request), release, request)
+
+    async def _reserve_once(self, request: OrderRequest) -> Ordered:
+        for _ in range(rules.MAX_ATTEMPTS):
+            try:
+                await self.tx(lambda conn: self._in_transaction(conn, request))
+            except DuplicateKey as dup:
+                if dup.field != "order_key":
+                    raise
+                existing = await self._by_key(request.owner_id, request.storage_key)
+                if existing is None:
+                    continue  # the other writer of that key rolled back
+                return Ordered(existing, replayed=request.idempotency_key is not None)
+            except _Short:
+                refusal = rules.order_refusal(request, await self._tiers(request.event_id))
+                if refusal is not None:
+                    raise refusal from None
+                continue  # seats were given back since the statement ran
+            made = await self.get(request.order_id)
+            assert made is not None  # committed above
+            return Ordered(made)
+        raise StorageBusy("too much contention; try again")
+
+    async def _in_transaction(self, conn: AsyncConnection, request: OrderRequest) -> None:
+        if request.limited:
+            await count_buyer_within_limits(conn, self.upsert, request)
+        prices: dict[str, int] = {}
+        for item in sorted(request.items, key=lambda i: i.tier):
+            params = {"event_id": request.event_id, "tier": item.tier, "quantity": item.quantity}
+            taken = await first(conn, TAKE_SEATS, params)
+            if taken is None:
+                raise _Short()
+            prices[item.tier] = taken.price_cents
+        if not request.limited:
+            await count_buyers(conn, self.upsert, request.event_id, [request])
+        order = await first(
+            conn, t.orders.insert().returning(*t.orders.c), rules.order_values(request)
+        )
+        assert order is not None
+        values = [
+            rules.booking_values(request.booking(item))
+            | {"unit_price_cents": prices[item.tier], "order_id": request.order_id}
+            for item in request.items
+        ]
+        rows = (await conn.execute(t.bookings.insert().returning(*t.bookings.c), values)).all()
+        await record(
+            conn,
+            [rules.order_change("created", order._mapping, request.actor, request.now)]
+            + [
+                rules.booking_change("created", r._mapping, request.actor, request.now)
+                for r in rows
+            ],
+        )
+
+    async def confirm(self, order_id: str, owner_id: str, now: datetime, actor: Actor) -> Order:
+        o, b, u = t.orders, t.bookings, t.user_event_counts
+
+        async def work(conn: AsyncConnection) -> Row[Any] | None:
+            order = await first(
+                conn,
+                update(o)
+                .where(
+                    o.c.id == order_id,
+                    o.c.owner_id == owner_id,
+                    o.c.status == "pending",
+                    o.c.expires_at > now,
+                )
+                .values(
+                    status="confirmed", expires_at=None, version=o.c.version + 1, updated_at=now
+                )
+                .returning(*o.c),
+            )
+            if order is None:
+                return None
+            bookings = (
+                await conn.execute(
+                    update(b)
+                    .where(b.c.order_id == order_id, b.c.status == "pending")
+                    .values(
+                        status="confirmed", expires_at=None, version=b.c.version + 1, updated_at=now
+                    )
+                    .returning(*b.c)
+                )
+            ).all()
+            seats = sum(r.quantity for r in bookings)
+            await conn.execute(
+                update(u)
+                .where(u.c.event_id == order.event_id, u.c.owner_id == order.owner_id)
+                .values(pending=u.c.pending - seats)
+            )
+            await record(
+                conn,
+                [rules.order_change("confirmed", order._mapping, actor, now)]
+                + [rules.booking_change("confirmed", r._mapping, actor, now) for r in bookings],
+            )
+            return order
+
+        if await self.tx(work) is not None:
+            return await self._must_get(order_id)
+        current = await self.get(order_id)
+        if current is None or current.owner_id != owner_id:
+            raise Missing()
+        if current.status in ("pending", "expired"):
+            raise BookingExpired()
+        raise NotPending(current.status)
+
+    async def cancel(
+        self, order_id: str, owner_id: str | None, now: datetime, actor: Actor
+    ) -> Order:
+        o, b = t.orders, t.bookings
+        mine = [o.c.id == order_id] + ([o.c.owner_id == owner_id] if owner_id is not None else [])
+        was = {
+            "pending": and_(o.c.status == "pending", o.c.expires_at > now),
+            "confirmed": o.c.status == "confirmed",
+        }
+
+        async def work(conn: AsyncConnection) -> Row[Any] | None:
+            for status, condition in was.items():
+                order = await first(
+                    conn,
+                    update(o)
+                    .where(*mine, condition)
+                    .values(status="cancelled", version=o.c.version + 1, updated_at=now)
+                    .returning(*o.c),
+                )
+                if order is None:
+                    continue
+                bookings = (
+                    await conn.execute(
+                        update(b)
+                        .where(b.c.order_id == order_id, b.c.status == status)
+                        .values(status="cancelled", version=b.c.version + 1, updated_at=now)
+                        .returning(*b.c)
+                    )
+                ).all()
+                await give_back(conn, [{**r._mapping, "status": status} for r in bookings])
+                await record(
+                    conn,
+                    [rules.order_change("cancelled", order._mapping, actor, now)]
+                    + [rules.booking_change("cancelled", r._mapping, actor, now) for r in bookings],
+                )
+                return order
+            return None
+
+        if await self.tx(work) is not None:
+            return await self._must_get(order_id)
+        current = await self.get(order_id)
+        if current is None or (owner_id is not None and current.owner_id != owner_id):
+            raise Missing()
+        raise NotPending("expired" if current.status == "pending" else current.status)
+
+    async def get(self, order_id: str) -> Order | None:
+        found = await self._with_bookings(select(t.orders).where(t.orders.c.id == order_id))
+        return found[0] if found else None
+
+    async def find(self, query: OrderQuery) -> list[Order]:
+        o = t.orders
+        stmt = select(o)
+        for column, value in (
+            (o.c.owner_id, query.owner_id),
+            (o.c.event_id, query.event_id),
+            (o.c.status, query.status),
+        ):
+            if value is not None:
+                stmt = stmt.where(column == value)
+        if query.before_id is not None:
+            stmt = stmt.where(o.c.id < query.before_id)
+        return await self._with_bookings(stmt.order_by(o.c.id.desc()).limit(query.limit))
+
+    async def _must_get(self, order_id: str) -> Order:
+        order = await self.get(order_id)
+        assert order is not None  # changed just now
+        return order
+
+    async def _by_key(self, owner_id: str, key: str) -> Order | None:
+        o = t.orders
+        found = await self._with_bookings(
+            select(o).where(o.c.owner_id == owner_id, o.c.idempotency_key == key)
+        )
+        return found[0] if found else None
+
+    async def _with_bookings(self, stmt: Any) -> list[Order]:
+        b = t.bookings
+        async with self.engines.reader.connect() as conn:
+            orders = (await conn.execute(stmt)).all()
+            ids = [r.id for r in orders]
+            rows = (
+                (await conn.execute(select(b).where(b.c.order_id.in_(ids)).order_by(b.c.id))).all()
+                if ids
+                else []
+            )
+        bookings: dict[str, list[Booking]] = defaultdict(list)
+        for r in rows:
+            bookings[r.order_id].append(from_fields(Booking, r._mapping))
+        return [from_fields(Order, r._mapping, bookings=tuple(bookings[r.id])) for r in orders]
+
+    async def _tiers(self, event_id: str) -> dict[str, Tier | None]:
+        tr = t.tiers
+        rows = await self.rows(select(tr).where(tr.c.event_id == event_id))
+        return {r.code: from_fields(Tier, r._mapping) for r in rows}
