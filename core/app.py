@@ -18,6 +18,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from core.broadcast import Broadcast
 from core.cache import Cache, Memo
 from core.config import Settings, load_settings
 from core.deps import AppContext, Context, rate_limit
@@ -70,6 +71,7 @@ async def open_context(settings: Settings, *, migrate: bool | None = None) -> Ap
         cache=cache,
         tokens=TokenService(settings),
         limiter=RateLimiter(settings, cache),
+        broadcast=Broadcast(cache),
         outbox=Relay(storage),
         snapshots=Memo(SNAPSHOT_SECONDS),
     )
@@ -97,7 +99,8 @@ async def start_app(app: FastAPI, *, background: bool = True) -> list[asyncio.Ta
     if not background:
         return []
     loops = [loop(ctx) for f in features for loop in f.background]
-    return [asyncio.create_task(c) for c in [ctx.outbox.run_forever(), *loops]]
+    core_loops = [ctx.outbox.run_forever(), ctx.broadcast.run()]
+    return [asyncio.create_task(c) for c in [*core_loops, *loops]]
 
 
 async def stop_app(app: FastAPI, tasks: Sequence[asyncio.Task[None]] = ()) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis.asyncio as redis
-from redis.asyncio.client import Pipeline
+from redis.asyncio.client import Pipeline, PubSub
 from redis.exceptions import RedisError
 
 from core.logging import get_logger
@@ -135,7 +135,18 @@ class Cache:
 
             self.client = fakeredis.FakeAsyncRedis()
         self.pipeline = AutoPipeline(self.client)
+        self.url = url
         self._last_warning = 0.0
+
+    def subscriber(self) -> PubSub:
+        """A pub/sub connection of its own: a subscriber waits for messages indefinitely, so
+        it must not share the 1 s read timeout of the request path's connections."""
+        if self.url is None:
+            return self.client.pubsub()
+        client = redis.Redis.from_url(
+            self.url, socket_connect_timeout=1.0, socket_keepalive=True, health_check_interval=30
+        )
+        return client.pubsub()
 
     async def run(self, op: PipelineOp) -> list[Any]:
         """Send `op`'s commands with whatever else this turn sends; their replies, in order.

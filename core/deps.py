@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
+from core.broadcast import Broadcast
 from core.cache import Cache, Memo
 from core.config import Settings
 from core.errors import AppError, Forbidden, Unauthorized
@@ -27,6 +28,8 @@ class AppContext:
     cache: Cache
     tokens: TokenService
     limiter: RateLimiter
+    broadcast: Broadcast
+    """Notices to every process that a topic changed (live availability)."""
     outbox: Relay
     """Hands the change log to its consumers (webhooks, live availability)."""
     snapshots: Memo[Any]

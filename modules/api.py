@@ -6,10 +6,12 @@ from fastapi import FastAPI
 
 from core.app import Feature, create_app
 from core.config import Settings
+from modules.activity.router import router as activity_router
 from modules.auth.router import router as auth_router
 from modules.bookings.router import router as bookings_router
 from modules.bookings.service import sweep_expired_holds
 from modules.events.router import router as events_router
+from modules.events.service import announce_changes
 from modules.orders.router import router as orders_router
 from modules.reservations.router import router as reservations_router
 from modules.reservations.service import bootstrap_event
@@ -20,7 +22,8 @@ FEATURES = (
     Feature(bookings_router, background=(sweep_expired_holds,)),
     Feature(auth_router),
     Feature(orders_router),
-    Feature(events_router),
+    Feature(events_router, on_startup=(announce_changes,)),
+    Feature(activity_router),
     Feature(reservations_router, api=False, on_startup=(bootstrap_event,)),
     # Pages, static files and the docs: last, so no API route is shadowed; nothing to limit.
     Feature(web_router, api=False, rate_limited=False),

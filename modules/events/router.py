@@ -1,12 +1,16 @@
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
+import orjson
 from fastapi import APIRouter, Depends, Header, Query, Response
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime
+from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from core.deps import CurrentPrincipal, optional_principal
+from core.deps import Context, CurrentPrincipal, optional_principal
 from core.errors import AppError
 from core.idempotency import idempotent
 from core.routing import ApiRoute
@@ -14,15 +18,12 @@ from core.schemas import Envelope, dump, ok
 from core.security import Principal
 from core.storage.records import Event, EventStatus
 from modules.events.dependencies import Events, Organizer
-from modules.events.schemas import (
-    AvailabilityOut,
-    EventCreate,
-    EventOut,
-    EventPatch,
-    TierAvailabilityOut,
-)
+from modules.events.schemas import AvailabilityOut, EventCreate, EventOut, EventPatch
+from modules.events.service import changed_topic
 
 router = APIRouter(prefix="/events", tags=["events"], route_class=ApiRoute)
+STREAM_COALESCE_SECONDS = 0.25
+STREAM_PING_SECONDS = 15
 MaybePrincipal = Annotated[Principal | None, Depends(optional_principal)]
 
 
@@ -85,21 +86,41 @@ async def get_event(event_id: str, events: Events, principal: MaybePrincipal) ->
 @router.get("/{event_id}/availability", response_model=Envelope[AvailabilityOut])
 async def availability(event_id: str, events: Events, principal: MaybePrincipal) -> JSONResponse:
     await events.visible(principal, event_id)
-    counts, as_of = await events.availability(event_id)
-    tiers = [
-        TierAvailabilityOut(
-            code=c.code,
-            capacity=c.capacity,
-            available=c.available,
-            pending=c.pending,
-            confirmed=c.confirmed,
-        )
-        for c in counts
-    ]
-    out = AvailabilityOut(
-        event_id=event_id, tiers=tiers, available=sum(c.available for c in counts), as_of=as_of
-    )
-    return ok(dump(out))
+    return ok(dump(await events.availability_out(event_id)))
+
+
+@router.get(
+    "/{event_id}/availability/stream",
+    response_class=EventSourceResponse,
+    responses={
+        200: {
+            "description": "Server-Sent Events: `availability` events (the same body as "
+            "GET …/availability's `data`) at connect and whenever the seats change, and "
+            "heartbeat comments. Reconnecting (with or without Last-Event-ID) resumes with "
+            "the current availability: it is a state, not a log.",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        }
+    },
+)
+async def availability_stream(
+    event_id: str, events: Events, principal: MaybePrincipal, ctx: Context
+) -> EventSourceResponse:
+    """Live availability, across workers and instances (a change anywhere reaches every
+    subscriber within a second; bursts are coalesced to a few updates per second)."""
+    await events.visible(principal, event_id)
+
+    async def updates() -> AsyncIterator[ServerSentEvent]:
+        with ctx.broadcast.listen(changed_topic(event_id)) as changed:
+            while True:
+                changed.clear()
+                out = await events.availability_out(event_id)
+                stamp = str(int(out.as_of.timestamp() * 1000))
+                data = orjson.dumps(dump(out)).decode()
+                yield ServerSentEvent(data=data, event="availability", id=stamp)
+                await asyncio.sleep(STREAM_COALESCE_SECONDS)  # notices meanwhile: one update
+                await changed.wait()
+
+    return EventSourceResponse(updates(), ping=STREAM_PING_SECONDS)
 
 
 @router.patch("/{event_id}", response_model=Envelope[EventOut], openapi_extra=idempotent())

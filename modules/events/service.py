@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +18,7 @@ from core.storage.port import (
     VersionMismatch,
 )
 from core.storage.records import (
+    Change,
     Event,
     EventQuery,
     EventStatus,
@@ -26,7 +28,12 @@ from core.storage.records import (
     new_id,
     utcnow,
 )
-from modules.events.schemas import EventCreate, EventPatch
+from modules.events.schemas import (
+    AvailabilityOut,
+    EventCreate,
+    EventPatch,
+    TierAvailabilityOut,
+)
 
 PUBLIC_STATUSES: tuple[EventStatus, ...] = ("published", "completed", "cancelled")
 TRANSITIONS: dict[str, tuple[tuple[EventStatus, ...], EventStatus]] = {
@@ -58,6 +65,21 @@ def availability_key(event_id: str) -> str:
 
 def generation_key(event_id: str) -> str:
     return f"avail-gen:{event_id}"
+
+
+def changed_topic(event_id: str) -> str:
+    """The broadcast topic announcing that an event's seats (or the event) changed."""
+    return f"event:{event_id}"
+
+
+async def announce_changes(ctx: AppContext) -> None:
+    """Start-up hook: every relayed change announces its event, so live availability streams
+    in every process look again."""
+
+    async def announce(changes: Sequence[Change]) -> None:
+        await ctx.broadcast.publish(*sorted({changed_topic(c.event_id) for c in changes}))
+
+    ctx.outbox.subscribe(announce)
 
 
 def can_manage(principal: Principal | None, event: Event) -> bool:
@@ -264,6 +286,23 @@ class EventService:
         }
         await self.cache.set_json(availability_key(event_id), payload, self.cache_seconds)
         return counts, now
+
+    async def availability_out(self, event_id: str) -> AvailabilityOut:
+        """The availability as the API shows it (GET …/availability and its stream)."""
+        counts, as_of = await self.availability(event_id)
+        tiers = [
+            TierAvailabilityOut(
+                code=c.code,
+                capacity=c.capacity,
+                available=c.available,
+                pending=c.pending,
+                confirmed=c.confirmed,
+            )
+            for c in counts
+        ]
+        return AvailabilityOut(
+            event_id=event_id, tiers=tiers, available=sum(c.available for c in counts), as_of=as_of
+        )
 
     async def _count(self, event_id: str) -> tuple[list[TierCount], datetime]:
         now = utcnow()
