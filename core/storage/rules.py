@@ -18,20 +18,27 @@ from typing import Any
 from core.metrics import CONFLICTS_RETRIED
 from core.storage.batching import ReserveBatcher
 from core.storage.port import (
+    BookingExpired,
     BuyerLimit,
+    InOrder,
     ItemsShort,
+    Missing,
     NoSuchTier,
     NotOnSale,
+    NotPending,
     Refused,
     SoldOut,
     StorageBusy,
+    StorageError,
 )
 from core.storage.records import (
     Actor,
+    Booking,
     BuyerSeats,
     Change,
     Drift,
     Event,
+    Order,
     OrderRequest,
     Reservation,
     ReserveRequest,
@@ -114,6 +121,26 @@ def order_refusal(request: OrderRequest, tiers: Mapping[str, Tier | None]) -> Re
         if (tier := tiers[item.tier]) is not None and tier.capacity - tier.active < item.quantity
     ]
     return ItemsShort(short) if short else None
+
+
+def not_confirmed(current: Booking | Order | None, owner_id: str) -> StorageError:
+    """Why a confirm changed nothing, from a fresh read of its booking or order."""
+    if current is None or current.owner_id != owner_id:
+        return Missing()
+    if isinstance(current, Booking) and current.order_id is not None:
+        return InOrder(current.order_id)
+    if current.status in ("pending", "expired"):
+        return BookingExpired()  # a pending one is past its expiry, not yet swept
+    return NotPending(current.status)
+
+
+def not_cancelled(current: Booking | Order | None, owner_id: str | None) -> StorageError:
+    """Why a cancel changed nothing, from a fresh read of its booking or order."""
+    if current is None or (owner_id is not None and current.owner_id != owner_id):
+        return Missing()
+    if isinstance(current, Booking) and current.order_id is not None:
+        return InOrder(current.order_id)
+    return NotPending("expired" if current.status == "pending" else current.status)
 
 
 def refusal(tier: Tier | None) -> Refused:

@@ -12,7 +12,6 @@ from core.storage.mongo.base import Doc, Session, active_at, buyer_id, fields_of
 from core.storage.mongo.changes import record_changes
 from core.storage.mongo.reserve import MongoReserving
 from core.storage.mongo.seats import derive_counters, give_back, release_expired, tallies
-from core.storage.port import BookingExpired, InOrder, Missing, NotPending
 from core.storage.records import Actor, Booking, BookingQuery, Drift
 
 
@@ -47,14 +46,7 @@ class MongoBookings(MongoReserving):
         d = await self.tx(work)
         if d is not None:
             return record(Booking, d)
-        current = await self.get(booking_id)
-        if current is None or current.owner_id != owner_id:
-            raise Missing()
-        if current.order_id is not None:
-            raise InOrder(current.order_id)
-        if current.status in ("pending", "expired"):
-            raise BookingExpired()
-        raise NotPending(current.status)
+        raise rules.not_confirmed(await self.get(booking_id), owner_id)
 
     async def cancel(
         self, booking_id: str, owner_id: str | None, now: datetime, actor: Actor
@@ -86,12 +78,7 @@ class MongoBookings(MongoReserving):
         d = await self.tx(work)
         if d is not None:
             return record(Booking, d)
-        current = await self.get(booking_id)
-        if current is None or (owner_id is not None and current.owner_id != owner_id):
-            raise Missing()
-        if current.order_id is not None:
-            raise InOrder(current.order_id)
-        raise NotPending("expired" if current.status == "pending" else current.status)
+        raise rules.not_cancelled(await self.get(booking_id), owner_id)
 
     async def get(self, booking_id: str) -> Booking | None:
         d = await self.bookings.find_one({"_id": booking_id})

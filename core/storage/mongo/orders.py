@@ -21,7 +21,7 @@ from core.storage.mongo.reserve import (
     take_seats,
 )
 from core.storage.mongo.seats import ended, give_back, release_expired
-from core.storage.port import BookingExpired, DuplicateKey, Missing, NotPending, StorageBusy
+from core.storage.port import DuplicateKey, StorageBusy
 from core.storage.records import Actor, Booking, Order, Ordered, OrderQuery, OrderRequest, Tier
 
 
@@ -139,12 +139,7 @@ class MongoOrders(MongoBase):
 
         if await self.tx(work) is not None:
             return await self._must_get(order_id)
-        current = await self.get(order_id)
-        if current is None or current.owner_id != owner_id:
-            raise Missing()
-        if current.status in ("pending", "expired"):
-            raise BookingExpired()
-        raise NotPending(current.status)
+        raise rules.not_confirmed(await self.get(order_id), owner_id)
 
     async def cancel(
         self, order_id: str, owner_id: str | None, now: datetime, actor: Actor
@@ -188,10 +183,7 @@ class MongoOrders(MongoBase):
 
         if await self.tx(work) is not None:
             return await self._must_get(order_id)
-        current = await self.get(order_id)
-        if current is None or (owner_id is not None and current.owner_id != owner_id):
-            raise Missing()
-        raise NotPending("expired" if current.status == "pending" else current.status)
+        raise rules.not_cancelled(await self.get(order_id), owner_id)
 
     async def get(self, order_id: str) -> Order | None:
         found = await self._with_bookings([await self.orders.find_one({"_id": order_id})])

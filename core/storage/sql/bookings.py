@@ -10,7 +10,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.metrics import HOLDS_EXPIRED
 from core.storage import rules
-from core.storage.port import BookingExpired, InOrder, Missing, NotPending
 from core.storage.records import Actor, Booking, BookingQuery, Drift, from_fields
 from core.storage.sql import schema as t
 from core.storage.sql.base import active_at, first, holds_seats
@@ -51,14 +50,7 @@ class SQLBookings(SQLReserving):
         row = await self.tx(work)
         if row is not None:
             return from_fields(Booking, row._mapping)
-        current = await self.get(booking_id)
-        if current is None or current.owner_id != owner_id:
-            raise Missing()
-        if current.order_id is not None:
-            raise InOrder(current.order_id)
-        if current.status in ("pending", "expired"):
-            raise BookingExpired()
-        raise NotPending(current.status)
+        raise rules.not_confirmed(await self.get(booking_id), owner_id)
 
     async def cancel(
         self, booking_id: str, owner_id: str | None, now: datetime, actor: Actor
@@ -93,12 +85,7 @@ class SQLBookings(SQLReserving):
         row = await self.tx(work)
         if row is not None:
             return from_fields(Booking, row._mapping)
-        current = await self.get(booking_id)
-        if current is None or (owner_id is not None and current.owner_id != owner_id):
-            raise Missing()
-        if current.order_id is not None:
-            raise InOrder(current.order_id)
-        raise NotPending("expired" if current.status == "pending" else current.status)
+        raise rules.not_cancelled(await self.get(booking_id), owner_id)
 
     async def get(self, booking_id: str) -> Booking | None:
         row = await self.first(select(t.bookings).where(t.bookings.c.id == booking_id))

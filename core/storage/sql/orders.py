@@ -15,7 +15,7 @@ from sqlalchemy import Row, and_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.storage import rules
-from core.storage.port import BookingExpired, DuplicateKey, Missing, NotPending, StorageBusy
+from core.storage.port import DuplicateKey, StorageBusy
 from core.storage.records import (
     Actor,
     Booking,
@@ -29,8 +29,9 @@ from core.storage.records import (
 from core.storage.sql import schema as t
 from core.storage.sql.base import SQLBase, first
 from core.storage.sql.changes import record
-from core.storage.sql.reserve import TAKE_SEATS, count_buyer_within_limits, count_buyers
+from core.storage.sql.reserve import count_buyer_within_limits, count_buyers
 from core.storage.sql.seats import give_back, release_expired
+from core.storage.sql.statements import TAKE_SEATS
 
 
 class _Short(Exception):
@@ -141,12 +142,7 @@ class SQLOrders(SQLBase):
 
         if await self.tx(work) is not None:
             return await self._must_get(order_id)
-        current = await self.get(order_id)
-        if current is None or current.owner_id != owner_id:
-            raise Missing()
-        if current.status in ("pending", "expired"):
-            raise BookingExpired()
-        raise NotPending(current.status)
+        raise rules.not_confirmed(await self.get(order_id), owner_id)
 
     async def cancel(
         self, order_id: str, owner_id: str | None, now: datetime, actor: Actor
@@ -188,10 +184,7 @@ class SQLOrders(SQLBase):
 
         if await self.tx(work) is not None:
             return await self._must_get(order_id)
-        current = await self.get(order_id)
-        if current is None or (owner_id is not None and current.owner_id != owner_id):
-            raise Missing()
-        raise NotPending("expired" if current.status == "pending" else current.status)
+        raise rules.not_cancelled(await self.get(order_id), owner_id)
 
     async def get(self, order_id: str) -> Order | None:
         found = await self._with_bookings(select(t.orders).where(t.orders.c.id == order_id))
