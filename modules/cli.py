@@ -1,4 +1,4 @@
-"""`ticketboss`: serve, migrate, seed, create-admin, reconcile, expire-holds.
+"""`ticketboss`: serve, migrate, seed, create-admin, reconcile, expire-holds, prune-changes.
 
 The commands act through the same services as the HTTP API, on a context built the same way.
 """
@@ -20,6 +20,7 @@ from core.config import ConfigError, Settings, load_settings
 from core.deps import AppContext
 from core.security import SYSTEM
 from core.storage.records import utcnow
+from modules.activity.service import ActivityService
 from modules.auth.schemas import MIN_PASSWORD_LENGTH
 from modules.auth.service import AuthService
 from modules.bookings.service import BookingService
@@ -160,6 +161,17 @@ def cmd_expire_holds(settings: Settings, _: argparse.Namespace) -> None:
     asyncio.run(_with_context(settings, work))
 
 
+def cmd_prune_changes(settings: Settings, _: argparse.Namespace) -> None:
+    async def work(ctx: AppContext) -> None:
+        before = utcnow() - timedelta(days=settings.change_retention_days)
+        pruned = await ActivityService(ctx).prune(before)
+        print(
+            f"pruned {pruned} change record(s) older than {settings.change_retention_days:g} days"
+        )
+
+    asyncio.run(_with_context(settings, work))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ticketboss", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -186,6 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("expire-holds", help="release expired holds (cron)").set_defaults(
         run=cmd_expire_holds
     )
+    sub.add_parser(
+        "prune-changes", help="delete change records past CHANGE_RETENTION_DAYS (cron)"
+    ).set_defaults(run=cmd_prune_changes)
     return parser
 
 

@@ -91,3 +91,20 @@ def test_reconcile_reports_and_repairs_drift_and_expire_holds_releases(tmp_path:
     assert fixed.returncode == 0 and "repaired" in fixed.stdout
     clean = ticketboss(url, "reconcile")
     assert clean.returncode == 0 and "no drift" in clean.stdout
+
+
+def test_prune_changes_keeps_the_retention_period(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'prune.db'}"
+    assert ticketboss(url, "seed").returncode == 0  # three events: created and published
+    kept = ticketboss(url, "prune-changes")
+    assert kept.returncode == 0 and "pruned 0 change record(s)" in kept.stdout
+    env = {**os.environ, "DATABASE_URL": url, "CHANGE_RETENTION_DAYS": "0.000001"}
+    pruned = subprocess.run(
+        [sys.executable, "-m", "modules.cli", "prune-changes"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert pruned.returncode == 0 and "pruned 6 change record(s)" in pruned.stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime
 
 from core.deps import AppContext
 from core.security import Principal
@@ -30,6 +31,10 @@ class ActivityService:
         """A booking's changes (its owner and admins)."""
         await self.bookings.get(principal, booking_id)
         return await self.storage.changes.find(replace(query, subject_id=booking_id))
+
+    async def prune(self, before: datetime) -> int:
+        """Delete change records older than `before` (the retention period)."""
+        return await self.storage.changes.prune(before)
 
     async def everything(self, query: ChangeQuery) -> list[Change]:
         """Every change, filtered (admins)."""
