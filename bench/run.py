@@ -37,7 +37,8 @@ sys.path.insert(0, str(ROOT))
 
 from core.storage import build_storage  # noqa: E402
 from core.storage.records import utcnow  # noqa: E402
-from tests.races.server import Server  # noqa: E402 (the launcher the race tests use)
+from tests.support.accounts import Account  # noqa: E402
+from tests.support.server import Server  # noqa: E402 (the launcher the race tests use)
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
@@ -142,19 +143,17 @@ def _children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def prepare(
-    server: Server, database_url: str, users: int
-) -> tuple[list[str], dict[str, str]]:
-    from tests.races.conftest import account
+async def prepare(server: Server, database_url: str, users: int) -> tuple[list[str], Account]:
+    from tests.support.races import account
 
     async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as http:
         organizer = await account(http, database_url, "organizer")
         buyers = [await account(http, database_url) for _ in range(users)]
-    return [b["Authorization"].removeprefix("Bearer ") for b in buyers], organizer
+    return [b.access_token for b in buyers], organizer
 
 
-async def new_event(server: Server, organizer: dict[str, str], capacity: int) -> str:
-    from tests.races.conftest import hot_event
+async def new_event(server: Server, organizer: Account, capacity: int) -> str:
+    from tests.support.races import hot_event
 
     async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as http:
         return await hot_event(
@@ -331,7 +330,7 @@ def start_floor(name: str, database_url: str, workers: int) -> Server:
 async def sell_out(
     server: Server,
     database_url: str,
-    organizer: dict[str, str],
+    organizer: Account,
     wrk_env: dict[str, str],
     args: argparse.Namespace,
 ) -> dict[str, Any]:

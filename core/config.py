@@ -77,6 +77,19 @@ class Settings(BaseSettings):
     ticketboss_total_seats: int = Field(default=500, gt=0)
     ticketboss_event_starts_at: datetime = datetime(2030, 6, 1, 18, 0, tzinfo=UTC)
 
+    # The tiered ticket-booking contract (/api/tickets): one show in three priced tiers,
+    # created on first start (later changes go through PATCH /api/v1/events/{id}).
+    ticketboss_anonymous_tiers: bool = False
+    ticketboss_tiered_event_id: str = "tiered-show"
+    ticketboss_tiered_event_name: str = "Tiered Show"
+    ticketboss_tiered_event_starts_at: datetime = datetime(2030, 6, 1, 20, 0, tzinfo=UTC)
+    ticketboss_tiered_vip_capacity: int = Field(default=100, gt=0)
+    ticketboss_tiered_vip_price_cents: int = Field(default=10_000, ge=0)
+    ticketboss_tiered_front_row_capacity: int = Field(default=200, gt=0)
+    ticketboss_tiered_front_row_price_cents: int = Field(default=5_000, ge=0)
+    ticketboss_tiered_ga_capacity: int = Field(default=1_000, gt=0)
+    ticketboss_tiered_ga_price_cents: int = Field(default=1_000, ge=0)
+
     prometheus_multiproc_dir: str | None = None
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     cors_origins: str = ""

@@ -15,6 +15,8 @@ from modules.events.service import announce_changes
 from modules.orders.router import router as orders_router
 from modules.reservations.router import router as reservations_router
 from modules.reservations.service import bootstrap_event
+from modules.tickets.router import router as tickets_router
+from modules.tickets.service import bootstrap_show
 from modules.web.router import router as web_router
 
 # Routes are matched in this order: the hot booking routes first.
@@ -25,6 +27,7 @@ FEATURES = (
     Feature(events_router, on_startup=(announce_changes,)),
     Feature(activity_router),
     Feature(reservations_router, api=False, on_startup=(bootstrap_event,)),
+    Feature(tickets_router, api=False, on_startup=(bootstrap_show,)),
     # Pages, static files and the docs: last, so no API route is shadowed; nothing to limit.
     Feature(web_router, api=False, rate_limited=False),
 )

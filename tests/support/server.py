@@ -40,7 +40,10 @@ class Server:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = ROOT / "data" / f"race-server-{self.port}.log"
 
-    def start(self, timeout: float = 60) -> Server:
+    def start(self, timeout: float = 120) -> Server:
+        """Start and wait for /health. On failure the whole process group is killed first:
+        `with Server(...)` does not exit a server whose start raised, and a half-started one
+        would keep its workers running (and loading a shared machine) after the test."""
         self.log.parent.mkdir(exist_ok=True)
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
@@ -54,6 +57,7 @@ class Server:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                self._kill_group()
                 raise RuntimeError(f"server exited: {self.log.read_text()[-2000:]}")
             try:
                 if httpx.get(f"{self.base_url}/health", timeout=1).status_code == 200:
@@ -61,13 +65,22 @@ class Server:
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
-        raise RuntimeError("server did not become healthy")
+        self.kill()
+        raise RuntimeError(f"server did not become healthy in {timeout:.0f} s")
 
     def kill(self) -> None:
         """SIGKILL the whole process group: no shutdown code runs anywhere."""
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
+
+    def _kill_group(self) -> None:
+        """SIGKILL what is left of the group once its leader has exited (workers, if any)."""
+        if self.proc is not None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
     def terminate(self, timeout: float = 40) -> int:
         assert self.proc is not None
