@@ -298,3 +298,34 @@ async def test_idle_keep_alive_connection_is_not_closed_under_a_client(database_
         finally:
             writer.close()
     assert [a.split(b"\r\n", 1)[0] for a in answers] == [b"HTTP/1.1 200 OK"] * 2
+
+
+@pytest.mark.parametrize("database_url", ["mongodb"], indirect=True)
+async def test_a_hot_mongodb_tier_answers_only_sales_and_clean_refusals(
+    database_url: str, redis_url: str
+) -> None:
+    """200 clients, 64 at a time, 1 seat each on a 50-seat tier (issue #12): with one
+    transaction per batch of the tier's bookings, no client sees 503 STORAGE_BUSY."""
+    with Server(database_url, redis_url=redis_url) as server:
+        async with client(server, 64) as http:
+            organizer = await account(http, database_url, "organizer")
+            buyers = await asyncio.gather(*(account(http, database_url) for _ in range(8)))
+            event_id = await hot_event(
+                http, organizer, [{"code": "GA", "name": "GA", "priceCents": 100, "capacity": 50}]
+            )
+            gate = asyncio.Semaphore(64)
+
+            async def attempt(i: int) -> httpx.Response:
+                async with gate:
+                    headers = buyers[i % 8].headers | {"Idempotency-Key": uuid.uuid4().hex}
+                    body = {"eventId": event_id, "tier": "GA", "quantity": 1}
+                    return await http.post("/api/v1/bookings", json=body, headers=headers)
+
+            started = time.monotonic()
+            results = await asyncio.gather(*(attempt(i) for i in range(200)))
+            elapsed = time.monotonic() - started
+    codes = Counter(r.status_code for r in results)
+    assert codes == {201: 50, 409: 150}, [r.text for r in results if r.status_code >= 500][:2]
+    counts, drift = await counts_and_drift(database_url, event_id)
+    assert drift == [] and counts[0].available == 0
+    print(f"\n[mongodb hot tier] {dict(codes)} in {elapsed:.1f}s")

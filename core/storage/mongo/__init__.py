@@ -11,7 +11,7 @@ from beanie import init_beanie
 from pymongo import AsyncMongoClient
 
 from core.storage.mongo.accounts import MongoPartners, MongoTokens, MongoUsers
-from core.storage.mongo.base import Doc
+from core.storage.mongo.base import Doc, Lanes
 from core.storage.mongo.bookings import MongoBookings
 from core.storage.mongo.changes import MongoChanges
 from core.storage.mongo.documents import DOCUMENTS
@@ -29,15 +29,14 @@ class MongoStorage:
             url, tz_aware=False, uuidRepresentation="standard", maxPoolSize=max(10, 4 * pool_size)
         )
         self.db_name = self.client.get_default_database("ticketboss").name
+        lanes = Lanes()
         self.users = MongoUsers(self.client, self.db_name)
         self.partners = MongoPartners(self.client, self.db_name)
         self.tokens = MongoTokens(self.client, self.db_name)
         self.events = MongoEvents(self.client, self.db_name)
-        self.bookings = MongoBookings(self.client, self.db_name)
-        self.orders = MongoOrders(self.client, self.db_name)
+        self.bookings = MongoBookings(self.client, self.db_name, lanes)
+        self.orders = MongoOrders(self.client, self.db_name, lanes)
         self.changes = MongoChanges(self.client, self.db_name)
-        # One transaction per tier at a time in this process: concurrent transactions on one
-        # tier document conflict instead of queueing, so the waiting bookings join the next.
         self.bookings.batch_size = batch_size
 
     async def migrate(self) -> None:

@@ -3,7 +3,9 @@ place where driver errors become the port's errors."""
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -97,6 +99,20 @@ def _discard_server_session(session: Session) -> None:
         server_session.mark_dirty()
 
 
+class Lanes:
+    """One reserve transaction per event at a time in this process.
+
+    Concurrent transactions on one tier document do not queue in MongoDB: all but one abort
+    and retry. So this process sends an event's seat-taking transactions (batches of single
+    bookings, orders) one at a time; the requests that wait meanwhile join the next batch."""
+
+    def __init__(self) -> None:
+        self.locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    def of(self, event_id: str) -> asyncio.Lock:
+        return self.locks[event_id]
+
+
 class MongoBase:
     """A store's access to the database, shared by the stores of one MongoStorage.
 
@@ -104,8 +120,11 @@ class MongoBase:
     PyMongo's async collections directly, because they are conditional updates inside
     multi-document transactions, which Beanie's document API does not express."""
 
-    def __init__(self, client: AsyncMongoClient[Doc], db_name: str) -> None:
+    def __init__(
+        self, client: AsyncMongoClient[Doc], db_name: str, lanes: Lanes | None = None
+    ) -> None:
         self.client = client
+        self.lanes = lanes if lanes is not None else Lanes()
         db = client[db_name]
         self.users = db["users"]
         self.partners = db["partners"]

@@ -4,12 +4,11 @@ change records)."""
 
 from __future__ import annotations
 
-import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
 
-from pymongo import DESCENDING, AsyncMongoClient, ReturnDocument
+from pymongo import DESCENDING, ReturnDocument
 
 from core.storage import rules
 from core.storage.mongo.base import Doc, MongoBase, Session, buyer_id, fields_of, record
@@ -30,13 +29,6 @@ class _Short(Exception):
 
 
 class MongoOrders(MongoBase):
-    """Concurrent transactions on one tier document conflict instead of queueing, so this
-    process runs one order transaction per event at a time (like the tier's booking batches)."""
-
-    def __init__(self, client: AsyncMongoClient[Doc], db_name: str) -> None:
-        super().__init__(client, db_name)
-        self.lanes: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-
     async def reserve(self, request: OrderRequest) -> Ordered:
         async def release() -> int:
             return await self.tx(lambda s: release_expired(self, s, request.now, request.event_id))
@@ -46,7 +38,7 @@ class MongoOrders(MongoBase):
     async def _order_once(self, request: OrderRequest) -> Ordered:
         for attempt in range(rules.MAX_ATTEMPTS):
             try:
-                async with self.lanes[request.event_id]:
+                async with self.lanes.of(request.event_id):
                     await self.tx(lambda s: self._order_in_transaction(s, request))
             except DuplicateKey as dup:
                 if dup.field == "order_key":

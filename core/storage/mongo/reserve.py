@@ -37,7 +37,8 @@ class MongoReserving(MongoBase, rules.Reserving):
     async def _reserve_alone(self, request: ReserveRequest) -> Reservation:
         for attempt in range(rules.MAX_ATTEMPTS):
             try:
-                doc = await self.tx(lambda s: self._in_transaction(s, request))
+                async with self.lanes.of(request.event_id):
+                    doc = await self.tx(lambda s: self._in_transaction(s, request))
                 return Reservation(record(Booking, doc))
             except _NoSeats:
                 refusal = rules.refusal(await self._tier(request))
@@ -76,7 +77,8 @@ class MongoReserving(MongoBase, rules.Reserving):
         one conflict instead of one per booking); None when it does not fit or a key is
         taken, so that each request runs alone."""
         try:
-            docs = await self.tx(lambda s: self._batch_in_transaction(s, key, requests))
+            async with self.lanes.of(key[0]):
+                docs = await self.tx(lambda s: self._batch_in_transaction(s, key, requests))
         except (_NoSeats, DuplicateKey):
             return None
         return [Reservation(record(Booking, doc)) for doc in docs]
