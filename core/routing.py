@@ -11,8 +11,9 @@ from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
 from core.deps import AppContext, caller_scope, resolve_principal
-from core.errors import AppError, Unauthorized, app_error_response
+from core.errors import AppError, NotFound, Unauthorized, ValidationFailed, app_error_response
 from core.idempotency import EXTENSION, IdempotentRequest, Mode, open_request
+from core.inputs import CONTROL_MESSAGE, has_control
 from core.jsonbody import is_json, parse_json
 
 
@@ -31,6 +32,7 @@ class ApiRoute(APIRoute):
 
         async def handle(request: Request) -> Response:
             try:
+                check_text(request)
                 if parses_body:
                     await parse_body_once(request)
                 if mode is None:
@@ -42,6 +44,19 @@ class ApiRoute(APIRoute):
                 return self.render_error(exc)
 
         return handle
+
+
+def check_text(request: Request) -> None:
+    """Path ids and query values with control characters: no such resource (404) / 422.
+
+    The same rule as every body field (core/inputs.py), so PostgreSQL never sees a NUL.
+    """
+    if any(has_control(str(value)) for value in request.path_params.values()):
+        raise NotFound()
+    bad = [name for name, value in request.query_params.multi_items() if has_control(value)]
+    bad += [name for name in request.query_params if has_control(name)]
+    if bad:
+        raise ValidationFailed(errors=[{"field": name, "message": CONTROL_MESSAGE} for name in bad])
 
 
 async def parse_body_once(request: Request) -> None:

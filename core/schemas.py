@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 from pydantic.alias_generators import to_camel
+
+from core.inputs import clean_strings
 
 
 class CamelModel(BaseModel):
@@ -15,7 +17,16 @@ class CamelModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
 
 
-class InputModel(CamelModel):
+class CleanModel(BaseModel):
+    """Any input: no string field may hold a control character (see core/inputs.py)."""
+
+    @field_validator("*")
+    @classmethod
+    def _no_control_characters(cls, value: Any) -> Any:
+        return clean_strings(value)
+
+
+class InputModel(CamelModel, CleanModel):
     """Request bodies: unknown fields are an error, not silently ignored."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")

@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import BaseModel, EmailStr, Field, field_validator
 
-from core.schemas import CamelModel, InputModel
+from core.schemas import CamelModel, CleanModel, InputModel
 from core.storage.records import Partner, User
 from modules.auth.common_passwords import COMMON_PASSWORDS
 
@@ -95,7 +95,7 @@ class RoleIn(InputModel):
     role: Literal["user", "organizer", "admin"]
 
 
-class ClientCredentialsIn(BaseModel):
+class ClientCredentialsIn(CleanModel):
     """RFC 6749 §4.4 token request (snake_case field names, as the RFC spells them)."""
 
     grant_type: str = Field(min_length=1, max_length=64)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from core.errors import AppError
+from core.inputs import has_control
 from core.jsonbody import InvalidJson, parse_json
 from modules.bookings.schemas import MAX_QUANTITY
 
@@ -33,6 +34,8 @@ class ReservationIn(BaseModel):
             raise ReservationInvalid("partnerId is required")
         if not isinstance(partner_id, str) or len(partner_id) > 50:
             raise ReservationInvalid("partnerId must be a string of at most 50 characters")
+        if has_control(partner_id):
+            raise ReservationInvalid("partnerId must not contain control characters")
         seats = raw.get("seats")
         if seats is None:
             raise ReservationInvalid("seats is required")

@@ -1,0 +1,66 @@
+"""What every input must be, in one place: text without control characters, and numbers and
+dates of their own JSON type.
+
+Control characters are refused because no field needs them and PostgreSQL cannot store NUL
+(`invalid byte sequence for encoding "UTF8": 0x00`) while SQLite and MongoDB can: refusing them
+at the edge keeps every backend answering the same. Tab, line feed and carriage return stay
+allowed (a description may have lines).
+
+Numbers and dates are strict because pydantic's lax mode turns `true` into 1, `"2"` into 2 and
+`1900000000` into a date: a client that sends those has a bug we should name, not guess around.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import AwareDatetime, BeforeValidator, Strict
+
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+CONTROL_MESSAGE = "must not contain control characters"
+
+
+def has_control(value: str) -> bool:
+    """True if `value` holds a control character (other than tab, LF, CR) or a lone surrogate."""
+    return CONTROL.search(value) is not None
+
+
+def clean_strings(value: Any) -> Any:
+    """`value` unchanged, or ValueError if it (or a string inside it) has a control character."""
+    if isinstance(value, str):
+        if has_control(value):
+            raise ValueError(CONTROL_MESSAGE)
+    elif isinstance(value, list | tuple | set | frozenset):
+        for item in value:
+            clean_strings(item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            clean_strings(key)
+            clean_strings(item)
+    return value
+
+
+def _date_text(value: Any) -> Any:
+    if isinstance(value, int | float):  # bool is an int too
+        raise ValueError("must be an ISO 8601 date-time string with a time zone")
+    return value
+
+
+StrictCount = Annotated[int, Strict()]
+"""An integer sent as a JSON integer: not `true`, `"2"` or `2.0`."""
+
+StrictFlag = Annotated[bool, Strict()]
+"""A JSON boolean: not `"yes"`, `1` or `"true"`."""
+
+DateTimeText = Annotated[AwareDatetime, BeforeValidator(_date_text)]
+"""An ISO 8601 date-time with a time zone; a number is not taken as a Unix time."""
+
+__all__ = [
+    "CONTROL_MESSAGE",
+    "DateTimeText",
+    "StrictCount",
+    "StrictFlag",
+    "clean_strings",
+    "has_control",
+]
