@@ -4,6 +4,7 @@ from datetime import datetime
 
 from pydantic import Field
 
+from core.inputs import StrictCount, StrictFlag
 from core.schemas import CamelModel, InputModel
 from core.storage.records import Booking, BookingStatus
 
@@ -13,8 +14,8 @@ MAX_QUANTITY = 10
 class BookingCreate(InputModel):
     event_id: str = Field(min_length=1, max_length=64)
     tier: str = Field(min_length=1, max_length=32)
-    quantity: int = Field(ge=1, le=MAX_QUANTITY)
-    hold: bool = False
+    quantity: StrictCount = Field(ge=1, le=MAX_QUANTITY)
+    hold: StrictFlag = False
     external_ref: str | None = Field(default=None, max_length=255)
 
 

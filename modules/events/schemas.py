@@ -3,14 +3,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from core.inputs import DateTimeText, StrictCount
 from core.schemas import CamelModel, InputModel
 from core.storage.records import Event, TierCount
 
 TierCode = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,32}$", examples=["VIP", "GA"])]
-PriceCents = Annotated[int, Field(ge=0, le=100_000_000)]
-Capacity = Annotated[int, Field(ge=0, le=1_000_000)]
+PriceCents = Annotated[StrictCount, Field(ge=0, le=100_000_000)]
+Capacity = Annotated[StrictCount, Field(ge=0, le=1_000_000)]
 
 
 class TierIn(InputModel):
@@ -39,10 +40,10 @@ class EventCreate(InputModel):
     name: str = Field(min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=5000)
     venue: str = Field(min_length=1, max_length=200)
-    starts_at: AwareDatetime
-    ends_at: AwareDatetime | None = None
+    starts_at: DateTimeText
+    ends_at: DateTimeText | None = None
     tiers: list[TierIn] = Field(min_length=1, max_length=20)
-    max_per_user: int | None = Field(default=None, ge=1, le=100)
+    max_per_user: StrictCount | None = Field(default=None, ge=1, le=100)
 
     _codes = field_validator("tiers")(_unique_codes)
 
@@ -57,9 +58,9 @@ class EventPatch(InputModel):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=5000)
     venue: str | None = Field(default=None, min_length=1, max_length=200)
-    starts_at: AwareDatetime | None = None
-    ends_at: AwareDatetime | None = None
-    max_per_user: int | None = Field(default=None, ge=1, le=100)
+    starts_at: DateTimeText | None = None
+    ends_at: DateTimeText | None = None
+    max_per_user: StrictCount | None = Field(default=None, ge=1, le=100)
     tiers: list[TierPatchIn] | None = Field(default=None, max_length=20)
 
     _codes = field_validator("tiers")(_unique_codes)

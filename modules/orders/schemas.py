@@ -4,6 +4,7 @@ from datetime import datetime
 
 from pydantic import Field, field_validator
 
+from core.inputs import StrictCount, StrictFlag
 from core.schemas import CamelModel, InputModel
 from core.storage.records import BookingStatus, Order
 from modules.bookings.schemas import MAX_QUANTITY, BookingOut
@@ -13,13 +14,13 @@ MAX_ITEMS = 10
 
 class OrderItemIn(InputModel):
     tier: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_-]{1,32}$")
-    quantity: int = Field(ge=1, le=MAX_QUANTITY)
+    quantity: StrictCount = Field(ge=1, le=MAX_QUANTITY)
 
 
 class OrderCreate(InputModel):
     event_id: str = Field(min_length=1, max_length=64)
     items: list[OrderItemIn] = Field(min_length=1, max_length=MAX_ITEMS)
-    hold: bool = False
+    hold: StrictFlag = False
     external_ref: str | None = Field(default=None, max_length=255)
 
     @field_validator("items")

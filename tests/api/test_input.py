@@ -150,3 +150,47 @@ async def test_control_characters_in_query_filters_are_422(sql_api: Api, query: 
     r = await sql_api.client.get(f"{path}?{query}", headers=admin.headers)
     assert r.status_code == 422, r.text
     assert r.json()["code"] == "VALIDATION_ERROR"
+
+
+@pytest.mark.parametrize(
+    ("route", "body"),
+    [
+        ("booking", {"quantity": True}),
+        ("booking", {"quantity": "2"}),
+        ("booking", {"quantity": 2.0}),
+        ("booking", {"hold": "yes"}),
+        ("order", {"items": [{"tier": "GA", "quantity": "2"}]}),
+        ("order", {"hold": 1}),
+        ("event", {"startsAt": 1900000000}),
+        ("event", {"endsAt": 1900000000.5}),
+        ("event", {"maxPerUser": "4"}),
+        ("event", {"tiers": [{"code": "GA", "name": "GA", "priceCents": "2", "capacity": 10}]}),
+        ("event", {"tiers": [{"code": "GA", "name": "GA", "priceCents": 2, "capacity": True}]}),
+        ("patch", {"maxPerUser": True}),
+        ("patch", {"startsAt": 1900000000}),
+        ("patch", {"tiers": [{"code": "GA", "capacity": "50"}]}),
+    ],
+)
+async def test_money_quantities_capacities_and_dates_are_strict(
+    sqlite_api: Api, route: str, body: dict[str, Any]
+) -> None:
+    organizer = await sqlite_api.user("organizer")
+    buyer = await sqlite_api.user()
+    event = await sqlite_api.event(organizer)
+    c = sqlite_api.client
+    key = {"Idempotency-Key": f"strict-{route}-{body}"}
+    match route:
+        case "booking":
+            full = {"eventId": event["id"], "tier": "GA", "quantity": 1} | body
+            r = await c.post("/api/v1/bookings", json=full, headers=buyer.headers | key)
+        case "order":
+            full = {"eventId": event["id"], "items": [{"tier": "GA", "quantity": 1}]} | body
+            r = await c.post("/api/v1/orders", json=full, headers=buyer.headers | key)
+        case "event":
+            r = await c.post("/api/v1/events", json=event_body(**body), headers=organizer.headers)
+        case _:
+            r = await c.patch(f"/api/v1/events/{event['id']}", json=body, headers=organizer.headers)
+    assert r.status_code == 422, r.text
+    assert r.json()["code"] == "VALIDATION_ERROR"
+    seats = await c.get(f"/api/v1/events/{event['id']}/availability")
+    assert seats.json()["data"]["available"] == 100  # nothing was booked
