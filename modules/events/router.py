@@ -31,13 +31,13 @@ class InvalidIfMatch(AppError):
     status_code, code, message = (
         400,
         "INVALID_IF_MATCH",
-        "If-Match must be the event's version number",
+        "If-Match must be the event's version number or *",
     )
 
 
 def _version(if_match: str | None) -> int | None:
-    if if_match is None:
-        return None
+    if if_match is None or if_match.strip() == "*":
+        return None  # RFC 9110 §13.1.1: `*` matches any current version
     value = if_match.strip().removeprefix("W/").strip('"')
     if not value.isdigit():
         raise InvalidIfMatch()

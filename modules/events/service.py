@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from core.deps import AppContext
-from core.errors import Conflict, Forbidden, NotFound, PreconditionFailed
+from core.errors import Conflict, Forbidden, NotFound, PreconditionFailed, ValidationFailed
 from core.pagination import decode_cursor, decode_offset, encode_cursor, encode_offset
 from core.security import Principal
 from core.storage.port import (
@@ -55,6 +55,16 @@ class CapacityTooLow(Conflict):
     code = "CAPACITY_BELOW_ACTIVE"
 
 
+class EventNotEditable(Conflict):
+    code = "EVENT_NOT_EDITABLE"
+    message = "A cancelled or completed event cannot be changed"
+
+
+class EventInPast(Conflict):
+    code = "EVENT_IN_PAST"
+    message = "An event whose start has passed cannot be published"
+
+
 class EventHasBookings(Conflict):
     code, message = "EVENT_HAS_ACTIVE_BOOKINGS", "The event still has active bookings"
 
@@ -97,6 +107,10 @@ class EventService:
         self, principal: Principal, data: EventCreate, event_id: str | None = None
     ) -> Event:
         now = utcnow()
+        if data.starts_at <= now:
+            raise ValidationFailed(
+                errors=[{"field": "startsAt", "message": "must be in the future"}]
+            )
         event = Event(
             id=event_id or new_id(),
             owner_id=principal.id,
@@ -187,6 +201,8 @@ class EventService:
         self, principal: Principal, event_id: str, patch: EventPatch, if_match: int | None
     ) -> Event:
         current = await self.managed(principal, event_id)
+        if current.status in ("cancelled", "completed"):
+            raise EventNotEditable()  # its bookings are ended or served: nothing left to sell
         fields: dict[str, Any] = patch.model_dump(exclude_unset=True, exclude={"tiers"})
         starts_at = fields.get("starts_at", current.starts_at)
         ends_at = fields.get("ends_at", current.ends_at)
@@ -231,7 +247,9 @@ class EventService:
         return event
 
     async def transition(self, principal: Principal, event_id: str, action: str) -> Event:
-        await self.managed(principal, event_id)
+        current = await self.managed(principal, event_id)
+        if action == "publish" and current.status == "draft" and current.starts_at <= utcnow():
+            raise EventInPast()
         allowed_from, to = TRANSITIONS[action]
         try:
             event = await self.storage.events.transition(
