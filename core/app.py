@@ -125,6 +125,7 @@ def _operations_router() -> APIRouter:
 
     @router.get("/health")
     @router.get("/healthcheck", include_in_schema=False)
+    @router.get("/healthcheck/", include_in_schema=False)  # the partner contract's path, both ways
     async def health() -> dict[str, str]:
         return {"status": "ok", "timestamp": datetime.now(UTC).isoformat()}
 

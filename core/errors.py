@@ -8,7 +8,9 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from core.logging import get_logger
 from core.storage.port import StorageBusy
@@ -121,8 +123,26 @@ async def _on_validation(_: Request, exc: Exception) -> JSONResponse:
     return envelope(422, "VALIDATION_ERROR", "The request is not valid", errors)
 
 
-async def _on_http_error(_: Request, exc: Exception) -> JSONResponse:
+def allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path.
+
+    Starlette's 405 names only the first route whose path matched, so `/reservations/list`
+    said `DELETE` (from `/reservations/{id}`) and `/events/{id}` omitted PATCH and DELETE.
+    """
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.router.routes):
+        if route.path and route.methods:
+            regex, _, _ = compile_path(route.path)
+            if regex.match(request.scope["path"]):
+                methods |= route.methods
+    return ", ".join(sorted(methods))
+
+
+async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = allowed_methods(request)
     codes = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE"}
     code = codes.get(exc.status_code, "HTTP_ERROR")
     message = (
@@ -130,7 +150,7 @@ async def _on_http_error(_: Request, exc: Exception) -> JSONResponse:
         if exc.status_code == 404 and exc.detail == "Not Found"
         else str(exc.detail)
     )
-    return envelope(exc.status_code, code, message, headers=dict(exc.headers or {}))
+    return envelope(exc.status_code, code, message, headers=headers)
 
 
 async def _on_storage_busy(_: Request, exc: Exception) -> JSONResponse:

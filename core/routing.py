@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from fastapi import Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.routing import APIRoute
 
 from core.deps import AppContext, caller_scope, resolve_principal
@@ -83,6 +83,25 @@ async def open_guard(request: Request, *, required: bool) -> IdempotentRequest:
         ctx.settings.idempotency_ttl_seconds,
         required=required,
     )
+
+
+def with_and_without_slash(
+    router: APIRouter, method: str, path: str, **options: Any
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register `path` and `path/` (the latter left out of the OpenAPI document).
+
+    For the well-known contracts: their clients call `/reservations/` as often as
+    `/reservations`, and many do not repeat a POST after Starlette's 307 redirect.
+    """
+
+    def register(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+        router.add_api_route(path, endpoint, methods=[method], **options)
+        router.add_api_route(
+            f"{path}/", endpoint, methods=[method], include_in_schema=False, **options
+        )
+        return endpoint
+
+    return register
 
 
 def current_guard(request: Request) -> IdempotentRequest | None:

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from core.deps import Context, resolve_principal
 from core.errors import AppError, Forbidden, Unauthorized
 from core.idempotency import IdempotentRequest, idempotent
-from core.routing import ApiRoute, current_guard
+from core.routing import ApiRoute, current_guard, with_and_without_slash
 from core.security import Principal
 from modules.reservations.schemas import (
     EventSummary,
@@ -68,7 +68,9 @@ async def _guard(request: Request) -> IdempotentRequest:
 Guard = Annotated[IdempotentRequest, Depends(_guard)]
 
 
-@router.post(
+@with_and_without_slash(
+    router,
+    "POST",
     "/reservations",
     status_code=201,
     response_model=ReservationOut,
@@ -83,18 +85,20 @@ async def reserve(
     return JSONResponse(out.model_dump(), status_code=201)
 
 
-@router.delete("/reservations/{reservation_id}", status_code=204)
+@with_and_without_slash(router, "DELETE", "/reservations/{reservation_id}", status_code=204)
 async def cancel(reservation_id: str, partner: Partner, reservations: Reservations) -> Response:
     await reservations.cancel(partner, reservation_id)
     return Response(status_code=204)
 
 
-@router.get("/reservations", response_model=EventSummary)
+@with_and_without_slash(router, "GET", "/reservations", response_model=EventSummary)
 async def summary(reservations: Reservations) -> JSONResponse:
     return JSONResponse((await reservations.summary()).model_dump())
 
 
-@router.get("/reservations/list", response_model=list[ReservationListItem])
+@with_and_without_slash(
+    router, "GET", "/reservations/list", response_model=list[ReservationListItem]
+)
 async def list_reservations(
     reservations: Reservations, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> JSONResponse:

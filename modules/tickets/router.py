@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from core.deps import Context, resolve_principal
 from core.errors import AppError, Unauthorized
 from core.idempotency import IdempotentRequest, idempotent
-from core.routing import ApiRoute, current_guard
+from core.routing import ApiRoute, current_guard, with_and_without_slash
 from core.security import Principal
 from core.storage.records import Booking, utcnow
 from modules.tickets.schemas import (
@@ -84,16 +84,7 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 def route(method: str, path: str, **options: Any) -> Callable[[Callable[..., Any]], Any]:
-    """Register `path` and `path/` (the latter left out of the OpenAPI document)."""
-
-    def register(endpoint: Callable[..., Any]) -> Callable[..., Any]:
-        router.add_api_route(path, endpoint, methods=[method], **options)
-        router.add_api_route(
-            f"{path}/", endpoint, methods=[method], include_in_schema=False, **options
-        )
-        return endpoint
-
-    return register
+    return with_and_without_slash(router, method, path, **options)
 
 
 def status_of(booking: Booking, now: datetime) -> str:
