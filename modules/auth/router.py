@@ -5,6 +5,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from starlette.exceptions import HTTPException
 
 from core.deps import Context, CurrentPrincipal, client_ip, require_role
 from core.errors import AppError, ValidationFailed
@@ -89,7 +90,7 @@ async def _credentials(request: Request) -> ClientCredentialsIn:
         else:
             raw = parse_json(await request.body() or b"{}")
         return ClientCredentialsIn.model_validate(raw)
-    except ValueError as exc:
+    except (ValueError, HTTPException) as exc:  # HTTPException: Starlette's broken multipart
         errors = (
             [
                 {"field": ".".join(map(str, e["loc"])) or "body", "message": e["msg"]}

@@ -194,3 +194,73 @@ async def test_money_quantities_capacities_and_dates_are_strict(
     assert r.json()["code"] == "VALIDATION_ERROR"
     seats = await c.get(f"/api/v1/events/{event['id']}/availability")
     assert seats.json()["data"]["available"] == 100  # nothing was booked
+
+
+DEEP = b"[" * 20_000 + b"]" * 20_000
+HUGE_NUMBER = b'{"quantity": ' + b"9" * 5000 + b"}"
+UNPARSEABLE = {"deep": DEEP, "huge-number": HUGE_NUMBER, "truncated": b'{"name": "x'}
+JSON_ROUTES = [
+    ("anon", "POST", "/api/v1/auth/register"),
+    ("anon", "POST", "/api/v1/auth/login"),
+    ("anon", "POST", "/api/v1/auth/refresh"),
+    ("anon", "POST", "/api/v1/auth/token"),
+    ("organizer", "POST", "/api/v1/events"),
+    ("organizer", "PATCH", "/api/v1/events/{event}"),
+    ("user", "POST", "/api/v1/bookings"),
+    ("user", "POST", "/api/v1/orders"),
+    ("admin", "POST", "/api/v1/partners"),
+]
+
+
+@pytest.mark.parametrize("body", UNPARSEABLE.values(), ids=UNPARSEABLE.keys())
+@pytest.mark.parametrize(("who", "method", "path"), JSON_ROUTES)
+async def test_an_unparseable_body_is_400_invalid_json_on_every_route(
+    sqlite_api: Api, who: str, method: str, path: str, body: bytes
+) -> None:
+    """One code for one fault: whatever the parser trips on (depth, a number no double holds,
+    a cut-off body), with or without an Idempotency-Key being fingerprinted."""
+    organizer = await sqlite_api.user("organizer")
+    event = await sqlite_api.event(organizer)
+    callers = {"anon": None, "organizer": organizer, "user": await sqlite_api.user()}
+    caller = callers.get(who) or await sqlite_api.user("admin")
+    headers = {"content-type": "application/json", "Idempotency-Key": "deep-1"}
+    if who != "anon":
+        headers |= caller.headers
+    r = await sqlite_api.client.request(
+        method, path.replace("{event}", event["id"]), content=body, headers=headers
+    )
+    assert r.status_code == 400, r.text
+    assert r.json()["code"] == "INVALID_JSON"
+
+
+@pytest.mark.parametrize("action", ["publish", "cancel", "complete"])
+async def test_a_deep_body_on_a_bodiless_route_with_a_key_is_not_a_500(
+    sqlite_api: Api, action: str
+) -> None:
+    """The Idempotency-Key fingerprint reads the body of routes that take none."""
+    organizer = await sqlite_api.user("organizer")
+    event = await sqlite_api.event(organizer, publish=action != "publish")
+    r = await sqlite_api.client.post(
+        f"/api/v1/events/{event['id']}/{action}",
+        content=DEEP,
+        headers=organizer.headers | {"content-type": "application/json", "Idempotency-Key": "k"},
+    )
+    assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("multipart/form-data", b"no boundary"),
+        ("multipart/form-data; boundary=xyz", b"--xyz\r\nbroken"),
+        ("application/x-www-form-urlencoded", b"grant_type=" + b"%5B" * 20_000),
+    ],
+)
+async def test_a_broken_token_form_is_422_not_http_error(
+    sqlite_api: Api, content_type: str, body: bytes
+) -> None:
+    r = await sqlite_api.client.post(
+        "/api/v1/auth/token", content=body, headers={"content-type": content_type}
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["code"] == "VALIDATION_ERROR"
