@@ -18,6 +18,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from core import openapi
 from core.broadcast import Broadcast
 from core.cache import Cache, Memo
 from core.config import Settings, load_settings
@@ -129,7 +130,10 @@ def _operations_router() -> APIRouter:
     async def health() -> dict[str, str]:
         return {"status": "ok", "timestamp": datetime.now(UTC).isoformat()}
 
-    @router.get("/ready")
+    @router.get(
+        "/ready",
+        responses={503: {"description": "A component is down: the same body, `unavailable`"}},
+    )
     async def ready(ctx: Context) -> JSONResponse:
         components: dict[str, Any] = {}
         for name, kind, check in (
@@ -169,6 +173,7 @@ def create_app(settings: Settings | None = None, features: Sequence[Feature] = (
     app.state.settings = settings
     app.state.features = features
     install_error_handlers(app)
+    openapi.install(app)
     app.include_router(_operations_router())
     api = APIRouter(prefix="/api/v1", dependencies=[Depends(rate_limit)])
     for feature in features:

@@ -12,6 +12,7 @@ from core.broadcast import Broadcast
 from core.cache import Cache, Memo
 from core.config import Settings
 from core.errors import AppError, Forbidden, Unauthorized
+from core.openapi import authenticates
 from core.outbox import Relay
 from core.ratelimit import RateLimiter
 from core.security import Principal, TokenService
@@ -71,10 +72,12 @@ def resolve_principal(request: Request, ctx: AppContext) -> Principal | None:
     return principal
 
 
+@authenticates("optional")
 async def optional_principal(request: Request, ctx: Context) -> Principal | None:
     return resolve_principal(request, ctx)
 
 
+@authenticates("required")
 async def current_principal(
     principal: Annotated[Principal | None, Depends(optional_principal)],
 ) -> Principal:

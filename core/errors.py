@@ -114,13 +114,22 @@ async def _on_app_error(_: Request, exc: Exception) -> JSONResponse:
     return app_error_response(exc)
 
 
-async def _on_validation(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
+class InvalidJson(AppError):
+    status_code, code, message = 400, "INVALID_JSON", "The request body is not valid JSON"
+
+
+def validation_error(exc: RequestValidationError) -> AppError:
+    """FastAPI's validation failure as our error (422, one entry per field)."""
     raw = exc.errors()
     if any(err.get("type") == "json_invalid" for err in raw):
-        return envelope(400, "INVALID_JSON", "The request body is not valid JSON")
+        return InvalidJson()
     errors = [{"field": _field(err.get("loc", ())), "message": str(err.get("msg"))} for err in raw]
-    return envelope(422, "VALIDATION_ERROR", "The request is not valid", errors)
+    return ValidationFailed(errors=errors)
+
+
+async def _on_validation(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return app_error_response(validation_error(exc))
 
 
 def allowed_methods(request: Request) -> str:
@@ -153,10 +162,15 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     return envelope(exc.status_code, code, message, headers=headers)
 
 
+class StorageBusyError(AppError):
+    status_code, code, message = 503, "STORAGE_BUSY", "The database is busy; retry shortly"
+
+    def __init__(self) -> None:
+        super().__init__(headers={"Retry-After": "1"})
+
+
 async def _on_storage_busy(_: Request, exc: Exception) -> JSONResponse:
-    return envelope(
-        503, "STORAGE_BUSY", "The database is busy; retry shortly", headers={"Retry-After": "1"}
-    )
+    return app_error_response(StorageBusyError())
 
 
 async def _on_unhandled(_: Request, exc: Exception) -> JSONResponse:

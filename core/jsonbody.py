@@ -11,11 +11,9 @@ from typing import Any
 
 import orjson
 
-from core.errors import AppError
+from core.errors import InvalidJson
 
-
-class InvalidJson(AppError):
-    status_code, code, message = 400, "INVALID_JSON", "The request body is not valid JSON"
+__all__ = ["InvalidJson", "is_json", "parse_json"]
 
 
 def parse_json(raw: bytes) -> Any:

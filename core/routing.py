@@ -1,5 +1,6 @@
 """The route class every router uses: one guarded JSON parser, AppErrors rendered by the
-route, and the Idempotency-Key guard for routes declared with `core.idempotency.idempotent()`.
+route, the Idempotency-Key guard for routes declared with `core.idempotency.idempotent()`, and
+the route's error responses and security in the OpenAPI document (see core/openapi.py).
 """
 
 from __future__ import annotations
@@ -8,19 +9,66 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
+from fastapi.utils import create_model_field
+from pydantic import BaseModel
 
+from core import openapi
 from core.deps import AppContext, caller_scope, resolve_principal
-from core.errors import AppError, NotFound, Unauthorized, ValidationFailed, app_error_response
+from core.errors import (
+    AppError,
+    NotFound,
+    StorageBusyError,
+    Unauthorized,
+    ValidationFailed,
+    app_error_response,
+    validation_error,
+)
 from core.idempotency import EXTENSION, IdempotentRequest, Mode, open_request
 from core.inputs import CONTROL_MESSAGE, has_control
 from core.jsonbody import is_json, parse_json
+from core.storage.port import StorageBusy
 
 
 class ApiRoute(APIRoute):
     """Subclasses change `render_error` to answer in another contract's error format; the
     guard stores what `render_error` produced, so a replay is byte-for-byte the first answer.
+    `error_model` is that format, for the OpenAPI document.
     """
+
+    error_model: type[BaseModel] = openapi.ErrorEnvelope
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        self._declare_errors()
+
+    def _declare_errors(self) -> None:
+        """Add every error status this route can answer (explicit `responses` win), and its
+        security requirement, to what FastAPI documents."""
+        extra = self.openapi_extra or {}
+        statuses = openapi.error_statuses(
+            methods=set(self.methods or ()),
+            dependant=self.dependant,
+            has_body=self.body_field is not None or "requestBody" in extra,
+            idempotency=extra.get(EXTENSION),
+        )
+        declared = openapi.error_responses(statuses, self.error_model, envelope_statuses={413})
+        for status, response in declared.items():
+            if status in self.responses or str(status) in self.responses:
+                continue
+            self.responses[status] = response
+            self.response_fields[status] = create_model_field(
+                name=f"Response_{status}_{self.unique_id}",
+                type_=response["model"],
+                mode="serialization",
+            )
+        mode = openapi.auth_mode(self.dependant)
+        if mode is not None and "security" not in extra:
+            security = list(openapi.REQUIRED_SECURITY)
+            self.openapi_extra = extra | {
+                "security": security + ([{}] if mode == "optional" else [])
+            }
 
     def render_error(self, exc: AppError) -> Response:
         return app_error_response(exc)
@@ -42,6 +90,10 @@ class ApiRoute(APIRoute):
                 return await guard.run(lambda: inner(request), self.render_error)
             except AppError as exc:
                 return self.render_error(exc)
+            except RequestValidationError as exc:
+                return self.render_error(validation_error(exc))
+            except StorageBusy:
+                return self.render_error(StorageBusyError())
 
         return handle
 

@@ -10,6 +10,7 @@ from starlette.exceptions import HTTPException
 from core.deps import Context, CurrentPrincipal, client_ip, require_role
 from core.errors import AppError, ValidationFailed
 from core.jsonbody import parse_json
+from core.openapi import declare
 from core.routing import ApiRoute
 from core.schemas import Envelope, ok
 from core.security import Principal, TokenPair
@@ -48,7 +49,7 @@ async def register(body: RegisterIn, auth: Auth) -> JSONResponse:
     return ok(out, status=201)
 
 
-@router.post("/auth/login", response_model=Envelope[TokenPairOut])
+@router.post("/auth/login", response_model=Envelope[TokenPairOut], responses=declare(401))
 async def login(body: LoginIn, request: Request, auth: Auth, ctx: Context) -> JSONResponse:
     limiter = ctx.limiter
     await limiter.hit(limiter.login_ip, "login-ip", client_ip(request))
@@ -56,7 +57,7 @@ async def login(body: LoginIn, request: Request, auth: Auth, ctx: Context) -> JS
     return ok(_pair(await auth.login(body.email, body.password)))
 
 
-@router.post("/auth/refresh", response_model=Envelope[TokenPairOut])
+@router.post("/auth/refresh", response_model=Envelope[TokenPairOut], responses=declare(401))
 async def refresh(body: RefreshIn, auth: Auth) -> JSONResponse:
     return ok(_pair(await auth.refresh(body.refresh_token)))
 
@@ -105,6 +106,7 @@ async def _credentials(request: Request) -> ClientCredentialsIn:
 @router.post(
     "/auth/token",
     response_model=ClientTokenOut,
+    responses=declare(401),
     openapi_extra={
         "requestBody": {
             "content": {

@@ -6,10 +6,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from core.deps import Context, resolve_principal
 from core.errors import AppError, Forbidden, Unauthorized
 from core.idempotency import IdempotentRequest, idempotent
+from core.openapi import authenticates, request_body
 from core.routing import ApiRoute, current_guard, with_and_without_slash
 from core.security import Principal
 from modules.reservations.schemas import (
@@ -17,12 +19,19 @@ from modules.reservations.schemas import (
     ReservationIn,
     ReservationListItem,
     ReservationOut,
+    ReservationRequest,
 )
 from modules.reservations.service import ReservationService
 
 
+class ContractError(BaseModel):
+    error: str
+
+
 class ContractRoute(ApiRoute):
     """Errors in the contract's own shape: `{"error": "…"}` with the status."""
+
+    error_model = ContractError
 
     def render_error(self, exc: AppError) -> Response:
         return JSONResponse(
@@ -37,6 +46,7 @@ async def reservation_service(ctx: Context) -> ReservationService:
     return ReservationService(ctx)
 
 
+@authenticates("required")
 async def partner_caller(request: Request, ctx: Context) -> Principal | None:
     """The partner behind the bearer token; None in anonymous mode (no token sent)."""
     anonymous = ctx.settings.ticketboss_anonymous_partners
@@ -74,7 +84,7 @@ Guard = Annotated[IdempotentRequest, Depends(_guard)]
     "/reservations",
     status_code=201,
     response_model=ReservationOut,
-    openapi_extra=idempotent(),
+    openapi_extra={**idempotent(), "requestBody": request_body(ReservationRequest)},
 )
 async def reserve(
     request: Request, partner: Partner, reservations: Reservations, guard: Guard

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from core.errors import AppError
 from core.inputs import has_control
@@ -42,6 +42,17 @@ class ReservationIn(BaseModel):
         if isinstance(seats, bool) or not isinstance(seats, int) or not 1 <= seats <= MAX_QUANTITY:
             raise ReservationInvalid(SEATS_MESSAGE)
         return cls(partner_id=partner_id, seats=seats)
+
+
+class ReservationRequest(BaseModel):
+    """The body of POST /reservations, for the OpenAPI document (`ReservationIn.parse` checks it)."""
+
+    partnerId: str = Field(
+        min_length=1,
+        max_length=50,
+        description="The partner's own id (with a partner token: that partner's id)",
+    )
+    seats: int = Field(ge=1, le=MAX_QUANTITY, strict=True)
 
 
 class ReservationOut(BaseModel):

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from core.deps import Context, resolve_principal
 from core.errors import AppError, Unauthorized
 from core.idempotency import IdempotentRequest, idempotent
+from core.openapi import authenticates, request_body
 from core.routing import ApiRoute, current_guard, with_and_without_slash
 from core.security import Principal
 from core.storage.records import Booking, utcnow
@@ -29,7 +30,6 @@ from modules.tickets.schemas import (
     checked_user_id,
     parse_book,
     parse_cancel,
-    request_body,
 )
 from modules.tickets.service import TicketBookingNotFound, TicketService
 
@@ -60,7 +60,7 @@ class TicketsRoute(ApiRoute):
     """Errors in the contract's shape. Invalid input is its 400 VALIDATION_ERROR, whichever
     layer found it (an unparseable body included)."""
 
-    error_schema = "TicketsError"
+    error_model = TicketsError
 
     def render_error(self, exc: AppError) -> Response:
         status, code, message = exc.status_code, exc.code, exc.message
@@ -98,6 +98,7 @@ async def ticket_service(ctx: Context) -> TicketService:
     return TicketService(ctx)
 
 
+@authenticates("required")
 async def tickets_caller(request: Request, ctx: Context) -> Principal | None:
     """The caller behind the bearer token (user or partner); None in anonymous mode when no
     token was sent. A token that is sent must be valid, in every mode."""

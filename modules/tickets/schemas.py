@@ -165,11 +165,3 @@ class TicketsError(BaseModel):
     code: str = Field(description="Stable, UPPER_SNAKE: clients branch on it")
     message: str
     errors: list[ErrorItem]
-
-
-def request_body(model: type[BaseModel]) -> dict[str, Any]:
-    """The `requestBody` of a route whose body is parsed by hand."""
-    return {
-        "required": True,
-        "content": {"application/json": {"schema": model.model_json_schema()}},
-    }
