@@ -1,0 +1,104 @@
+"""Schemathesis against the real server on SQLite (issue 14): every operation of /openapi.json,
+valid and invalid inputs, as a user and as an admin. No input may reach a 500, and every answer
+must be one the document declares, in the declared schema, content type and headers.
+
+Bounded and repeatable: a fixed number of examples per operation, derandomized (the same inputs
+on every run), no deadline. `pytest -m fuzz` selects it; `-m "not fuzz"` leaves it out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis.errors import Unsatisfiable
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from modules.api import create_api
+from tests.support.api import make_settings
+from tests.support.races import account
+from tests.support.server import Server
+
+pytestmark = [pytest.mark.fuzz, pytest.mark.sqlite]
+EXAMPLES = 25
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    response_headers_conformance,
+]
+FUZZ_SETTINGS = settings(
+    max_examples=EXAMPLES,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=list(HealthCheck),
+)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    url = f"sqlite:///{tmp_path_factory.mktemp('fuzz') / 'fuzz.db'}"
+    with Server(url, workers=1) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def tokens(server: Server) -> dict[str, str]:
+    database_url = server.env["DATABASE_URL"]
+
+    async def make() -> dict[str, str]:
+        async with httpx.AsyncClient(base_url=server.base_url) as http:
+            user = await account(http, database_url)
+            admin = await account(http, database_url, "admin")
+            return {"user": user.authorization, "admin": admin.authorization}
+
+    return asyncio.run(make())
+
+
+def _operations() -> list[schemathesis.APIOperation]:
+    """Every operation of the document, read from the app itself (the document is static)."""
+    app = create_api(make_settings("sqlite:///:memory:"))
+    document = schemathesis.openapi.from_dict(app.openapi())
+    return [result.ok() for result in document.get_all_operations()]  # type: ignore[union-attr]
+
+
+OPERATIONS = _operations()
+
+
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=str)
+@pytest.mark.parametrize("role", ["user", "admin"])
+@pytest.mark.parametrize("operation", OPERATIONS, ids=lambda op: op.label)
+def test_no_input_breaks_the_contract(
+    server: Server,
+    tokens: dict[str, str],
+    operation: schemathesis.APIOperation,
+    role: str,
+    mode: GenerationMode,
+) -> None:
+    headers = {"Authorization": tokens[role]}
+
+    @FUZZ_SETTINGS
+    @given(case=operation.as_strategy(generation_mode=mode))
+    def run(case: schemathesis.Case) -> None:
+        case.call_and_validate(base_url=server.base_url, headers=headers, checks=CHECKS)
+
+    try:
+        run()
+    except Unsatisfiable:
+        if mode is GenerationMode.POSITIVE:
+            raise
+        pytest.skip("nothing in this operation can be made invalid")
