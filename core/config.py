@@ -69,7 +69,8 @@ class Settings(BaseSettings):
     rate_limit_anonymous: str = "120/minute"
     rate_limit_authenticated: str = "600/minute"
     rate_limit_login_ip: str = "20/minute"
-    rate_limit_login_account: str = "5/minute"
+    rate_limit_login_account: str = "50/minute"
+    rate_limit_login_account_ip: str = "5/minute"
 
     ticketboss_anonymous_partners: bool = False
     ticketboss_event_id: str = "node-meetup-2025"

@@ -34,6 +34,42 @@ class RateLimiter:
         self.authenticated = parse(settings.rate_limit_authenticated)
         self.login_ip = parse(settings.rate_limit_login_ip)
         self.login_account = parse(settings.rate_limit_login_account)
+        self.login_account_ip = parse(settings.rate_limit_login_account_ip)
+
+    async def before_login(self, kind: str, account: str, ip: str) -> None:
+        """Throttle a password check (`kind`: login, token) before it runs.
+
+        Only failures count against an account, and an attacker who does not know the password
+        must not keep its owner out: failures are limited tightly per (account, address), and
+        per account only loosely, refusing then just the addresses that have been failing.
+        """
+        await self.hit(self.login_ip, f"{kind}-ip", ip)
+        if not self.enabled:
+            return
+        pair = (f"{kind}-fail", account, ip)
+        everywhere = (f"{kind}-fail-account", account)
+        try:
+            reset_at, pair_left = await self.limiter.get_window_stats(self.login_account_ip, *pair)
+            if pair_left <= 0:
+                raise self._refusal(self.login_account_ip, reset_at, pair_left)
+            failing_here = pair_left < self.login_account_ip.amount
+            if failing_here and not await self.limiter.test(self.login_account, *everywhere):
+                reset_at, left = await self.limiter.get_window_stats(
+                    self.login_account, *everywhere
+                )
+                raise self._refusal(self.login_account, reset_at, left)
+        except (RedisError, OSError) as exc:
+            self.cache.degraded("rate_limit", exc)
+
+    async def login_failed(self, kind: str, account: str, ip: str) -> None:
+        """Count a wrong password against the (account, address) pair and the account."""
+        if not self.enabled:
+            return
+        try:
+            await self.limiter.hit(self.login_account_ip, f"{kind}-fail", account, ip)
+            await self.limiter.hit(self.login_account, f"{kind}-fail-account", account)
+        except (RedisError, OSError) as exc:
+            self.cache.degraded("rate_limit", exc)
 
     async def hit(self, item: RateLimitItem, *identifiers: str) -> None:
         """Count one request against `item`; raise RateLimited (429) when it is over."""
@@ -47,8 +83,12 @@ class RateLimiter:
         except (RedisError, OSError) as exc:
             self.cache.degraded("rate_limit", exc)
             return
+        raise self._refusal(item, reset_at, remaining)
+
+    @staticmethod
+    def _refusal(item: RateLimitItem, reset_at: float, remaining: int) -> RateLimited:
         retry_after = max(1, math.ceil(reset_at - time.time()))
-        raise RateLimited(
+        return RateLimited(
             "Too many requests; slow down",
             headers={
                 "Retry-After": str(retry_after),

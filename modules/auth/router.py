@@ -8,7 +8,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
 from core.deps import Context, CurrentPrincipal, client_ip, require_role
-from core.errors import AppError, ValidationFailed
+from core.errors import AppError, InvalidCredentials, ValidationFailed
 from core.jsonbody import parse_json
 from core.openapi import declare
 from core.routing import ApiRoute
@@ -29,6 +29,7 @@ from modules.auth.schemas import (
     TokenPairOut,
     UserOut,
 )
+from modules.auth.service import InvalidClient
 
 router = APIRouter(tags=["auth"], route_class=ApiRoute)
 UserOnly = Annotated[Principal, Depends(require_role("user", "organizer", "admin"))]
@@ -51,10 +52,14 @@ async def register(body: RegisterIn, auth: Auth) -> JSONResponse:
 
 @router.post("/auth/login", response_model=Envelope[TokenPairOut], responses=declare(401))
 async def login(body: LoginIn, request: Request, auth: Auth, ctx: Context) -> JSONResponse:
-    limiter = ctx.limiter
-    await limiter.hit(limiter.login_ip, "login-ip", client_ip(request))
-    await limiter.hit(limiter.login_account, "login-account", body.email.lower())
-    return ok(_pair(await auth.login(body.email, body.password)))
+    ip, account = client_ip(request), body.email.lower()
+    await ctx.limiter.before_login("login", account, ip)
+    try:
+        tokens = await auth.login(body.email, body.password)
+    except InvalidCredentials:
+        await ctx.limiter.login_failed("login", account, ip)
+        raise
+    return ok(_pair(tokens))
 
 
 @router.post("/auth/refresh", response_model=Envelope[TokenPairOut], responses=declare(401))
@@ -123,10 +128,13 @@ async def client_token(request: Request, auth: Auth, ctx: Context) -> JSONRespon
     body = await _credentials(request)
     if body.grant_type != "client_credentials":
         raise UnsupportedGrant(extra={"error": "unsupported_grant_type"})
-    limiter = ctx.limiter
-    await limiter.hit(limiter.login_ip, "token-ip", client_ip(request))
-    await limiter.hit(limiter.login_account, "token-client", body.client_id)
-    token = await auth.client_credentials(body.client_id, body.client_secret)
+    ip = client_ip(request)
+    await ctx.limiter.before_login("token", body.client_id, ip)
+    try:
+        token = await auth.client_credentials(body.client_id, body.client_secret)
+    except InvalidClient:
+        await ctx.limiter.login_failed("token", body.client_id, ip)
+        raise
     out = ClientTokenOut(access_token=token, expires_in=ctx.tokens.access_ttl)
     return JSONResponse(out.model_dump(), headers={"Cache-Control": "no-store"})
 

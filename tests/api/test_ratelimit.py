@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
+import httpx
 import pytest
 
 from tests.support.api import Api, make_settings, running_api
@@ -19,6 +21,7 @@ async def limited(sqlite_url: str, cache_url: str | None) -> AsyncIterator[Api]:
         rate_limit_authenticated="1000/minute",
         rate_limit_login_ip="4/minute",
         rate_limit_login_account="2/minute",
+        rate_limit_login_account_ip="2/minute",
     )
     async with running_api(settings) as api:
         if cache_url:
@@ -55,3 +58,39 @@ async def test_login_is_limited_per_account_and_per_ip(limited: Api) -> None:
         for i in range(2)
     ]
     assert other == [401, 429]  # per IP: 4/minute counts every attempt from this address
+
+
+@asynccontextmanager
+async def from_address(api: Api, ip: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the same app whose requests come from `ip`."""
+    app = api.client._transport.app  # type: ignore[attr-defined]
+    transport = httpx.ASGITransport(app=app, client=(ip, 40000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield client
+
+
+async def test_failed_logins_from_anywhere_do_not_lock_the_owner_out(limited: Api) -> None:
+    """Issue 14: five wrong passwords a minute from any IPs made the owner's correct one 429."""
+    owner = await limited.user()
+    wrong = {"email": owner.email, "password": "not the password"}
+    right = {"email": owner.email, "password": owner.password}
+    for i in range(6):  # well past the per-account limit (2/minute), from six addresses
+        async with from_address(limited, f"198.51.100.{i}") as attacker:
+            r = await attacker.post("/api/v1/auth/login", json=wrong)
+            assert r.status_code == 401, r.text
+    async with from_address(limited, "192.0.2.50") as home:
+        r = await home.post("/api/v1/auth/login", json=right)
+        assert r.status_code == 200, r.text
+    async with from_address(limited, "198.51.100.0") as attacker:  # it has been failing
+        r = await attacker.post("/api/v1/auth/login", json=right)
+        assert r.status_code == 429 and r.json()["code"] == "RATE_LIMITED"
+
+
+async def test_failures_from_one_address_are_throttled_tightly(limited: Api) -> None:
+    owner = await limited.user()
+    wrong = {"email": owner.email, "password": "not the password"}
+    async with from_address(limited, "198.51.100.77") as attacker:
+        codes = [
+            (await attacker.post("/api/v1/auth/login", json=wrong)).status_code for _ in range(3)
+        ]
+    assert codes == [401, 401, 429]
