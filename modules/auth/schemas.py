@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import re
+import unicodedata
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, EmailStr, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, EmailStr, Field, field_validator
 
 from core.schemas import CamelModel, CleanModel, InputModel
 from core.storage.records import Partner, User
@@ -12,8 +14,31 @@ from modules.auth.common_passwords import COMMON_PASSWORDS
 MIN_PASSWORD_LENGTH = 10
 
 
+def _nfkc(value: object) -> object:
+    """Fullwidth and other compatibility forms become their plain letters (ａ → a), so that a
+    look-alike spelling is the same address, not a second account."""
+    return unicodedata.normalize("NFKC", value) if isinstance(value, str) else value
+
+
+def _script(char: str) -> str:
+    return unicodedata.name(char, "UNKNOWN").split(" ", 1)[0]
+
+
+def _one_script(value: str) -> str:
+    """Refuse an address with a part whose letters mix scripts (a Cyrillic а among Latin
+    letters): it is meant to look like someone else's. Each part (the local part, each domain
+    label) may have its own script."""
+    for part in re.split(r"[@.]", value):
+        if len({_script(c) for c in part if c.isalpha()}) > 1:
+            raise ValueError("the address mixes letters of different scripts")
+    return value
+
+
+Email = Annotated[EmailStr, BeforeValidator(_nfkc), AfterValidator(_one_script)]
+
+
 class RegisterIn(InputModel):
-    email: EmailStr
+    email: Email
     password: str = Field(min_length=MIN_PASSWORD_LENGTH, max_length=128)
     name: str = Field(min_length=1, max_length=100)
 
@@ -33,7 +58,7 @@ class RegisterIn(InputModel):
 
 
 class LoginIn(InputModel):
-    email: EmailStr
+    email: Email
     password: str = Field(min_length=1, max_length=128)
 
 

@@ -383,3 +383,38 @@ async def test_key_rotation_by_kid(sqlite_url: str) -> None:
 
     with pytest.raises(InvalidToken):
         retired.principal(token)
+
+
+def _fullwidth(text: str) -> str:
+    return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in text)
+
+
+@pytest.mark.parametrize("part", ["local", "upper-local", "domain"])
+async def test_a_fullwidth_spelling_is_the_same_account(sqlite_api: Api, part: str) -> None:
+    """Issue 14: NFKC makes compatibility forms (ａ, Ａ) their plain letters."""
+    local = f"ada{uuid.uuid4().hex[:6]}"
+    email = f"{local}@example.com"
+    twin = {
+        "local": f"{_fullwidth(local)}@example.com",
+        "upper-local": f"{_fullwidth(local.upper())}@example.com",
+        "domain": f"{local}@{_fullwidth('example')}.com",
+    }[part]
+    body = {"password": "correct horse battery", "name": "Ada"}
+    r = await sqlite_api.client.post("/api/v1/auth/register", json=body | {"email": email})
+    assert r.status_code == 201, r.text
+    r = await sqlite_api.client.post("/api/v1/auth/register", json=body | {"email": twin})
+    assert r.status_code == 409, r.text
+    r = await sqlite_api.client.post(
+        "/api/v1/auth/login", json={"email": twin, "password": body["password"]}
+    )
+    assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize("mixed", ["\u0430dmin@example.com", "admin@ex\u0430mple.com"])
+async def test_a_mixed_script_address_is_refused(sqlite_api: Api, mixed: str) -> None:
+    """A Cyrillic а among Latin letters: meant to look like someone else's address."""
+    r = await sqlite_api.client.post(
+        "/api/v1/auth/register",
+        json={"email": mixed, "password": "correct horse battery", "name": "Mallory"},
+    )
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "email", r.text
