@@ -76,7 +76,12 @@ def idempotent(*, required: bool = False) -> dict[str, Any]:
                 "in": "header",
                 "required": required,
                 "description": "Retries with the same key replay the first answer (24 h).",
-                "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                "schema": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 255,
+                    "pattern": KEY_PATTERN,
+                },
             }
         ],
     }

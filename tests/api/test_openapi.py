@@ -98,6 +98,7 @@ async def test_idempotency_key_and_hand_parsed_bodies_are_declared(spec: dict[st
     booking = paths["/api/v1/bookings"]["post"]
     key = next(p for p in booking["parameters"] if p["name"] == "Idempotency-Key")
     assert key["in"] == "header" and key["required"] is True
+    assert key["schema"]["pattern"] == r"^[\x20-\x7e]{1,255}$"  # what parse_key enforces
     reserve = paths["/reservations"]["post"]
     assert any(p["name"] == "Idempotency-Key" for p in reserve["parameters"])
     body = reserve["requestBody"]["content"]["application/json"]["schema"]
