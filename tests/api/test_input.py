@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -264,3 +265,25 @@ async def test_a_broken_token_form_is_422_not_http_error(
     )
     assert r.status_code == 422, r.text
     assert r.json()["code"] == "VALIDATION_ERROR"
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        _b64(b"o:99999999999999999999"),  # the 500 of issue 14: an offset no database takes
+        _b64(b"o:10001"),
+        _b64(b"o:-1"),
+        _b64(b"o:1e3"),
+        _b64(b"\xff\xfe"),
+        "%%%",
+        "A" * 200,
+    ],
+)
+async def test_a_malformed_or_out_of_range_search_cursor_is_400(api: Api, cursor: str) -> None:
+    r = await api.client.get("/api/v1/events", params={"q": "jazz", "cursor": cursor})
+    assert r.status_code == 400, r.text
+    assert r.json()["code"] == "INVALID_CURSOR"
