@@ -34,9 +34,9 @@ class ContractRoute(ApiRoute):
     error_model = ContractError
 
     def render_error(self, exc: AppError) -> Response:
-        return JSONResponse(
-            {"error": exc.message}, status_code=exc.status_code, headers=exc.headers
-        )
+        details = "; ".join(f"{e['field']}: {e['message']}" for e in exc.errors if "field" in e)
+        message = f"{exc.message} ({details})" if details else exc.message
+        return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
 
 
 router = APIRouter(tags=["reservations (partner contract)"], route_class=ContractRoute)
