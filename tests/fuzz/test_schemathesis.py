@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -32,6 +33,7 @@ from tests.support.server import Server
 
 pytestmark = pytest.mark.fuzz
 EXAMPLES = 15
+STATEFUL_EXAMPLES = 20
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -114,3 +116,33 @@ def test_no_input_breaks_the_contract(
         if mode is GenerationMode.POSITIVE:
             raise
         pytest.skip("nothing in this operation can be made invalid")
+
+
+@pytest.mark.parametrize("role", ["user", "admin"])
+def test_sequences_of_calls_follow_the_document(
+    server: Server, tokens: dict[str, str], role: str
+) -> None:
+    """Stateful: links (inferred from the document) feed one answer's ids into the next call,
+    so the run reaches real events, bookings and orders instead of only unknown ids."""
+    document = schemathesis.openapi.from_url(f"{server.base_url}/openapi.json")
+    # A real event's live stream never ends: a link to it would hold the run until its timeout.
+    document = document.exclude(path_regex="/stream$")
+    headers = {"Authorization": tokens[role]}
+
+    class Calls(document.as_state_machine()):  # type: ignore[misc]
+        def get_call_kwargs(self, case: schemathesis.Case) -> dict[str, Any]:
+            return {"headers": headers, "timeout": 30}
+
+        def validate_response(self, response: Any, case: schemathesis.Case, **_: Any) -> None:
+            case.validate_response(response, checks=CHECKS)
+
+    Calls.run(
+        settings=settings(
+            max_examples=STATEFUL_EXAMPLES,
+            stateful_step_count=6,
+            derandomize=True,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+    )
