@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from asyncpg.exceptions import PostgresError
-from sqlalchemy import ColumnElement, Connection, Row, and_, or_
+from sqlalchemy import ColumnElement, Connection, Row, and_, exists, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -79,6 +79,12 @@ def active_at(now: datetime) -> ColumnElement[bool]:
     """The active-booking rule: confirmed, or pending and not yet expired."""
     b = t.bookings
     return or_(b.c.status == "confirmed", and_(b.c.status == "pending", b.c.expires_at > now))
+
+
+def before_start(event_id: ColumnElement[str], now: datetime) -> ColumnElement[bool]:
+    """The sale rule a confirmation obeys too: the event of `event_id` has not started."""
+    e = t.events
+    return exists().where(e.c.id == event_id, e.c.starts_at > now)
 
 
 def holds_seats() -> ColumnElement[bool]:
@@ -158,6 +164,14 @@ class SQLBase:
         """The first row a read (or a single autocommit statement) returns."""
         async with self.engines.reader.connect() as conn:
             return (await conn.execute(stmt)).first()
+
+    async def started(self, event_id: str, now: datetime) -> bool:
+        """Whether the event has started (sales, confirmations included, are over)."""
+        e = t.events
+        return (
+            await self.first(select(e.c.id).where(e.c.id == event_id, e.c.starts_at <= now))
+            is not None
+        )
 
     async def rows(self, stmt: Any) -> Sequence[Row[Any]]:
         async with self.engines.reader.connect() as conn:
