@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.logging import get_logger
-from core.storage.port import StorageBusy
+from core.storage.port import StorageBusy, StorageUnavailable
 
 log = get_logger(__name__)
 
@@ -139,6 +139,16 @@ async def _on_storage_busy(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _on_storage_unavailable(_: Request, exc: Exception) -> JSONResponse:
+    log.warning("storage_unavailable", reason=str(exc))
+    return envelope(
+        503,
+        "STORAGE_UNAVAILABLE",
+        "The database connection failed; retry shortly (with the same Idempotency-Key)",
+        headers={"Retry-After": "1"},
+    )
+
+
 async def _on_unhandled(_: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled_error", exc_info=exc)
     return envelope(500, "INTERNAL_ERROR", "Something went wrong on our side")
@@ -149,4 +159,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(StorageBusy, _on_storage_busy)
+    app.add_exception_handler(StorageUnavailable, _on_storage_unavailable)
     app.add_exception_handler(Exception, _on_unhandled)

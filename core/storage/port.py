@@ -57,6 +57,11 @@ class StorageBusy(StorageError):
     """Conflicts persisted through every retry; the caller may try again shortly."""
 
 
+class StorageUnavailable(StorageError):
+    """The database could not be reached, or the connection broke under a write whose commit
+    may or may not have happened; the caller may try again (with the same Idempotency-Key)."""
+
+
 class Missing(StorageError):
     """The record to change does not exist (or is not the given owner's)."""
 

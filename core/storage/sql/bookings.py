@@ -122,8 +122,7 @@ class SQLBookings(SQLReserving):
 
     async def recount(self, now: datetime, *, fix: bool) -> list[Drift]:
         if not fix:
-            async with self.snapshot() as conn:
-                return await _drifts(conn)
+            return await self.read(_drifts, snapshot=True)
         await self.release_expired(now)
 
         async def repair(conn: AsyncConnection) -> list[Drift]:

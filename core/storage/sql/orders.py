@@ -8,6 +8,7 @@ writes the order, its bookings and their change records. Any refusal rolls all o
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -221,14 +222,16 @@ class SQLOrders(SQLBase):
 
     async def _with_bookings(self, stmt: Any) -> list[Order]:
         b = t.bookings
-        async with self.engines.reader.connect() as conn:
+
+        async def fetch(conn: AsyncConnection) -> tuple[Sequence[Row[Any]], Sequence[Row[Any]]]:
             orders = (await conn.execute(stmt)).all()
             ids = [r.id for r in orders]
-            rows = (
-                (await conn.execute(select(b).where(b.c.order_id.in_(ids)).order_by(b.c.id))).all()
-                if ids
-                else []
-            )
+            if not ids:
+                return orders, []
+            query = select(b).where(b.c.order_id.in_(ids)).order_by(b.c.id)
+            return orders, (await conn.execute(query)).all()
+
+        orders, rows = await self.read(fetch)
         bookings: dict[str, list[Booking]] = defaultdict(list)
         for r in rows:
             bookings[r.order_id].append(from_fields(Booking, r._mapping))
