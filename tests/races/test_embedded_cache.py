@@ -119,6 +119,9 @@ async def test_reads_on_every_worker_are_fresh(
 async def test_one_booking_for_one_key_across_workers(
     server: Server, clients: list[httpx.AsyncClient]
 ) -> None:
+    """50 concurrent requests with one key: one booking; the others wait their turn (409
+    IDEMPOTENCY_REQUEST_IN_PROGRESS) or replay it. (The storage's unique key is the backstop
+    that keeps this true even with a cache per worker; the shared claim keeps it cheap.)"""
     http = clients[0]
     organizer = await account(http, server.env["DATABASE_URL"], "organizer")
     buyer: Account = await account(http, server.env["DATABASE_URL"])
