@@ -59,7 +59,7 @@ async def open_guard(request: Request, *, required: bool) -> IdempotentRequest:
     """The request's guard. A route that requires a key is for authenticated callers, whose
     keys are theirs: without a token it answers 401 before asking for the key."""
     ctx: AppContext = request.app.state.ctx
-    if required and resolve_principal(request, ctx) is None:
+    if required and await resolve_principal(request, ctx) is None:
         raise Unauthorized()
     return await open_request(
         request,

@@ -235,7 +235,8 @@ class BookingStore(Protocol):
         """
 
     async def confirm(self, booking_id: str, owner_id: str, now: datetime, actor: Actor) -> Booking:
-        """pending → confirmed; Missing (absent or not the owner's), BookingExpired, NotPending."""
+        """pending → confirmed; Missing (absent or not the owner's), BookingExpired, NotPending,
+        NotOnSale (the event has started: a confirmation is a sale, checked in the same step)."""
 
     async def cancel(
         self, booking_id: str, owner_id: str | None, now: datetime, actor: Actor

@@ -135,12 +135,17 @@ def order_refusal(request: OrderRequest, tiers: Mapping[str, Tier | None]) -> Re
     return ItemsShort(short) if short else None
 
 
-def not_confirmed(current: Booking | Order | None, owner_id: str) -> StorageError:
-    """Why a confirm changed nothing, from a fresh read of its booking or order."""
+def not_confirmed(
+    current: Booking | Order | None, owner_id: str, *, started: bool = False
+) -> StorageError:
+    """Why a confirm changed nothing, from a fresh read of its booking or order (`started`:
+    whether its event has started, which ends every sale, confirmations included)."""
     if current is None or current.owner_id != owner_id:
         return Missing()
     if isinstance(current, Booking) and current.order_id is not None:
         return InOrder(current.order_id)
+    if current.status == "pending" and started:
+        return NotOnSale()
     if current.status in ("pending", "expired"):
         return BookingExpired()  # a pending one is past its expiry, not yet swept
     return NotPending(current.status)

@@ -13,7 +13,7 @@ from typing import Any
 
 from asyncpg.exceptions import InterfaceError as AsyncpgInterfaceError
 from asyncpg.exceptions import InternalClientError, PostgresConnectionError, PostgresError
-from sqlalchemy import ColumnElement, Connection, Row, and_, or_
+from sqlalchemy import ColumnElement, Connection, Row, and_, exists, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -108,6 +108,12 @@ def active_at(now: datetime) -> ColumnElement[bool]:
     """The active-booking rule: confirmed, or pending and not yet expired."""
     b = t.bookings
     return or_(b.c.status == "confirmed", and_(b.c.status == "pending", b.c.expires_at > now))
+
+
+def before_start(event_id: ColumnElement[str], now: datetime) -> ColumnElement[bool]:
+    """The sale rule a confirmation obeys too: the event of `event_id` has not started."""
+    e = t.events
+    return exists().where(e.c.id == event_id, e.c.starts_at > now)
 
 
 def holds_seats() -> ColumnElement[bool]:
@@ -218,6 +224,14 @@ class SQLBase:
     async def first(self, stmt: Any) -> Row[Any] | None:
         """The first row a read (or a single autocommit statement) returns."""
         return await self.read(lambda conn: first(conn, stmt))
+
+    async def started(self, event_id: str, now: datetime) -> bool:
+        """Whether the event has started (sales, confirmations included, are over)."""
+        e = t.events
+        return (
+            await self.first(select(e.c.id).where(e.c.id == event_id, e.c.starts_at <= now))
+            is not None
+        )
 
     async def rows(self, stmt: Any) -> Sequence[Row[Any]]:
         async def fetch(conn: AsyncConnection) -> Sequence[Row[Any]]:

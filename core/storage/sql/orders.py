@@ -28,7 +28,7 @@ from core.storage.records import (
     from_fields,
 )
 from core.storage.sql import schema as t
-from core.storage.sql.base import SQLBase, first
+from core.storage.sql.base import SQLBase, before_start, first
 from core.storage.sql.changes import record
 from core.storage.sql.reserve import count_buyer_within_limits, count_buyers
 from core.storage.sql.seats import give_back, release_expired
@@ -110,6 +110,7 @@ class SQLOrders(SQLBase):
                     o.c.owner_id == owner_id,
                     o.c.status == "pending",
                     o.c.expires_at > now,
+                    before_start(o.c.event_id, now),
                 )
                 .values(
                     status="confirmed", expires_at=None, version=o.c.version + 1, updated_at=now
@@ -143,7 +144,9 @@ class SQLOrders(SQLBase):
 
         if await self.tx(work) is not None:
             return await self._must_get(order_id)
-        raise rules.not_confirmed(await self.get(order_id), owner_id)
+        current = await self.get(order_id)
+        started = current is not None and await self.started(current.event_id, now)
+        raise rules.not_confirmed(current, owner_id, started=started)
 
     async def cancel(
         self, order_id: str, owner_id: str | None, now: datetime, actor: Actor
