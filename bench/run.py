@@ -1,14 +1,21 @@
 """Benchmark the booking path against a trivial endpoint, on PostgreSQL and SQLite.
 
-    uv run --group bench python bench/run.py [--duration 10] [--workers 2] [--backends postgresql,sqlite]
+    uv run --group bench python bench/run.py [--duration 10] [--workers 2] [--rounds 2]
+        [--backends postgresql,sqlite] [--baseline fb8df8b]
 
 Starts the real server (uvicorn, rate limits off, Redis on) per backend, creates users and one
-hot event, drives wrk at 1/16/64/256 connections against GET /health (the ceiling) and
-POST /api/v1/bookings (a fresh Idempotency-Key and a bearer token per request), checks every run
-(reconcile finds no drift, sales never exceed capacity), runs a sell-out, and writes
-bench/results/{results.json,results.md,latency.png}. On PostgreSQL it also drives the two
-floors of bench/floor.py (the booking's round trips bare, and routed by FastAPI alone), so the
-report shows how far the stack is from what this machine can do at all.
+hot event, and drives wrk at 1/16/64/256 connections against GET /health (the ceiling),
+POST /api/v1/bookings (a fresh Idempotency-Key and a bearer token per request) and
+POST /reservations (the original partner contract, anonymous-partner mode). Every run is
+checked (reconcile finds no drift, sales never exceed capacity, every 201 is stored); a
+sell-out follows. The average batch size of group commit comes from the server's /metrics.
+
+With `--baseline REV`, the same runs are made against that commit of the project (checked out
+into a scratch folder, served with this environment) in the same process, interleaved round
+by round, so that the machine's drift falls on both alike; the report gives each variant's
+median over the rounds and the ratio between them.
+
+Writes bench/results/{results.json,results.md,latency.png}.
 """
 
 from __future__ import annotations
@@ -20,12 +27,14 @@ import json
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -44,8 +53,9 @@ BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
 REDIS_URL = "redis://127.0.0.1:6379/11"
 CONCURRENCY = (1, 16, 64, 256)
-FLOORS = {"bare": "app", "fastapi": "framework_app"}  # report name -> app in bench/floor.py
 HOT_CAPACITY = 1_000_000
+CONTRACT_SEATS = 100_000_000
+PATHS = ("bookings", "reservations")
 
 
 def wrk(
@@ -109,11 +119,12 @@ def _read(path: Path) -> str:
         return ""  # the process has exited
 
 
-def drive_bookings(
-    server: Server, connections: int, seconds: int, env: dict[str, str]
+def drive(
+    server: Server, script: str, connections: int, seconds: int, env: dict[str, str]
 ) -> dict[str, Any]:
-    """wrk against POST /api/v1/bookings, plus confirmed bookings/s and the CPU that each
-    confirmed booking cost the server's processes, PostgreSQL, Redis and wrk (ms)."""
+    """wrk against one write path, plus its confirmed (201) answers per second, the average
+    batch size group commit formed meanwhile, and the CPU that each confirmed answer cost the
+    server's processes, PostgreSQL, Redis and wrk (ms)."""
     assert server.proc is not None
     root = server.proc.pid
     groups: dict[str, Callable[[], list[int]]] = {
@@ -121,20 +132,36 @@ def drive_bookings(
         "postgres": partial(pids_named, "postgres"),
         "redis": partial(pids_named, "redis-server"),
     }
+    batches_before = batch_totals(server)
     before = {name: cpu_seconds(find()) for name, find in groups.items()}
     wrk_before = _children_cpu_seconds()
-    result = wrk(server.base_url, "booking.lua", connections, seconds, env)
+    result = wrk(server.base_url, script, connections, seconds, env)
     spent = {"wrk": _children_cpu_seconds() - wrk_before}
     for name, find in groups.items():
         # Processes started during the run (a pool opening connections) count from zero.
         after = cpu_seconds(find())
         spent[name] = sum(used - before[name].get(pid, 0.0) for pid, used in after.items())
+    statements, bookings = (
+        a - b for a, b in zip(batch_totals(server), batches_before, strict=True)
+    )
     confirmed = result["statuses"].get("201", 0)
     result["confirmed_per_s"] = confirmed / (result["duration_us"] / 1e6)
+    result["batch_avg"] = round(bookings / statements, 2) if statements else None
     result["cpu_ms"] = {
         name: round(cpu * 1000 / confirmed, 3) if confirmed else None for name, cpu in spent.items()
     }
     return result
+
+
+def batch_totals(server: Server) -> tuple[float, float]:
+    """(statements, bookings) of the reserve batch-size histogram, all workers summed; zeros
+    for a version without group commit."""
+    totals = {"count": 0.0, "sum": 0.0}
+    for line in httpx.get(f"{server.base_url}/metrics", timeout=30).text.splitlines():
+        for kind in totals:
+            if line.startswith(f"ticketboss_reserve_batch_size_{kind} "):
+                totals[kind] = float(line.split()[1])
+    return totals["count"], totals["sum"]
 
 
 def _children_cpu_seconds() -> float:
@@ -144,12 +171,44 @@ def _children_cpu_seconds() -> float:
 
 
 async def prepare(server: Server, database_url: str, users: int) -> tuple[list[str], Account]:
-    from tests.support.races import account
-
+    """Buyers' access tokens and an organizer, made through the server's API."""
     async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as http:
-        organizer = await account(http, database_url, "organizer")
-        buyers = [await account(http, database_url) for _ in range(users)]
+        organizer = await signed_up(http, database_url, "organizer")
+        buyers = [await signed_up(http, database_url) for _ in range(users)]
     return [b.access_token for b in buyers], organizer
+
+
+async def signed_up(http: httpx.AsyncClient, database_url: str, role: str = "user") -> Account:
+    """Register and log in; a role is set with one UPDATE of `users.role`, the column every
+    version of the schema has (a baseline's storage code is not importable from here)."""
+    email, password = f"{role}-{uuid.uuid4().hex[:10]}@example.com", "bench passphrase 1234"
+    body = {"email": email, "password": password, "name": role}
+    r = await http.post("/api/v1/auth/register", json=body)
+    r.raise_for_status()
+    user_id = r.json()["data"]["user"]["id"]
+    if role != "user":
+        await set_role(database_url, user_id, role)
+    r = await http.post("/api/v1/auth/login", json={"email": email, "password": password})
+    r.raise_for_status()
+    data = r.json()["data"]
+    return Account(user_id, email, password, role, data["accessToken"], data["refreshToken"])
+
+
+async def set_role(database_url: str, user_id: str, role: str) -> None:
+    if database_url.startswith("sqlite"):
+        import sqlite3
+
+        with contextlib.closing(sqlite3.connect(database_url.removeprefix("sqlite:///"))) as db:
+            db.execute("UPDATE users SET role = ? WHERE id = ?", (role, user_id))
+            db.commit()
+        return
+    import asyncpg
+
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("UPDATE users SET role = $1 WHERE id = $2", role, user_id)
+    finally:
+        await conn.close()
 
 
 async def new_event(server: Server, organizer: Account, capacity: int) -> str:
@@ -225,207 +284,280 @@ def drop_postgres(url: str) -> None:
     )
 
 
-async def bench_backend(backend: str, args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
-    database_url = (
-        fresh_postgres() if backend == "postgresql" else f"sqlite:///{scratch / 'bench.db'}"
+@dataclass
+class Variant:
+    """One version of the project under test: this checkout, or a baseline commit."""
+
+    name: str
+    root: Path
+    server: Server | None = None
+    database_url: str = ""
+    wrk_env: dict[str, str] = field(default_factory=dict)
+    organizer: Account | None = None
+    hot: str = ""
+    acknowledged: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PATHS, 0))
+
+    @property
+    def current(self) -> bool:
+        return self.root == ROOT
+
+    async def start(self, backend: str, args: argparse.Namespace, scratch: Path) -> None:
+        self.database_url = (
+            fresh_postgres()
+            if backend == "postgresql"
+            else f"sqlite:///{scratch / f'{self.name}-{uuid.uuid4().hex[:6]}.db'}"
+        )
+        env = {
+            "ACCESS_TOKEN_TTL_SECONDS": "7200",
+            "LOG_LEVEL": "INFO",
+            "TICKETBOSS_ANONYMOUS_PARTNERS": "true",
+            "TICKETBOSS_TOTAL_SEATS": str(CONTRACT_SEATS),
+            "PYTHONPATH": str(self.root),
+        }
+        server = Server(self.database_url, workers=args.workers, redis_url=REDIS_URL, **env)
+        server.cwd = self.root
+        if not (self.root / "modules" / "cli.py").exists():  # before the CLI moved to modules/
+            server.command[server.command.index("modules.cli")] = "core.cli"
+        self.server = server.start()
+        tokens, self.organizer = await prepare(server, self.database_url, users=50)
+        tokens_file = scratch / f"tokens-{self.name}.txt"
+        tokens_file.write_text("\n".join(tokens) + "\n")
+        self.hot = await new_event(server, self.organizer, HOT_CAPACITY)
+        self.wrk_env = {
+            "PATH": "/usr/bin:/bin",
+            "TOKENS_FILE": str(tokens_file),
+            "EVENT_ID": self.hot,
+            "BENCH_DIR": str(BENCH),
+        }
+
+    def stop(self, backend: str) -> None:
+        if self.server and self.server.proc and self.server.proc.poll() is None:
+            self.server.terminate()
+        if backend == "postgresql" and self.database_url:
+            drop_postgres(self.database_url)
+
+    async def check(self, path: str, event_id: str, capacity: int) -> dict[str, Any]:
+        """The full check from storage for this checkout; for a baseline (whose schema this
+        code does not read) the sales it reports over HTTP against the 201s it gave."""
+        acknowledged = self.acknowledged[path]
+        if self.current:
+            return await verify(self.database_url, event_id, capacity, acknowledged)
+        assert self.server is not None
+        url = (
+            f"{self.server.base_url}/reservations"
+            if path == "reservations"
+            else f"{self.server.base_url}/api/v1/events/{event_id}/availability"
+        )
+        async with httpx.AsyncClient(timeout=30) as http:
+            body = (await http.get(url)).json()
+        if path == "reservations":
+            sold = body["totalSeats"] - body["availableSeats"]
+        else:
+            sold = sum(t["capacity"] - t["available"] for t in body["data"]["tiers"])
+        return {"sold": sold, "drift": None, "ok": acknowledged <= sold <= capacity}
+
+
+SCRIPTS = {"bookings": "booking.lua", "reservations": "reservation.lua"}
+
+
+async def measure(
+    variant: Variant, path: str, connections: int, args: argparse.Namespace
+) -> dict[str, Any]:
+    server = variant.server
+    assert server is not None
+    ceiling = wrk(
+        f"{server.base_url}/health", "ceiling.lua", connections, args.duration, variant.wrk_env
     )
+    run = drive(server, SCRIPTS[path], connections, args.duration, variant.wrk_env)
+    variant.acknowledged[path] += run["statuses"].get("201", 0)
+    event_id, capacity = (
+        (variant.hot, HOT_CAPACITY) if path == "bookings" else ("node-meetup-2025", CONTRACT_SEATS)
+    )
+    check = await variant.check(path, event_id, capacity)
+    rate = run["confirmed_per_s"]
+    row = {
+        "variant": variant.name,
+        "path": path,
+        "connections": connections,
+        "ceiling_rps": round(ceiling["rps"], 1),
+        "per_s": round(rate, 1),
+        "p50_ms": run["p50_us"] / 1000,
+        "p95_ms": run["p95_us"] / 1000,
+        "p99_ms": run["p99_us"] / 1000,
+        "ratio": round(rate / ceiling["rps"], 3) if ceiling["rps"] else 0.0,
+        "batch_avg": run["batch_avg"],
+        "cpu_ms": run["cpu_ms"],
+        "non_201": {k: v for k, v in run["statuses"].items() if k != "201"},
+        "socket_errors": sum(run["errors"].values()) - run["errors"]["status"],
+        "verified": check["ok"],
+    }
+    print(json.dumps(row), flush=True)
+    if not check["ok"]:
+        raise SystemExit(f"verification failed: {variant.name} {path} {connections}: {check}")
+    return row
+
+
+async def bench_backend(
+    backend: str, variants: list[Variant], args: argparse.Namespace, scratch: Path
+) -> dict[str, Any]:
     import redis
 
     redis.Redis.from_url(REDIS_URL).flushdb()
-    env = {"ACCESS_TOKEN_TTL_SECONDS": "7200", "LOG_LEVEL": "INFO"}
-    server = Server(database_url, workers=args.workers, redis_url=REDIS_URL, **env)
-    rows: list[dict[str, Any]] = []
-    floors: dict[str, Server] = {}
+    runs: list[dict[str, Any]] = []
     try:
-        server.start()
-        tokens, organizer = await prepare(server, database_url, users=50)
-        tokens_file = scratch / "tokens.txt"
-        tokens_file.write_text("\n".join(tokens) + "\n")
-        hot = await new_event(server, organizer, HOT_CAPACITY)
-        wrk_env = {"PATH": "/usr/bin:/bin", "TOKENS_FILE": str(tokens_file), "EVENT_ID": hot}
-        if backend == "postgresql" and args.floor:
-            floors = {name: start_floor(name, database_url, args.workers) for name in FLOORS}
-        acknowledged = 0
+        for variant in variants:
+            await variant.start(backend, args, scratch)
         for connections in args.concurrency:
-            ceiling = wrk(
-                f"{server.base_url}/health", "ceiling.lua", connections, args.duration, wrk_env
-            )
-            booking = drive_bookings(server, connections, args.duration, wrk_env)
-            floor_runs = {
-                name: drive_bookings(floor, connections, args.duration, wrk_env)
-                for name, floor in floors.items()
-            }
-            for run in (booking, *floor_runs.values()):
-                acknowledged += run["statuses"].get("201", 0)
-            check = await verify(database_url, hot, HOT_CAPACITY, acknowledged)
-            confirmed_rps = booking["confirmed_per_s"]
-            rows.append(
-                {
-                    "backend": backend,
-                    "connections": connections,
-                    "ceiling_rps": round(ceiling["rps"], 1),
-                    "ceiling_p99_ms": ceiling["p99_us"] / 1000,
-                    "bookings_per_s": round(confirmed_rps, 1),
-                    "p50_ms": booking["p50_us"] / 1000,
-                    "p95_ms": booking["p95_us"] / 1000,
-                    "p99_ms": booking["p99_us"] / 1000,
-                    "ratio": round(confirmed_rps / ceiling["rps"], 3) if ceiling["rps"] else 0.0,
-                    "cpu_ms": booking["cpu_ms"],
-                    "floors": {
-                        name: {
-                            "bookings_per_s": round(run["confirmed_per_s"], 1),
-                            "ratio": round(run["confirmed_per_s"] / ceiling["rps"], 3),
-                            "cpu_ms": run["cpu_ms"],
-                        }
-                        for name, run in floor_runs.items()
-                    },
-                    "non_201": {k: v for k, v in booking["statuses"].items() if k != "201"},
-                    "socket_errors": sum(booking["errors"].values()) - booking["errors"]["status"],
-                    "verified": check["ok"],
-                }
-            )
-            print(json.dumps(rows[-1]), flush=True)
-            if not check["ok"]:
-                raise SystemExit(
-                    f"verification failed on {backend} at {connections} connections: {check}"
-                )
-        for floor in floors.values():
-            floor.terminate()
-        floors = {}
-        sellout = await sell_out(server, database_url, organizer, wrk_env, args)
+            for path in args.paths:
+                for _ in range(args.rounds):
+                    for variant in variants:  # interleaved: drift falls on every variant alike
+                        runs.append(await measure(variant, path, connections, args))
+        sellout = {v.name: await sell_out(v, args) for v in variants}
     finally:
-        for floor in floors.values():
-            floor.terminate()
-        if server.proc and server.proc.poll() is None:
-            server.terminate()
-        if backend == "postgresql":
-            drop_postgres(database_url)
-    return {"rows": rows, "sellout": sellout}
+        for variant in variants:
+            variant.stop(backend)
+    return {"runs": runs, "rows": summarise(runs), "sellout": sellout}
 
 
-def start_floor(name: str, database_url: str, workers: int) -> Server:
-    """One app of bench/floor.py (the booking's I/O alone, or routed by FastAPI), served by
-    uvicorn with the same settings as `ticketboss serve`."""
-    floor = Server(database_url, workers=workers, redis_url=REDIS_URL)
-    floor.command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "--app-dir",
-        str(BENCH),
-        f"floor:{FLOORS[name]}",
-        "--port",
-        str(floor.port),
-        "--workers",
-        str(workers),
-        "--timeout-keep-alive",
-        "75",
-        "--no-access-log",
-        "--log-level",
-        "warning",
-    ]
-    return floor.start()
+def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (variant, path, connections): the median of its rounds."""
+    groups: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    for run in runs:
+        groups.setdefault((run["variant"], run["path"], run["connections"]), []).append(run)
+    rows = []
+    for (variant, path, connections), group in groups.items():
+        med = partial(_median, group)
+        rows.append(
+            {
+                "variant": variant,
+                "path": path,
+                "connections": connections,
+                "rounds": len(group),
+                "ceiling_rps": med("ceiling_rps"),
+                "per_s": med("per_s"),
+                "ratio": med("ratio"),
+                "p50_ms": med("p50_ms"),
+                "p99_ms": med("p99_ms"),
+                "batch_avg": med("batch_avg"),
+                "server_cpu_ms": _median([r["cpu_ms"] for r in group], "server"),
+                "postgres_cpu_ms": _median([r["cpu_ms"] for r in group], "postgres"),
+                "non_201": sum(sum(r["non_201"].values()) for r in group),
+                "verified": all(r["verified"] for r in group),
+            }
+        )
+    return rows
 
 
-async def sell_out(
-    server: Server,
-    database_url: str,
-    organizer: Account,
-    wrk_env: dict[str, str],
-    args: argparse.Namespace,
-) -> dict[str, Any]:
+def _median(rows: list[dict[str, Any]], key: str) -> float | None:
+    values = [r[key] for r in rows if r.get(key) is not None]
+    return round(statistics.median(values), 3) if values else None
+
+
+async def sell_out(variant: Variant, args: argparse.Namespace) -> dict[str, Any]:
+    """A 1,000-seat event, 64 connections, 10 s of demand: sold exactly 1,000, the rest 409."""
+    assert variant.server is not None and variant.organizer is not None
     capacity = 1000
-    event_id = await new_event(server, organizer, capacity)
-    result = wrk(server.base_url, "booking.lua", 64, 10, wrk_env | {"EVENT_ID": event_id})
+    event_id = await new_event(variant.server, variant.organizer, capacity)
+    result = wrk(
+        variant.server.base_url, "booking.lua", 64, 10, variant.wrk_env | {"EVENT_ID": event_id}
+    )
     sold = result["statuses"].get("201", 0)
-    refused = result["statuses"].get("409", 0)
-    check = await verify(database_url, event_id, capacity, sold)
     other = {k: v for k, v in result["statuses"].items() if k not in ("201", "409")}
-    outcome = {
+    outcome: dict[str, Any] = {
         "capacity": capacity,
         "sold": sold,
-        "refused_409": refused,
+        "refused_409": result["statuses"].get("409", 0),
         "other_statuses": other,
-        "sold_out_in_s": round(await sell_out_window(database_url, event_id), 3),
-        "verified": check["ok"] and sold == capacity and not other,
     }
-    print(json.dumps({"sellout": outcome}), flush=True)
+    if variant.current:
+        check = await verify(variant.database_url, event_id, capacity, sold)
+        window = await sell_out_window(variant.database_url, event_id)
+        outcome["sold_out_in_s"] = round(window, 3)
+        outcome["verified"] = check["ok"] and sold == capacity and not other
+    else:
+        outcome["verified"] = sold == capacity and not other
+    print(json.dumps({"sellout": variant.name, **outcome}), flush=True)
     if not outcome["verified"]:
-        raise SystemExit(f"sell-out verification failed: {outcome} {check}")
+        raise SystemExit(f"sell-out verification failed: {variant.name} {outcome}")
     return outcome
 
 
 def write_reports(results: dict[str, Any], args: argparse.Namespace) -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    names = results["variants"]
     lines = [
         "# Benchmark results",
         "",
         f"{results['machine']} · {args.workers} uvicorn workers · Redis on · rate limits off · "
-        f"wrk {args.duration}s per run, load generator on the same machine. Ratio = confirmed bookings/s ÷ /health req/s of the same run.",
+        f"wrk {args.duration} s per run, on the same machine · median of {args.rounds} "
+        "interleaved rounds. Ratio = confirmed/s ÷ the same server's /health req/s in the "
+        "same round. Batch = bookings per reserve statement (group commit). CPU = ms per "
+        "confirmed answer, from /proc.",
         "",
-        "Floors (bench/floor.py, PostgreSQL only, same run): the same Redis and PostgreSQL round trips per booking "
-        "with no auth, idempotency rules, logging or metrics; *bare* is a plain ASGI app, *fastapi* routes the "
-        "request and validates its body with FastAPI. Their ratios use the real app's /health of the same row.",
-        "",
-        "| backend | conns | /health req/s | bookings/s | ratio | p50 ms | p95 ms | p99 ms | floor bare/s (ratio) | floor fastapi/s (ratio) | non-201 | verified |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
-    for backend, data in results["backends"].items():
-        for r in data["rows"]:
-            floor_cells = " | ".join(
-                f"{f['bookings_per_s']:.0f} ({f['ratio']:.2f})"
-                if (f := r["floors"].get(name))
-                else "-"
-                for name in FLOORS
-            )
-            lines.append(
-                f"| {backend} | {r['connections']} | {r['ceiling_rps']:.0f} | {r['bookings_per_s']:.0f} | {r['ratio']:.2f} | "
-                f"{r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} | {floor_cells} | {r['non_201'] or '-'} | {'yes' if r['verified'] else 'NO'} |"
-            )
+    if len(names) == 2:
+        lines += [
+            f"Variants: **{names[0]}** (this checkout) and **{names[1]}** (`{args.baseline}`), "
+            "served from the same environment and databases, run by run in turn.",
+            "",
+        ]
     lines += [
-        "",
-        "## CPU per confirmed booking (ms, during each booking run)",
-        "",
-        "Server = uvicorn's processes (supervisor and workers), PostgreSQL = every `postgres` "
-        "process, Redis = `redis-server`, all from /proc; wrk = the load generator's own CPU. "
-        "The floor columns are the floors' server processes.",
-        "",
-        "| backend | conns | server | PostgreSQL | Redis | wrk | floor "
-        + " | floor ".join(FLOORS)
-        + " |",
-        "|---|---:|---:|---:|---:|---:|" + "---:|" * len(FLOORS),
+        "| backend | path | conns | variant | /health req/s | confirmed/s | ratio | p50 ms | p99 ms | batch | server CPU | PG CPU | non-201 | verified |",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for backend, data in results["backends"].items():
         for r in data["rows"]:
-            cpu = r["cpu_ms"]
-            postgres = _ms(cpu["postgres"]) if backend == "postgresql" else "-"
-            floor_cpu = " | ".join(
-                _ms(f["cpu_ms"]["server"]) if (f := r["floors"].get(name)) else "-"
-                for name in FLOORS
-            )
             lines.append(
-                f"| {backend} | {r['connections']} | {_ms(cpu['server'])} | {postgres} | "
-                f"{_ms(cpu['redis'])} | {_ms(cpu['wrk'])} | {floor_cpu} |"
+                f"| {backend} | {r['path']} | {r['connections']} | {r['variant']} | "
+                f"{_n(r['ceiling_rps'])} | {_n(r['per_s'])} | {_f(r['ratio'])} | "
+                f"{_f(r['p50_ms'], 1)} | {_f(r['p99_ms'], 1)} | {_f(r['batch_avg'])} | "
+                f"{_f(r['server_cpu_ms'])} | {_f(r['postgres_cpu_ms'])} | {r['non_201']} | "
+                f"{'yes' if r['verified'] else 'NO'} |"
             )
+    if len(names) == 2:
+        lines += [
+            "",
+            f"## {names[0]} ÷ {names[1]} (confirmed/s, same rounds)",
+            "",
+            "| backend | path | conns | ×confirmed/s | p99 ms | server CPU ms |",
+            "|---|---|---:|---:|---|---|",
+        ]
+        for backend, data in results["backends"].items():
+            by = {(r["variant"], r["path"], r["connections"]): r for r in data["rows"]}
+            for (variant, path, connections), new in by.items():
+                old = by.get((names[1], path, connections))
+                if variant != names[0] or old is None or not old["per_s"]:
+                    continue
+                lines.append(
+                    f"| {backend} | {path} | {connections} | ×{new['per_s'] / old['per_s']:.2f} | "
+                    f"{_f(old['p99_ms'], 1)} → {_f(new['p99_ms'], 1)} | "
+                    f"{_f(old['server_cpu_ms'])} → {_f(new['server_cpu_ms'])} |"
+                )
     lines += [
         "",
         "## Sell-out (capacity 1,000, 64 connections, 10 s of demand)",
         "",
-        "| backend | sold | clean 409s | other | sold out in | verified |",
-        "|---|---:|---:|---|---:|---|",
+        "| backend | variant | sold | clean 409s | other | sold out in | verified |",
+        "|---|---|---:|---:|---|---:|---|",
     ]
     for backend, data in results["backends"].items():
-        s = data["sellout"]
-        lines.append(
-            f"| {backend} | {s['sold']} | {s['refused_409']} | {s['other_statuses'] or '-'} | {s['sold_out_in_s']} s | {'yes' if s['verified'] else 'NO'} |"
-        )
+        for name, s in data["sellout"].items():
+            window = f"{s['sold_out_in_s']} s" if "sold_out_in_s" in s else "-"
+            lines.append(
+                f"| {backend} | {name} | {s['sold']} | {s['refused_409']} | "
+                f"{s['other_statuses'] or '-'} | {window} | {'yes' if s['verified'] else 'NO'} |"
+            )
     (RESULTS / "results.md").write_text("\n".join(lines) + "\n")
     plot(results)
 
 
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
+def _n(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def _f(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def plot(results: dict[str, Any]) -> None:
@@ -436,24 +568,32 @@ def plot(results: dict[str, Any]) -> None:
 
     fig, ax = plt.subplots(figsize=(8, 5))
     for backend, data in results["backends"].items():
-        conns = [r["connections"] for r in data["rows"]]
-        for key, style in (("p50_ms", "--"), ("p99_ms", "-")):
+        for variant in results["variants"]:
+            rows = [r for r in data["rows"] if r["variant"] == variant and r["path"] == "bookings"]
+            conns = [r["connections"] for r in rows]
             ax.plot(
-                conns,
-                [r[key] for r in data["rows"]],
-                style,
-                marker="o",
-                label=f"{backend} {key.removesuffix('_ms')}",
+                conns, [r["p99_ms"] for r in rows], marker="o", label=f"{backend} {variant} p99"
             )
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("concurrent connections")
-    ax.set_ylabel("booking latency (ms)")
-    ax.set_title("POST /api/v1/bookings latency vs concurrency")
+    ax.set_ylabel("booking latency p99 (ms)")
+    ax.set_title("POST /api/v1/bookings p99 latency vs concurrency")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
     fig.savefig(RESULTS / "latency.png", dpi=120)
+
+
+def checkout(rev: str, scratch: Path) -> Path:
+    """The project at `rev`, unpacked into the scratch folder (no git work tree needed)."""
+    target = scratch / f"baseline-{rev}"
+    target.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", rev], capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return target
 
 
 def main() -> None:
@@ -462,28 +602,34 @@ def main() -> None:
     )
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--workers", type=int, default=2, help="uvicorn workers")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds per row")
     parser.add_argument("--backends", default="postgresql,sqlite")
+    parser.add_argument("--paths", default=",".join(PATHS))
     parser.add_argument("--concurrency", default=",".join(map(str, CONCURRENCY)))
-    parser.add_argument(
-        "--no-floor",
-        dest="floor",
-        action="store_false",
-        help="skip the floors of bench/floor.py (the booking's I/O without the stack)",
-    )
+    parser.add_argument("--baseline", help="a git revision to measure against, interleaved")
     args = parser.parse_args()
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
+    args.paths = args.paths.split(",")
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
     import platform
 
-    results: dict[str, Any] = {
-        "machine": f"{os.cpu_count()} cores, Python {platform.python_version()}",
-        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "backends": {},
-    }
     with tempfile.TemporaryDirectory() as scratch:
+        variants_of = [("this", ROOT)]
+        if args.baseline:
+            variants_of.append(("baseline", checkout(args.baseline, Path(scratch))))
+        results: dict[str, Any] = {
+            "machine": f"{os.cpu_count()} cores, Python {platform.python_version()}",
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "baseline": args.baseline,
+            "variants": [name for name, _ in variants_of],
+            "backends": {},
+        }
         for backend in args.backends.split(","):
-            results["backends"][backend] = asyncio.run(bench_backend(backend, args, Path(scratch)))
+            variants = [Variant(name, root) for name, root in variants_of]
+            results["backends"][backend] = asyncio.run(
+                bench_backend(backend, variants, args, Path(scratch))
+            )
     write_reports(results, args)
     print(f"wrote {RESULTS}/results.json, results.md, latency.png")
 

@@ -15,6 +15,7 @@ from core.errors import AppError, Forbidden, Unauthorized
 from core.openapi import authenticates
 from core.outbox import Relay
 from core.ratelimit import RateLimiter
+from core.revocation import TokenVersions
 from core.security import Principal, TokenService
 from core.storage.port import Storage
 from core.storage.records import Role
@@ -60,13 +61,16 @@ def _bearer(request: Request) -> str | None:
     return token.strip()
 
 
-def resolve_principal(request: Request, ctx: AppContext) -> Principal | None:
-    """The verified caller, or None when no token was sent (decoded once per request)."""
+async def resolve_principal(request: Request, ctx: AppContext) -> Principal | None:
+    """The verified caller, or None when no token was sent (decoded and checked against its
+    account's token version once per request)."""
     if "principal" in request.scope.setdefault("state", {}):
         cached: Principal | None = request.scope["state"]["principal"]
         return cached
     token = _bearer(request)
     principal = ctx.tokens.principal(token) if token else None
+    if principal is not None:
+        await TokenVersions(ctx.cache, ctx.storage).check(principal)
     request.scope["state"]["principal"] = principal
     request.scope["state"]["principal_id"] = principal.id if principal else None
     return principal
@@ -74,7 +78,7 @@ def resolve_principal(request: Request, ctx: AppContext) -> Principal | None:
 
 @authenticates("optional")
 async def optional_principal(request: Request, ctx: Context) -> Principal | None:
-    return resolve_principal(request, ctx)
+    return await resolve_principal(request, ctx)
 
 
 @authenticates("required")
@@ -107,7 +111,7 @@ def client_ip(request: Request) -> str:
 async def rate_limit(request: Request, ctx: Context) -> None:
     """Per caller when authenticated, per IP otherwise; applied to every API route."""
     try:
-        principal = resolve_principal(request, ctx)
+        principal = await resolve_principal(request, ctx)
     except AppError:
         principal = None  # the route's own auth dependency answers 401
     if principal is not None:
@@ -118,5 +122,5 @@ async def rate_limit(request: Request, ctx: Context) -> None:
 
 async def caller_scope(request: Request, ctx: AppContext) -> str:
     """Whose Idempotency-Keys these are: the authenticated caller, else the client's IP."""
-    principal = resolve_principal(request, ctx)
+    principal = await resolve_principal(request, ctx)
     return principal.id if principal else f"ip:{client_ip(request)}"

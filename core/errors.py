@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
 from core.logging import get_logger
-from core.storage.port import StorageBusy
+from core.storage.port import StorageBusy, StorageUnavailable
 
 log = get_logger(__name__)
 
@@ -173,6 +173,28 @@ async def _on_storage_busy(_: Request, exc: Exception) -> JSONResponse:
     return app_error_response(StorageBusyError())
 
 
+class StorageUnavailableError(AppError):
+    status_code, code = 503, "STORAGE_UNAVAILABLE"
+    message = "The database connection failed; retry shortly (with the same Idempotency-Key)"
+
+    def __init__(self, reason: Exception) -> None:
+        log.warning("storage_unavailable", reason=str(reason))
+        super().__init__(headers={"Retry-After": "1"})
+
+
+def storage_error(exc: StorageBusy | StorageUnavailable) -> AppError:
+    """A storage failure the client can retry, as our error (rendered by the route when it
+    happens inside one, so a contract route answers in its own shape)."""
+    if isinstance(exc, StorageBusy):
+        return StorageBusyError()
+    return StorageUnavailableError(exc)
+
+
+async def _on_storage_unavailable(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StorageUnavailable)
+    return app_error_response(storage_error(exc))
+
+
 async def _on_unhandled(_: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled_error", exc_info=exc)
     return envelope(500, "INTERNAL_ERROR", "Something went wrong on our side")
@@ -183,4 +205,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(StorageBusy, _on_storage_busy)
+    app.add_exception_handler(StorageUnavailable, _on_storage_unavailable)
     app.add_exception_handler(Exception, _on_unhandled)

@@ -19,16 +19,16 @@ from core.deps import AppContext, caller_scope, resolve_principal
 from core.errors import (
     AppError,
     NotFound,
-    StorageBusyError,
     Unauthorized,
     ValidationFailed,
     app_error_response,
+    storage_error,
     validation_error,
 )
 from core.idempotency import EXTENSION, IdempotentRequest, Mode, open_request
 from core.inputs import CONTROL_MESSAGE, has_control
 from core.jsonbody import is_json, parse_json
-from core.storage.port import StorageBusy
+from core.storage.port import StorageBusy, StorageUnavailable
 
 
 class ApiRoute(APIRoute):
@@ -92,8 +92,8 @@ class ApiRoute(APIRoute):
                 return self.render_error(exc)
             except RequestValidationError as exc:
                 return self.render_error(validation_error(exc))
-            except StorageBusy:
-                return self.render_error(StorageBusyError())
+            except (StorageBusy, StorageUnavailable) as exc:
+                return self.render_error(storage_error(exc))
 
         return handle
 
@@ -126,7 +126,7 @@ async def open_guard(request: Request, *, required: bool) -> IdempotentRequest:
     """The request's guard. A route that requires a key is for authenticated callers, whose
     keys are theirs: without a token it answers 401 before asking for the key."""
     ctx: AppContext = request.app.state.ctx
-    if required and resolve_principal(request, ctx) is None:
+    if required and await resolve_principal(request, ctx) is None:
         raise Unauthorized()
     return await open_request(
         request,

@@ -49,6 +49,8 @@ class Principal:
 
     id: str
     role: Role
+    token_version: int = 0
+    """The account's token version when the token was issued (`tv`; see core/revocation.py)."""
 
     @property
     def is_partner(self) -> bool:
@@ -135,7 +137,13 @@ class TokenService:
 
     def access_token(self, principal: Principal) -> str:
         return self._encode(
-            {"sub": principal.id, "role": principal.role, "typ": "access"}, self.access_ttl
+            {
+                "sub": principal.id,
+                "role": principal.role,
+                "tv": principal.token_version,
+                "typ": "access",
+            },
+            self.access_ttl,
         )
 
     def refresh_token(self, user_id: str, family_id: str) -> tuple[str, RefreshClaims]:
@@ -170,17 +178,19 @@ class TokenService:
         return claims
 
     def principal(self, token: str) -> Principal:
-        """The caller an access token proves. A token verified once is remembered until it
-        expires: a signed token cannot change, so verifying it again would only repeat work."""
+        """The caller an access token proves (whether it was revoked since is checked apart:
+        core/revocation.py). A token verified once is remembered until it expires: a signed
+        token cannot change, so verifying it again would only repeat work."""
         now = time.time()
         cached = self._verified.get(token)
         if cached is not None and cached[0] > now:
             return cached[1]
         claims = self.decode(token, "access")
         role = claims.get("role")
-        if role not in ("user", "organizer", "admin", "partner"):
+        version = claims.get("tv", 0)
+        if role not in ("user", "organizer", "admin", "partner") or type(version) is not int:
             raise InvalidToken()
-        principal = Principal(id=str(claims["sub"]), role=role)
+        principal = Principal(id=str(claims["sub"]), role=role, token_version=version)
         if len(self._verified) >= VERIFIED_TOKENS_KEPT:
             self._verified.clear()
         self._verified[token] = (float(claims["exp"]), principal)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import shutil
 import sys
@@ -57,16 +58,18 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
     import uvicorn
 
     asyncio.run(_with_context(settings, _migrate))
-    metrics_dir = None
-    if args.workers > 1 and not settings.prometheus_multiproc_dir:
-        # Workers are separate processes: they share metrics through files in this folder.
-        metrics_dir = tempfile.mkdtemp(prefix="ticketboss-metrics-")
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-    try:
+    with contextlib.ExitStack() as cleanup:
+        if args.workers > 1 and not settings.prometheus_multiproc_dir:
+            # Workers are separate processes: they share metrics through files in this folder.
+            metrics_dir = tempfile.mkdtemp(prefix="ticketboss-metrics-")
+            cleanup.callback(shutil.rmtree, metrics_dir, ignore_errors=True)
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        if args.workers > 1 and settings.redis_url is None:
+            # ... and one cache, which the workers reach as if it were a real Redis.
+            from core.embedded_redis import EmbeddedRedis  # imports fakeredis
+
+            os.environ["REDIS_URL"] = cleanup.enter_context(EmbeddedRedis()).url
         _run_uvicorn(uvicorn, args)
-    finally:
-        if metrics_dir:
-            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def _run_uvicorn(uvicorn: Any, args: argparse.Namespace) -> None:

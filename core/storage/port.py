@@ -57,6 +57,11 @@ class StorageBusy(StorageError):
     """Conflicts persisted through every retry; the caller may try again shortly."""
 
 
+class StorageUnavailable(StorageError):
+    """The database could not be reached, or the connection broke under a write whose commit
+    may or may not have happened; the caller may try again (with the same Idempotency-Key)."""
+
+
 class Missing(StorageError):
     """The record to change does not exist (or is not the given owner's)."""
 
@@ -230,7 +235,8 @@ class BookingStore(Protocol):
         """
 
     async def confirm(self, booking_id: str, owner_id: str, now: datetime, actor: Actor) -> Booking:
-        """pending → confirmed; Missing (absent or not the owner's), BookingExpired, NotPending."""
+        """pending → confirmed; Missing (absent or not the owner's), BookingExpired, NotPending,
+        NotOnSale (the event has started: a confirmation is a sale, checked in the same step)."""
 
     async def cancel(
         self, booking_id: str, owner_id: str | None, now: datetime, actor: Actor

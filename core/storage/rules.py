@@ -48,6 +48,7 @@ from core.storage.records import (
 )
 
 MAX_ATTEMPTS = 10
+CONTENTION_BUDGET_SECONDS = 5.0
 BACKOFF_BASE_SECONDS = 0.005
 BACKOFF_CAP_SECONDS = 0.25
 
@@ -64,17 +65,28 @@ async def pause(attempt: int) -> None:
 async def retrying[R](
     work: Callable[[], Awaitable[R]], transient: Callable[[Exception], bool], backend: str
 ) -> R:
-    """Run `work`, again after a transient conflict, at most MAX_ATTEMPTS times in all."""
-    for attempt in range(MAX_ATTEMPTS):
+    """Run `work`, again after a transient conflict, for at least MAX_ATTEMPTS attempts and
+    until CONTENTION_BUDGET_SECONDS have passed.
+
+    A budget of time rather than of attempts: when several processes take turns on one hot
+    row, each conflict is lost with odds near one half, so a count of attempts alone is
+    exhausted by plain bad luck on a busy machine, while a few seconds of losing means the
+    database really is overloaded.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + CONTENTION_BUDGET_SECONDS
+    attempt = 0
+    while True:
         try:
             return await work()
         except Exception as exc:
             if not transient(exc):
                 raise
         CONFLICTS_RETRIED.labels(backend).inc()
-        if attempt < MAX_ATTEMPTS - 1:
-            await asyncio.sleep(backoff(attempt))
-    raise StorageBusy("too much contention; try again")
+        attempt += 1
+        if attempt >= MAX_ATTEMPTS and loop.time() >= deadline:
+            raise StorageBusy("too much contention; try again")
+        await asyncio.sleep(backoff(attempt))
 
 
 async def releasing_expired[R](
@@ -123,12 +135,17 @@ def order_refusal(request: OrderRequest, tiers: Mapping[str, Tier | None]) -> Re
     return ItemsShort(short) if short else None
 
 
-def not_confirmed(current: Booking | Order | None, owner_id: str) -> StorageError:
-    """Why a confirm changed nothing, from a fresh read of its booking or order."""
+def not_confirmed(
+    current: Booking | Order | None, owner_id: str, *, started: bool = False
+) -> StorageError:
+    """Why a confirm changed nothing, from a fresh read of its booking or order (`started`:
+    whether its event has started, which ends every sale, confirmations included)."""
     if current is None or current.owner_id != owner_id:
         return Missing()
     if isinstance(current, Booking) and current.order_id is not None:
         return InOrder(current.order_id)
+    if current.status == "pending" and started:
+        return NotOnSale()
     if current.status in ("pending", "expired"):
         return BookingExpired()  # a pending one is past its expiry, not yet swept
     return NotPending(current.status)

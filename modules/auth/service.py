@@ -7,6 +7,7 @@ import uuid
 
 from core.deps import AppContext
 from core.errors import Conflict, Forbidden, InvalidCredentials, InvalidToken, NotFound
+from core.revocation import TokenVersions
 from core.security import (
     Principal,
     TokenPair,
@@ -30,6 +31,7 @@ class AuthService:
     def __init__(self, ctx: AppContext) -> None:
         self.storage = ctx.storage
         self.tokens = ctx.tokens
+        self.versions = TokenVersions(ctx.cache, ctx.storage)
 
     async def register(
         self, email: str, password: str, name: str, role: Role = "user"
@@ -72,17 +74,25 @@ class AuthService:
         return await self._issue(user, family_id=claims.family_id)
 
     async def logout(self, refresh_token: str, principal: Principal) -> None:
+        """End the session (its refresh tokens) and every access token of the account issued
+        so far: an access token cannot name its session, so the account's version moves on
+        (other sessions get new access tokens at their next refresh)."""
         claims = self.tokens.refresh_claims(refresh_token)
         if claims.user_id != principal.id:
             raise Forbidden("This refresh token belongs to another account")
         await self.storage.tokens.revoke_family(claims.family_id)
+        try:
+            user = await self.storage.users.bump_token_version(principal.id, utcnow())
+        except Missing:
+            raise InvalidToken() from None
+        await self.versions.bumped(user.id, user.token_version, partner=False)
 
     async def _issue(self, user: User, family_id: str) -> TokenPair:
         refresh_token, claims = self.tokens.refresh_token(user.id, family_id)
         await self.storage.tokens.add(
             RefreshToken(claims.jti, family_id, user.id, claims.expires_at)
         )
-        access = self.tokens.access_token(Principal(user.id, user.role))
+        access = self.tokens.access_token(Principal(user.id, user.role, user.token_version))
         return TokenPair(access, refresh_token, self.tokens.access_ttl)
 
     async def user(self, user_id: str) -> User:
@@ -98,10 +108,13 @@ class AuthService:
         return partner
 
     async def set_role(self, user_id: str, role: Role) -> User:
+        """Change the role; the account's access tokens issued so far stop working at once."""
         try:
-            return await self.storage.users.set_role(user_id, role, utcnow())
+            user = await self.storage.users.set_role(user_id, role, utcnow())
         except Missing:
             raise NotFound("User not found") from None
+        await self.versions.bumped(user.id, user.token_version, partner=False)
+        return user
 
     async def create_partner(self, name: str) -> tuple[Partner, str]:
         secret = new_client_secret()
@@ -123,6 +136,7 @@ class AuthService:
             )
         except Missing:
             raise NotFound("Partner not found") from None
+        await self.versions.bumped(partner.id, partner.token_version, partner=True)
         return partner, secret
 
     async def client_credentials(self, client_id: str, client_secret: str) -> str:
@@ -132,7 +146,7 @@ class AuthService:
             or partner is None
         ):
             raise InvalidClient()
-        return self.tokens.access_token(Principal(partner.id, "partner"))
+        return self.tokens.access_token(Principal(partner.id, "partner", partner.token_version))
 
     async def ensure_admin(
         self, email: str, password: str, name: str = "Administrator"

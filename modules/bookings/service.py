@@ -46,6 +46,9 @@ class EventNotBookable(Conflict):
     code, message = "EVENT_NOT_BOOKABLE", "This event is not on sale"
 
 
+STARTED_CONFIRM = "The event has started; holds can no longer be confirmed"
+
+
 class EventStarted(Conflict):
     code, message = "EVENT_STARTED", "The event has started; only its organizer can cancel now"
 
@@ -157,13 +160,11 @@ class BookingService:
         return Booked(booking, replayed)
 
     async def confirm(self, principal: Principal, booking_id: str) -> Booking:
-        """pending → confirmed. A confirmation is a sale: not once the event has started."""
+        """pending → confirmed. A confirmation is a sale: storage refuses it, in the same
+        atomic step, once the event has started."""
         current = await self.get(principal, booking_id)
         if current.owner_id != principal.id:
             raise BookingNotFound()  # an admin sees it, but only its buyer can confirm it
-        event = await self.events.for_booking(current.event_id)
-        if event is None or event.starts_at <= utcnow():
-            raise EventNotBookable("The event has started; holds can no longer be confirmed")
         try:
             booking = await self.storage.bookings.confirm(
                 booking_id, principal.id, utcnow(), principal.actor
@@ -176,6 +177,8 @@ class BookingService:
             raise BookingNotPending(f"The booking is {exc.current}, not pending") from None
         except InOrder as exc:
             raise _in_order(exc) from None
+        except NotOnSale:
+            raise EventNotBookable(STARTED_CONFIRM) from None
         await self.events.invalidate(booking.event_id)
         return booking
 

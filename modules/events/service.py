@@ -69,6 +69,14 @@ class EventHasBookings(Conflict):
     code, message = "EVENT_HAS_ACTIVE_BOOKINGS", "The event still has active bookings"
 
 
+class ContractEventProtected(Conflict):
+    code, message = (
+        "CONTRACT_EVENT_PROTECTED",
+        "This event serves a partner contract (/reservations or /api/tickets); "
+        "it cannot be cancelled or deleted",
+    )
+
+
 def availability_key(event_id: str) -> str:
     return f"avail:{event_id}"
 
@@ -102,6 +110,11 @@ class EventService:
         self.cache = ctx.cache
         self.cache_seconds = ctx.settings.availability_cache_seconds
         self.snapshots = ctx.snapshots
+        self.contract_events = frozenset(
+            (ctx.settings.ticketboss_event_id, ctx.settings.ticketboss_tiered_event_id)
+        )
+        """The events the contracts are bootstrapped with and never recreate: ending one
+        through the generic routes would break its contract for good."""
 
     async def create(
         self, principal: Principal, data: EventCreate, event_id: str | None = None
@@ -248,6 +261,8 @@ class EventService:
 
     async def transition(self, principal: Principal, event_id: str, action: str) -> Event:
         current = await self.managed(principal, event_id)
+        if action == "cancel":
+            self._not_a_contract_event(event_id)
         if action == "publish" and current.status == "draft" and current.starts_at <= utcnow():
             raise EventInPast()
         allowed_from, to = TRANSITIONS[action]
@@ -266,6 +281,7 @@ class EventService:
 
     async def delete(self, principal: Principal, event_id: str) -> None:
         await self.managed(principal, event_id)
+        self._not_a_contract_event(event_id)
         try:
             await self.storage.events.soft_delete(event_id, utcnow(), principal.actor)
         except HasActiveBookings:
@@ -273,6 +289,10 @@ class EventService:
         except Missing:
             raise EventNotFound() from None
         await self.changed(event_id)
+
+    def _not_a_contract_event(self, event_id: str) -> None:
+        if event_id in self.contract_events:
+            raise ContractEventProtected()
 
     async def availability(self, event_id: str) -> tuple[list[TierCount], datetime]:
         """Seats computed from bookings, served from the cache for a few seconds.

@@ -15,6 +15,7 @@ from core.storage.port import (
     BuyerLimit,
     ItemsShort,
     Missing,
+    NotOnSale,
     NotPending,
     Refused,
 )
@@ -27,6 +28,7 @@ from core.storage.records import (
     utcnow,
 )
 from modules.bookings.service import (
+    STARTED_CONFIRM,
     EventNotBookable,
     EventStarted,
     HoldLimitExceeded,
@@ -114,9 +116,6 @@ class OrderService:
         current = await self.get(principal, order_id)
         if current.owner_id != principal.id:
             raise OrderNotFound()  # an admin sees it, but only its buyer can confirm it
-        event = await self.events.for_booking(current.event_id)
-        if event is None or event.starts_at <= utcnow():
-            raise EventNotBookable("The event has started; holds can no longer be confirmed")
         try:
             order = await self.storage.orders.confirm(
                 order_id, principal.id, utcnow(), principal.actor
@@ -127,6 +126,8 @@ class OrderService:
             raise OrderExpired() from None
         except NotPending as exc:
             raise OrderNotPending(f"The order is {exc.current}, not pending") from None
+        except NotOnSale:
+            raise EventNotBookable(STARTED_CONFIRM) from None
         await self.events.invalidate(order.event_id)
         return order
 

@@ -51,7 +51,7 @@ async def partner_caller(request: Request, ctx: Context) -> Principal | None:
     """The partner behind the bearer token; None in anonymous mode (no token sent)."""
     anonymous = ctx.settings.ticketboss_anonymous_partners
     try:
-        principal = resolve_principal(request, ctx)
+        principal = await resolve_principal(request, ctx)
     except AppError:
         if anonymous:
             return None

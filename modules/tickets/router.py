@@ -102,7 +102,7 @@ async def ticket_service(ctx: Context) -> TicketService:
 async def tickets_caller(request: Request, ctx: Context) -> Principal | None:
     """The caller behind the bearer token (user or partner); None in anonymous mode when no
     token was sent. A token that is sent must be valid, in every mode."""
-    principal = resolve_principal(request, ctx)
+    principal = await resolve_principal(request, ctx)
     if principal is None and not ctx.settings.ticketboss_anonymous_tiers:
         raise Unauthorized("Send a user or partner bearer token")
     return principal

@@ -38,6 +38,7 @@ class Server:
             *("--port", str(self.port), "--workers", str(workers)),
         ]
         self.proc: subprocess.Popen[bytes] | None = None
+        self.cwd = ROOT
         self.log = ROOT / "data" / f"race-server-{self.port}.log"
 
     def start(self, timeout: float = 120) -> Server:
@@ -48,7 +49,7 @@ class Server:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 self.command,
-                cwd=ROOT,
+                cwd=self.cwd,
                 env=self.env,
                 stdout=log,
                 stderr=log,

@@ -6,10 +6,10 @@ Locally a test that needs a missing service skips; with TICKETBOSS_REQUIRE_SERVI
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
-import threading
+import subprocess
+import sys
 
 import pytest
 
@@ -51,38 +51,51 @@ async def pg_admin(sql: str) -> None:
 
 
 class MongoEcoServer:
-    """mongoeco's wire server on its own event loop, reachable by PyMongo (and subprocesses)."""
+    """mongoeco's wire server in a process of its own, reachable by PyMongo.
+
+    Not a thread of the test process: there it would share one interpreter lock with the
+    test's own clients, so on a loaded machine the observer would slow the database it
+    observes (seen: a 64-client race timing out after 60 s)."""
+
+    SCRIPT = (
+        "import asyncio, sys\n"
+        "from mongoeco.wire import AsyncMongoEcoProxyServer\n"
+        "async def main():\n"
+        "    async with AsyncMongoEcoProxyServer() as server:\n"
+        "        print(server.address.uri, flush=True)\n"
+        "        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)\n"
+        "asyncio.run(main())\n"
+    )
 
     def __init__(self) -> None:
         self.uri = ""
-        self._ready = threading.Event()
-        self._stop: asyncio.Event | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread = threading.Thread(target=self._run, daemon=True, name="mongoeco")
-
-    def _run(self) -> None:
-        from mongoeco.wire import AsyncMongoEcoProxyServer
-
-        async def main() -> None:
-            self._loop = asyncio.get_running_loop()
-            self._stop = asyncio.Event()
-            async with AsyncMongoEcoProxyServer() as server:
-                self.uri = server.address.uri
-                self._ready.set()
-                await self._stop.wait()
-
-        asyncio.run(main())
+        self.proc: subprocess.Popen[str] | None = None
 
     def start(self) -> str:
-        self._thread.start()
-        if not self._ready.wait(30):
+        """Start the server; it stops by itself when this process closes its stdin."""
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", self.SCRIPT],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        self.uri = self.proc.stdout.readline().strip()
+        if not self.uri.startswith("mongodb://"):
+            self.stop()
             raise RuntimeError("mongoeco did not start")
         return self.uri
 
     def stop(self) -> None:
-        if self._loop and self._stop:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
+        if self.proc is None:
+            return
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
 
 
 def mongo_url(base: str, database: str) -> str:

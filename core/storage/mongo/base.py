@@ -137,6 +137,11 @@ class MongoBase:
         self.changes = db["changes"]
         self.leases = db["leases"]
 
+    async def started(self, event_id: str, now: datetime, s: Session | None = None) -> bool:
+        """Whether the event has started (sales, confirmations included, are over)."""
+        query: Doc = {"_id": event_id, "starts_at": {"$lte": now}}
+        return await self.events.find_one(query, {"_id": 1}, session=s) is not None
+
     async def tx[R](self, work: Callable[[Session], Awaitable[R]], *, read_only: bool = False) -> R:
         """Run `work` in a transaction, retrying transient conflicts with jittered backoff.
         A read-only one reads one snapshot of the database."""

@@ -12,6 +12,7 @@ from core.storage.mongo.base import Doc, Session, active_at, buyer_id, fields_of
 from core.storage.mongo.changes import record_changes
 from core.storage.mongo.reserve import MongoReserving
 from core.storage.mongo.seats import derive_counters, give_back, release_expired, tallies
+from core.storage.port import NotOnSale
 from core.storage.records import Actor, Booking, BookingQuery, Drift
 
 
@@ -34,6 +35,8 @@ class MongoBookings(MongoReserving):
                 return_document=ReturnDocument.AFTER,
             )
             if d is not None:
+                if await self.started(d["event_id"], now, s):
+                    raise NotOnSale()  # aborts the transaction: the confirmation never happened
                 await self.buyers.update_one(
                     {"_id": buyer_id(d["event_id"], d["owner_id"])},
                     {"$inc": {"pending": -d["quantity"]}},
@@ -46,7 +49,9 @@ class MongoBookings(MongoReserving):
         d = await self.tx(work)
         if d is not None:
             return record(Booking, d)
-        raise rules.not_confirmed(await self.get(booking_id), owner_id)
+        current = await self.get(booking_id)
+        started = current is not None and await self.started(current.event_id, now)
+        raise rules.not_confirmed(current, owner_id, started=started)
 
     async def cancel(
         self, booking_id: str, owner_id: str | None, now: datetime, actor: Actor

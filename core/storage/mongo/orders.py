@@ -20,7 +20,7 @@ from core.storage.mongo.reserve import (
     take_seats,
 )
 from core.storage.mongo.seats import ended, give_back, release_expired
-from core.storage.port import DuplicateKey, StorageBusy
+from core.storage.port import DuplicateKey, NotOnSale, StorageBusy
 from core.storage.records import Actor, Booking, Order, Ordered, OrderQuery, OrderRequest, Tier
 
 
@@ -104,6 +104,8 @@ class MongoOrders(MongoBase):
             )
             if order is None:
                 return None
+            if await self.started(order["event_id"], now, s):
+                raise NotOnSale()  # aborts the transaction: the confirmation never happened
             docs = await self.bookings.find(
                 {"order_id": order_id, "status": "pending"}, session=s
             ).to_list()
@@ -131,7 +133,9 @@ class MongoOrders(MongoBase):
 
         if await self.tx(work) is not None:
             return await self._must_get(order_id)
-        raise rules.not_confirmed(await self.get(order_id), owner_id)
+        current = await self.get(order_id)
+        started = current is not None and await self.started(current.event_id, now)
+        raise rules.not_confirmed(current, owner_id, started=started)
 
     async def cancel(
         self, order_id: str, owner_id: str | None, now: datetime, actor: Actor

@@ -6,22 +6,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from asyncpg.exceptions import PostgresError
-from sqlalchemy import ColumnElement, Connection, Row, and_, or_
+from asyncpg.exceptions import InterfaceError as AsyncpgInterfaceError
+from asyncpg.exceptions import InternalClientError, PostgresConnectionError, PostgresError
+from sqlalchemy import ColumnElement, Connection, Row, and_, exists, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from core.storage import rules
-from core.storage.port import DuplicateKey
+from core.storage.port import DuplicateKey, StorageUnavailable
 from core.storage.sql import schema as t
 
+READ_ATTEMPTS = 3
+CONNECTION_LOST = (
+    PostgresConnectionError,
+    AsyncpgInterfaceError,
+    InternalClientError,  # asyncpg's protocol state after its connection was cut mid-operation
+    ConnectionError,
+)
+LOST_SQLSTATES = ("08", "57P01", "57P02", "57P03")  # connection exceptions, shutdowns
 TRANSIENT_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock detected
 UNIQUE_VIOLATION = "23505"
 
@@ -75,10 +84,36 @@ def transient(exc: Exception) -> bool:
     return "database is locked" in message or "database table is locked" in message
 
 
+def connection_lost(exc: BaseException) -> bool:
+    """The connection died under the statement (a restart, `pg_terminate_backend`, the network)."""
+    if isinstance(exc, DBAPIError):
+        return exc.connection_invalidated or connection_lost(exc.orig or Exception())
+    if isinstance(exc, CONNECTION_LOST):
+        return True
+    if isinstance(exc, PostgresError) and str(exc.sqlstate).startswith(LOST_SQLSTATES):
+        return True
+    cause = exc.__cause__
+    return cause is not None and connection_lost(cause)
+
+
+class _LostBeforeCommit(Exception):
+    """A transaction's connection died before its commit was sent: nothing was written."""
+
+
+def _transient_or_lost(exc: Exception) -> bool:
+    return isinstance(exc, _LostBeforeCommit) or transient(exc)
+
+
 def active_at(now: datetime) -> ColumnElement[bool]:
     """The active-booking rule: confirmed, or pending and not yet expired."""
     b = t.bookings
     return or_(b.c.status == "confirmed", and_(b.c.status == "pending", b.c.expires_at > now))
+
+
+def before_start(event_id: ColumnElement[str], now: datetime) -> ColumnElement[bool]:
+    """The sale rule a confirmation obeys too: the event of `event_id` has not started."""
+    e = t.events
+    return exists().where(e.c.id == event_id, e.c.starts_at > now)
 
 
 def holds_seats() -> ColumnElement[bool]:
@@ -137,31 +172,72 @@ class SQLBase:
 
     async def tx[R](self, work: Callable[[AsyncConnection], Awaitable[R]]) -> R:
         """Run `work` in a transaction, retrying conflicts with bounded, jittered backoff.
+
+        A connection lost while `work` runs is retried too (the transaction rolled back). One
+        lost while committing is not: the commit may have happened, so the caller gets
+        StorageUnavailable and decides (a request retried with its Idempotency-Key replays).
         A unique violation becomes the port's DuplicateKey."""
 
         async def attempt() -> R:
-            async with self.engines.lock, self.engines.writer.begin() as conn:
-                return await work(conn)
+            committing = False
+            try:
+                async with self.engines.lock, self.engines.writer.begin() as conn:
+                    result = await work(conn)
+                    committing = True
+                return result
+            except Exception as exc:
+                if connection_lost(exc):
+                    if committing:
+                        raise StorageUnavailable("the connection broke during a commit") from exc
+                    raise _LostBeforeCommit() from exc
+                raise
 
         try:
-            return await rules.retrying(attempt, transient, self.dialect)
+            return await rules.retrying(attempt, _transient_or_lost, self.dialect)
         except IntegrityError as exc:
             raise duplicate_key(exc) or exc from None
+        except _LostBeforeCommit as exc:
+            raise StorageUnavailable("the database connection keeps failing") from exc
 
-    @contextlib.asynccontextmanager
-    async def snapshot(self) -> AsyncIterator[AsyncConnection]:
-        """A read-only transaction whose statements all see one snapshot of the database."""
-        async with self.engines.snapshot.begin() as conn:
-            yield conn
+    async def read[R](
+        self, work: Callable[[AsyncConnection], Awaitable[R]], *, snapshot: bool = False
+    ) -> R:
+        """Run the reads of `work` on one connection (in one snapshot of the database if
+        `snapshot`), again on a fresh connection if this one is lost: reads are safe to
+        repeat."""
+        engine = self.engines.snapshot if snapshot else self.engines.reader
+        for attempt in range(READ_ATTEMPTS):
+            try:
+                if snapshot:
+                    async with engine.begin() as conn:
+                        return await work(conn)
+                async with engine.connect() as conn:
+                    return await work(conn)
+            except Exception as exc:
+                if not connection_lost(exc):
+                    raise
+                if attempt == READ_ATTEMPTS - 1:
+                    raise StorageUnavailable("the database connection keeps failing") from exc
+                await rules.pause(attempt)
+        raise AssertionError("unreachable")
 
     async def first(self, stmt: Any) -> Row[Any] | None:
         """The first row a read (or a single autocommit statement) returns."""
-        async with self.engines.reader.connect() as conn:
-            return (await conn.execute(stmt)).first()
+        return await self.read(lambda conn: first(conn, stmt))
+
+    async def started(self, event_id: str, now: datetime) -> bool:
+        """Whether the event has started (sales, confirmations included, are over)."""
+        e = t.events
+        return (
+            await self.first(select(e.c.id).where(e.c.id == event_id, e.c.starts_at <= now))
+            is not None
+        )
 
     async def rows(self, stmt: Any) -> Sequence[Row[Any]]:
-        async with self.engines.reader.connect() as conn:
+        async def fetch(conn: AsyncConnection) -> Sequence[Row[Any]]:
             return (await conn.execute(stmt)).all()
+
+        return await self.read(fetch)
 
 
 async def first(conn: AsyncConnection, stmt: Any, params: Any = None) -> Row[Any] | None:

@@ -12,7 +12,7 @@ from core.metrics import HOLDS_EXPIRED
 from core.storage import rules
 from core.storage.records import Actor, Booking, BookingQuery, Drift, from_fields
 from core.storage.sql import schema as t
-from core.storage.sql.base import active_at, first, holds_seats
+from core.storage.sql.base import active_at, before_start, first, holds_seats
 from core.storage.sql.changes import record
 from core.storage.sql.reserve import SQLReserving
 from core.storage.sql.seats import derive_counters, give_back, release_expired
@@ -32,6 +32,7 @@ class SQLBookings(SQLReserving):
                     b.c.status == "pending",
                     b.c.expires_at > now,
                     b.c.order_id.is_(None),
+                    before_start(b.c.event_id, now),
                 )
                 .values(
                     status="confirmed", expires_at=None, version=b.c.version + 1, updated_at=now
@@ -50,7 +51,9 @@ class SQLBookings(SQLReserving):
         row = await self.tx(work)
         if row is not None:
             return from_fields(Booking, row._mapping)
-        raise rules.not_confirmed(await self.get(booking_id), owner_id)
+        current = await self.get(booking_id)
+        started = current is not None and await self.started(current.event_id, now)
+        raise rules.not_confirmed(current, owner_id, started=started)
 
     async def cancel(
         self, booking_id: str, owner_id: str | None, now: datetime, actor: Actor
@@ -119,8 +122,7 @@ class SQLBookings(SQLReserving):
 
     async def recount(self, now: datetime, *, fix: bool) -> list[Drift]:
         if not fix:
-            async with self.snapshot() as conn:
-                return await _drifts(conn)
+            return await self.read(_drifts, snapshot=True)
         await self.release_expired(now)
 
         async def repair(conn: AsyncConnection) -> list[Drift]:

@@ -51,8 +51,7 @@ class SQLEvents(SQLBase):
         return event
 
     async def get(self, event_id: str, *, include_deleted: bool = False) -> Event | None:
-        async with self.engines.reader.connect() as conn:
-            return await _get(conn, event_id, include_deleted)
+        return await self.read(lambda conn: _get(conn, event_id, include_deleted))
 
     async def find(self, query: EventQuery) -> list[Event]:
         e = t.events
@@ -69,10 +68,13 @@ class SQLEvents(SQLBase):
             if query.after_id:
                 stmt = stmt.where(e.c.id > query.after_id)
             stmt = stmt.order_by(e.c.id)
-        async with self.engines.reader.connect() as conn:
+
+        async def fetch(conn: AsyncConnection) -> list[Event]:
             rows = (await conn.execute(stmt.limit(query.limit))).all()
             tiers = await _tiers(conn, [r.id for r in rows])
-        return [_event(r, tiers[r.id]) for r in rows]
+            return [_event(r, tiers[r.id]) for r in rows]
+
+        return await self.read(fetch)
 
     def _search(self, stmt: Any, query: str) -> Any:
         """Full-text search, best match first: PostgreSQL's tsvector (GIN index), SQLite's FTS5

@@ -8,6 +8,7 @@ writes the order, its bookings and their change records. Any refusal rolls all o
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -27,7 +28,7 @@ from core.storage.records import (
     from_fields,
 )
 from core.storage.sql import schema as t
-from core.storage.sql.base import SQLBase, first
+from core.storage.sql.base import SQLBase, before_start, first
 from core.storage.sql.changes import record
 from core.storage.sql.reserve import count_buyer_within_limits, count_buyers
 from core.storage.sql.seats import give_back, release_expired
@@ -109,6 +110,7 @@ class SQLOrders(SQLBase):
                     o.c.owner_id == owner_id,
                     o.c.status == "pending",
                     o.c.expires_at > now,
+                    before_start(o.c.event_id, now),
                 )
                 .values(
                     status="confirmed", expires_at=None, version=o.c.version + 1, updated_at=now
@@ -142,7 +144,9 @@ class SQLOrders(SQLBase):
 
         if await self.tx(work) is not None:
             return await self._must_get(order_id)
-        raise rules.not_confirmed(await self.get(order_id), owner_id)
+        current = await self.get(order_id)
+        started = current is not None and await self.started(current.event_id, now)
+        raise rules.not_confirmed(current, owner_id, started=started)
 
     async def cancel(
         self, order_id: str, owner_id: str | None, now: datetime, actor: Actor
@@ -218,14 +222,16 @@ class SQLOrders(SQLBase):
 
     async def _with_bookings(self, stmt: Any) -> list[Order]:
         b = t.bookings
-        async with self.engines.reader.connect() as conn:
+
+        async def fetch(conn: AsyncConnection) -> tuple[Sequence[Row[Any]], Sequence[Row[Any]]]:
             orders = (await conn.execute(stmt)).all()
             ids = [r.id for r in orders]
-            rows = (
-                (await conn.execute(select(b).where(b.c.order_id.in_(ids)).order_by(b.c.id))).all()
-                if ids
-                else []
-            )
+            if not ids:
+                return orders, []
+            query = select(b).where(b.c.order_id.in_(ids)).order_by(b.c.id)
+            return orders, (await conn.execute(query)).all()
+
+        orders, rows = await self.read(fetch)
         bookings: dict[str, list[Booking]] = defaultdict(list)
         for r in rows:
             bookings[r.order_id].append(from_fields(Booking, r._mapping))

@@ -14,14 +14,11 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from asyncpg.exceptions import InterfaceError as AsyncpgInterfaceError
-from asyncpg.exceptions import PostgresConnectionError
 from sqlalchemy import and_, select
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.storage import rules
-from core.storage.port import DuplicateKey, StorageBusy
+from core.storage.port import DuplicateKey, StorageUnavailable
 from core.storage.records import (
     Booking,
     BuyerSeats,
@@ -33,7 +30,7 @@ from core.storage.records import (
     new_ticket_number,
 )
 from core.storage.sql import schema as t
-from core.storage.sql.base import SQLBase, duplicate_key, first, transient
+from core.storage.sql.base import SQLBase, connection_lost, duplicate_key, first, transient
 from core.storage.sql.changes import record
 from core.storage.sql.statements import (
     BATCH_COLUMNS,
@@ -42,8 +39,6 @@ from core.storage.sql.statements import (
     RESERVE_SEATS,
     TAKE_SEATS,
 )
-
-CONNECTION_LOST = (PostgresConnectionError, AsyncpgInterfaceError, ConnectionError)
 
 
 class _NoSeats(Exception):
@@ -91,13 +86,11 @@ class SQLReserving(SQLBase, rules.Reserving):
                     return await self.tx(lambda conn: self._in_transaction(conn, request))
                 except _NoSeats:
                     return None
-            except DBAPIError as exc:
-                if not exc.connection_invalidated:
+            except Exception as exc:
+                if not connection_lost(exc):
                     raise
-            except CONNECTION_LOST:
-                pass
             await rules.pause(attempt)
-        raise StorageBusy("the database connection keeps failing; try again")
+        raise StorageUnavailable("the database connection keeps failing")
 
     async def _pg(self, sql: str, args: Sequence[Any], *, many: bool = False) -> Any:
         """One autocommit statement sent straight through the pooled asyncpg connection
@@ -113,6 +106,11 @@ class SQLReserving(SQLBase, rules.Reserving):
                         return await driver.fetch(sql, *args)
                     return await driver.fetchrow(sql, *args)
                 except Exception as exc:
+                    if connection_lost(exc):
+                        # SQLAlchemy did not see the driver fail: keep the connection out of
+                        # the pool, or the next checkout gets a broken one.
+                        await conn.invalidate()
+                        raise
                     raise duplicate_key(exc) or exc from None
 
         return await rules.retrying(once, transient, self.dialect)
