@@ -3,6 +3,8 @@ after failures with the same webhook-id, and a 410 disables the webhook."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from tests.support.accounts import Account, PartnerAccount
@@ -48,3 +50,105 @@ async def test_a_booking_arrives_signed(hooks: Api) -> None:
             await hooks.client.get(f"/api/v1/webhooks/{hook['id']}", headers=organizer.headers)
         ).json()["data"]
     )
+
+
+async def deliveries(api: Api, who: Account | PartnerAccount, hook: dict[str, Any]) -> list[Any]:
+    r = await api.client.get(
+        f"/api/v1/webhooks/{hook['id']}/deliveries", params={"limit": 100}, headers=who.headers
+    )
+    assert r.status_code == 200, r.text
+    found: list[Any] = r.json()["data"]
+    return found
+
+
+async def deliveries_when(
+    api: Api,
+    who: Account | PartnerAccount,
+    hook: dict[str, Any],
+    done: Callable[[list[Any]], bool],
+    timeout: float = 30,
+) -> list[Any]:
+    """The webhook's deliveries once `done` holds of them (their outcome is recorded just
+    after the receiver answered)."""
+    async with asyncio.timeout(timeout):
+        while not done(found := await deliveries(api, who, hook)):
+            await asyncio.sleep(0.02)
+    return found
+
+
+def settled(found: list[Any]) -> bool:
+    return bool(found) and all(d["status"] != "pending" for d in found)
+
+
+async def test_a_receiver_failing_twice_gets_the_same_id_three_times(hooks: Api) -> None:
+    organizer, buyer = await hooks.user("organizer"), await hooks.user()
+    event = await hooks.event(organizer)
+    async with Receiver(500, 500) as receiver:
+        hook = await subscribe(hooks, organizer, receiver.url, ["booking.created"])
+        booking = (await hooks.book(buyer, event["id"])).json()["data"]
+        got = await receiver.wait_until(lambda r: any(x.status == 200 for x in r))
+        [delivery] = await deliveries_when(hooks, organizer, hook, settled)
+    assert [(r.id, r.status) for r in got] == [
+        (delivery["id"], 500),
+        (delivery["id"], 500),
+        (delivery["id"], 200),
+    ]
+    assert {r.verify(hook["secret"])["data"]["bookingId"] for r in got} == {booking["id"]}
+    # Signed at each attempt: the timestamp is the attempt's, the id and body the same.
+    assert len({r.body for r in got}) == 1
+    assert delivery["status"] == "succeeded" and delivery["attempts"] == 3
+    assert delivery["lastStatusCode"] == 200 and delivery["nextAttemptAt"] is None
+
+
+async def test_a_410_disables_the_webhook(hooks: Api) -> None:
+    organizer, buyer, admin = (
+        await hooks.user("organizer"),
+        await hooks.user(),
+        await hooks.user("admin"),
+    )
+    event = await hooks.event(organizer)
+    async with Receiver(default=410) as gone, Receiver() as witness:
+        hook = await subscribe(hooks, organizer, gone.url, ["booking.created"])
+        await subscribe(hooks, admin, witness.url, ["booking.created"])
+        await hooks.book(buyer, event["id"])
+        await gone.wait_until(lambda r: len(r) == 1)
+        [failed] = await deliveries_when(hooks, organizer, hook, settled)
+        second = (await hooks.book(buyer, event["id"])).json()["data"]
+        # The witness sees the second booking once the relay fanned it out to every webhook.
+        await witness.wait_until(
+            lambda r: any(x.json["data"]["bookingId"] == second["id"] for x in r)
+        )
+    assert failed["status"] == "failed" and failed["lastStatusCode"] == 410
+    r = await hooks.client.get(f"/api/v1/webhooks/{hook['id']}", headers=organizer.headers)
+    assert r.json()["data"]["enabled"] is False
+    assert "410" in r.json()["data"]["disabledReason"]
+    assert len(await deliveries(hooks, organizer, hook)) == 1  # nothing more for it
+    assert len(gone.received) == 1
+
+
+async def test_changes_of_one_booking_arrive_in_order(hooks: Api) -> None:
+    organizer, buyer = await hooks.user("organizer"), await hooks.user()
+    event = await hooks.event(organizer)
+    async with Receiver(default=500) as receiver:
+        hook = await subscribe(hooks, organizer, receiver.url, ["booking.*"])
+        held = (await hooks.book(buyer, event["id"], hold=True)).json()["data"]
+        for action, method in (("confirm", "POST"), ("cancel", "PATCH")):
+            r = await hooks.client.request(
+                method, f"/api/v1/bookings/{held['id']}/{action}", headers=buyer.headers
+            )
+            assert r.status_code == 200, r.text
+        # While the first change keeps failing, the later ones of the booking wait.
+        await receiver.wait_until(lambda r: len(r) >= 3)
+        waiting = await deliveries_when(hooks, organizer, hook, lambda d: len(d) == 3)
+        assert {r.json["type"] for r in receiver.received} == {"booking.created"}
+        assert {(d["type"], d["attempts"]) for d in waiting if d["type"] != "booking.created"} == {
+            ("booking.confirmed", 0),
+            ("booking.cancelled", 0),
+        }
+        receiver.default = 200
+        await receiver.wait_until(lambda r: any(x.json["type"] == "booking.cancelled" for x in r))
+    delivered = [r.json["type"] for r in receiver.received if r.status == 200]
+    assert delivered == ["booking.created", "booking.confirmed", "booking.cancelled"]
+    assert [
+        r.verify(hook["secret"])["data"]["seq"] for r in receiver.received if r.status == 200
+    ] == [1, 2, 3]
