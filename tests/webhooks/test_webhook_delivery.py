@@ -8,8 +8,9 @@ from collections.abc import Callable
 from typing import Any
 
 from tests.support.accounts import Account, PartnerAccount
-from tests.support.api import Api
+from tests.support.api import Api, running_api
 from tests.support.receiver import Receiver
+from tests.webhooks.conftest import fast_settings
 
 
 async def subscribe(
@@ -37,10 +38,7 @@ async def test_a_booking_arrives_signed(hooks: Api) -> None:
     assert body["data"]["data"]["quantity"] == 2 and body["data"]["eventId"] == event["id"]
     assert got.id.startswith("msg_") and got.path == "/hooks/in"
     assert got.headers["webhook-signature"].startswith("v1,")
-    r = await hooks.client.get(
-        f"/api/v1/webhooks/{hook['id']}/deliveries", headers=organizer.headers
-    )
-    [delivery] = r.json()["data"]
+    [delivery] = await deliveries_when(hooks, organizer, hook, settled)
     assert delivery["id"] == got.id and delivery["status"] == "succeeded"
     assert delivery["attempts"] == 1 and delivery["lastStatusCode"] == 200
     assert delivery["lastLatencyMs"] is not None and delivery["nextAttemptAt"] is None
@@ -152,3 +150,26 @@ async def test_changes_of_one_booking_arrive_in_order(hooks: Api) -> None:
     assert [
         r.verify(hook["secret"])["data"]["seq"] for r in receiver.received if r.status == 200
     ] == [1, 2, 3]
+
+
+async def test_a_webhook_failing_for_a_whole_window_is_disabled(database_url: str) -> None:
+    settings = fast_settings(database_url, webhook_retry_window_seconds=0.5)
+    async with running_api(settings) as api, Receiver(default=500) as receiver:
+        organizer, buyer = await api.user("organizer"), await api.user()
+        event = await api.event(organizer)
+        hook = await subscribe(api, organizer, receiver.url, ["booking.created"])
+        await api.book(buyer, event["id"])
+        [gave_up] = await deliveries_when(api, organizer, hook, settled)
+        assert gave_up["status"] == "failed" and gave_up["attempts"] >= 2
+        assert gave_up["lastError"] == "HTTP 500"
+        await api.book(buyer, event["id"])  # failing for longer than the window: disabled
+        r = await api.client.get(f"/api/v1/webhooks/{hook['id']}", headers=organizer.headers)
+        async with asyncio.timeout(30):
+            while r.json()["data"]["enabled"]:
+                await asyncio.sleep(0.05)
+                r = await api.client.get(
+                    f"/api/v1/webhooks/{hook['id']}", headers=organizer.headers
+                )
+        found = await deliveries_when(api, organizer, hook, lambda d: len(d) == 2 and settled(d))
+    assert r.json()["data"]["disabledReason"].startswith("every attempt failed since")
+    assert [d["status"] for d in found] == ["failed", "failed"]
