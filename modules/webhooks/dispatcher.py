@@ -97,7 +97,10 @@ class Dispatcher:
         """Claim the due deliveries (up to `limit`) and send them; how many were claimed."""
         now = utcnow()
         claimed = await self.storage.webhooks.claim(now, self.holder, now + self.lease, limit)
-        await asyncio.gather(*(self.deliver(d) for d in claimed))
+        outcomes = await asyncio.gather(*(self.deliver(d) for d in claimed), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, Exception):  # its lease runs out and it is sent again
+                log.warning("webhook_delivery_failed", error=type(outcome).__name__)
         return len(claimed)
 
     async def deliver_now(self, delivery_id: str) -> Delivery | None:
@@ -148,19 +151,24 @@ class Dispatcher:
         headers = signed_headers(webhook, delivery, body, now) | {"host": target.host_header}
         started = time.perf_counter()
         try:
-            async with self.client.stream(
-                "POST",
-                target.connect_url,
-                content=body,
-                headers=headers,
-                extensions={"sni_hostname": target.host},
-            ) as response:
+            # One deadline for the whole exchange: httpx's timeouts are per read, and a receiver
+            # trickling its answer must not hold the delivery past its lease.
+            async with (
+                asyncio.timeout(self.settings.webhook_timeout_seconds),
+                self.client.stream(
+                    "POST",
+                    target.connect_url,
+                    content=body,
+                    headers=headers,
+                    extensions={"sni_hostname": target.host},
+                ) as response,
+            ):
                 read = 0
                 async for chunk in response.aiter_raw():
                     read += len(chunk)
                     if read >= MAX_RESPONSE_BYTES:
                         break
-        except httpx.TimeoutException:
+        except (httpx.TimeoutException, TimeoutError):
             return Sent(None, _ms(started), "timed out")
         except httpx.HTTPError as exc:
             return Sent(None, _ms(started), f"{type(exc).__name__}: {str(exc)[:200]}")

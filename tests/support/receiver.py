@@ -38,7 +38,11 @@ class Received:
 
 
 class Receiver:
-    def __init__(self, *statuses: int, default: int = 200) -> None:
+    def __init__(self, *statuses: int, default: int = 200, hang: bool = False) -> None:
+        """Answer `statuses` in turn, then `default`; or with `hang`, never answer (until
+        the receiver closes)."""
+        self.hang = hang
+        self.closing = asyncio.Event()
         self.statuses = list(statuses)
         self.default = default
         self.received: list[Received] = []
@@ -54,6 +58,7 @@ class Receiver:
 
     async def __aexit__(self, *_: object) -> None:
         assert self.server is not None
+        self.closing.set()
         self.server.close()
         await self.server.wait_closed()
 
@@ -71,6 +76,9 @@ class Receiver:
             status = self.statuses.pop(0) if self.statuses else self.default
             self.received.append(Received(path, headers, body, status))
             self.arrived.set()
+            if self.hang:
+                await self.closing.wait()
+                return
             reason = REASONS.get(status, "Status")
             writer.write(
                 f"HTTP/1.1 {status} {reason}\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok".encode()

@@ -173,3 +173,18 @@ async def test_a_webhook_failing_for_a_whole_window_is_disabled(database_url: st
         found = await deliveries_when(api, organizer, hook, lambda d: len(d) == 2 and settled(d))
     assert r.json()["data"]["disabledReason"].startswith("every attempt failed since")
     assert [d["status"] for d in found] == ["failed", "failed"]
+
+
+async def test_a_receiver_that_never_answers_times_out_and_is_retried(sqlite_url: str) -> None:
+    async with (
+        running_api(fast_settings(sqlite_url, webhook_timeout_seconds=0.3)) as api,
+        Receiver(hang=True) as receiver,
+    ):
+        organizer, buyer = await api.user("organizer"), await api.user()
+        event = await api.event(organizer)
+        hook = await subscribe(api, organizer, receiver.url, ["booking.created"])
+        await api.book(buyer, event["id"])
+        [late] = await deliveries_when(api, organizer, hook, lambda d: d and d[0]["attempts"] >= 2)
+    assert late["status"] == "pending" and late["lastError"] == "timed out"
+    assert late["lastStatusCode"] is None and late["nextAttemptAt"] is not None
+    assert len({r.id for r in receiver.received}) == 1 and len(receiver.received) >= 2
