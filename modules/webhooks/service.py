@@ -20,6 +20,8 @@ from modules.webhooks.schemas import WebhookCreate, WebhookPatch
 from modules.webhooks.urls import resolve
 
 OWNER_ROLES = ("partner", "organizer", "admin")
+MAX_PER_OWNER = 20
+"""Each webhook multiplies the outbound requests every change causes: a bound per owner."""
 TEST_TYPE = "webhook.test"
 
 
@@ -37,6 +39,11 @@ class DeliveryPending(Conflict):
 
 class WebhookDisabled(Conflict):
     code, message = "WEBHOOK_DISABLED", "The webhook is disabled: enable it first (PATCH)"
+
+
+class TooManyWebhooks(Conflict):
+    code = "WEBHOOK_LIMIT_REACHED"
+    message = f"An account may have at most {MAX_PER_OWNER} webhooks: delete one first"
 
 
 class WebhooksNotAllowed(Forbidden):
@@ -61,6 +68,11 @@ class WebhookService:
     async def create(self, principal: Principal, body: WebhookCreate) -> Webhook:
         if principal.role not in OWNER_ROLES:
             raise WebhooksNotAllowed()
+        owned = await self.storage.webhooks.find(
+            owner_id=principal.id, after_id=None, limit=MAX_PER_OWNER
+        )
+        if len(owned) >= MAX_PER_OWNER:
+            raise TooManyWebhooks()
         now = utcnow()
         webhook = Webhook(
             id=new_id(),

@@ -209,3 +209,13 @@ async def test_a_finished_delivery_is_replayed_by_hand(sqlite_hooks: Api) -> Non
         assert r.status_code == 404 and r.json()["code"] == "DELIVERY_NOT_FOUND"
     assert [g.id for g in receiver.received] == [first["data"]["id"]] * 2
     assert again["status"] == "succeeded" and again["attempts"] == 2
+
+
+async def test_an_owner_has_at_most_twenty_webhooks(sqlite_api: Api) -> None:
+    owner = await sqlite_api.user("organizer")
+    for _ in range(20):
+        await subscribe(sqlite_api, owner, "https://93.184.216.34/in")
+    r = await sqlite_api.client.post(
+        API, json={"url": "https://93.184.216.34/in", "events": ["*"]}, headers=owner.headers
+    )
+    assert r.status_code == 409 and r.json()["code"] == "WEBHOOK_LIMIT_REACHED"
