@@ -4,6 +4,7 @@ that records every request and answers with the statuses it is told, in turn."""
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Self
@@ -38,10 +39,17 @@ class Received:
 
 
 class Receiver:
-    def __init__(self, *statuses: int, default: int = 200, hang: bool = False) -> None:
+    def __init__(
+        self,
+        *statuses: int,
+        default: int = 200,
+        hang: bool = False,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         """Answer `statuses` in turn, then `default`; or with `hang`, never answer (until
-        the receiver closes)."""
+        the receiver closes). With `tls`, serve HTTPS at https://localhost:<port>."""
         self.hang = hang
+        self.tls = tls
         self.closing = asyncio.Event()
         self.statuses = list(statuses)
         self.default = default
@@ -51,9 +59,13 @@ class Receiver:
         self.arrived = asyncio.Event()
 
     async def __aenter__(self) -> Self:
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0, ssl=self.tls)
         port = self.server.sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}/hooks/in"
+        self.url = (
+            f"https://localhost:{port}/hooks/in"
+            if self.tls
+            else f"http://127.0.0.1:{port}/hooks/in"
+        )
         return self
 
     async def __aexit__(self, *_: object) -> None:
@@ -84,7 +96,7 @@ class Receiver:
                 f"HTTP/1.1 {status} {reason}\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok".encode()
             )
             await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
             pass
         finally:
             writer.close()
