@@ -13,7 +13,7 @@ account) receives nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, timedelta
 
 from core.config import Settings
@@ -53,19 +53,25 @@ class FanOut:
             return
         roles = {w.owner_id: await self._role_of(w) for w in webhooks}
         owners: dict[str, str | None] = {}
+        if "organizer" in roles.values():  # only organizers' scope needs the events' owners
+            for change in changes:
+                if change.event_id not in owners:
+                    owners[change.event_id] = await self._event_owner(change)
+        deliveries: list[Delivery] = []
         for change in changes:
-            if change.event_id not in owners:
-                owners[change.event_id] = await self._event_owner(change)
-        deliveries = [
-            self.delivery(webhook, change)
-            for change in changes
-            for webhook in self._wanting(webhooks, change)
-            if may_see(roles[webhook.owner_id], webhook.owner_id, change, owners[change.event_id])
-        ]
+            readers = [
+                w
+                for w in webhooks
+                if w.wants(change.type)
+                and may_see(roles[w.owner_id], w.owner_id, change, owners.get(change.event_id))
+            ]
+            if readers:
+                payload = payload_of(change)
+                deliveries += [self.delivery(w, change, payload) for w in readers]
         for start in range(0, len(deliveries), 500):
             await self.storage.webhooks.enqueue(deliveries[start : start + 500])
 
-    def delivery(self, webhook: Webhook, change: Change) -> Delivery:
+    def delivery(self, webhook: Webhook, change: Change, payload: dict[str, object]) -> Delivery:
         created = utcnow()
         return Delivery(
             id=f"msg_{new_id()}",
@@ -74,15 +80,11 @@ class FanOut:
             type=change.type,
             subject_id=change.subject_id,
             seq=change.seq,
-            payload=payload_of(change),
+            payload=payload,
             created_at=created,
             next_attempt_at=created,
             retry_until=created + self.window,
         )
-
-    @staticmethod
-    def _wanting(webhooks: Iterable[Webhook], change: Change) -> list[Webhook]:
-        return [w for w in webhooks if w.wants(change.type)]
 
     async def _role_of(self, webhook: Webhook) -> Role | None:
         if webhook.owner_role == "partner":
