@@ -108,6 +108,8 @@ async def stop_app(app: FastAPI, tasks: Sequence[asyncio.Task[None]] = ()) -> No
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+    if tasks:
+        await app.state.ctx.outbox.release()
     await close_context(app.state.ctx)
     log.info("stopped")
 

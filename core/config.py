@@ -91,6 +91,15 @@ class Settings(BaseSettings):
     ticketboss_tiered_ga_capacity: int = Field(default=1_000, gt=0)
     ticketboss_tiered_ga_price_cents: int = Field(default=1_000, ge=0)
 
+    # Webhooks: outbound requests to URLs our callers chose (see modules/webhooks/urls.py).
+    webhook_allow_private: bool = False
+    """Allow http:// and private, loopback or link-local addresses (development and tests)."""
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    webhook_retry_base_seconds: float = Field(default=5.0, gt=0)
+    webhook_retry_max_seconds: float = Field(default=3600.0, gt=0)
+    webhook_retry_window_seconds: float = Field(default=24 * 3600.0, gt=0)
+    webhook_poll_seconds: float = Field(default=1.0, gt=0)
+
     prometheus_multiproc_dir: str | None = None
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     cors_origins: str = ""
@@ -124,6 +133,11 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "JWT_SECRET must be set to a random value of at least 32 bytes in production"
                 )
+        if self.environment == "production" and self.webhook_allow_private:
+            raise ValueError(
+                "WEBHOOK_ALLOW_PRIVATE lets webhooks reach internal addresses: "
+                "it is for development and tests only, never production"
+            )
         if self.jwt_algorithm != "HS256" and not self.jwt_private_key_file:
             raise ValueError(f"JWT_ALGORITHM={self.jwt_algorithm} needs JWT_PRIVATE_KEY_FILE")
         return self

@@ -66,6 +66,15 @@ class Relay:
         await self.storage.changes.mark_dispatched([c.id for c in changes], utcnow())
         return len(changes)
 
+    async def release(self) -> None:
+        """Give the lease up at shutdown, so another process relays at once rather than when
+        the lease runs out (a rolling restart, the next app on the same database)."""
+        now = utcnow()
+        try:
+            await self.storage.changes.hold_lease(LEASE, self.holder, now, now)
+        except Exception as exc:  # shutting down: the lease simply runs out instead
+            log.warning("outbox_release_failed", error=type(exc).__name__)
+
     async def run_forever(self) -> None:
         while True:
             try:

@@ -18,6 +18,9 @@ from modules.reservations.service import bootstrap_event
 from modules.tickets.router import router as tickets_router
 from modules.tickets.service import bootstrap_show
 from modules.web.router import router as web_router
+from modules.webhooks.dispatcher import dispatch_webhooks
+from modules.webhooks.fanout import start_fan_out
+from modules.webhooks.router import router as webhooks_router
 
 # Routes are matched in this order: the hot booking routes first.
 FEATURES = (
@@ -26,6 +29,7 @@ FEATURES = (
     Feature(orders_router),
     Feature(events_router, on_startup=(announce_changes,)),
     Feature(activity_router),
+    Feature(webhooks_router, on_startup=(start_fan_out,), background=(dispatch_webhooks,)),
     Feature(reservations_router, api=False, on_startup=(bootstrap_event,)),
     Feature(tickets_router, api=False, on_startup=(bootstrap_show,)),
     # Pages, static files and the docs: last, so no API route is shadowed; nothing to limit.

@@ -1,4 +1,5 @@
-"""`ticketboss`: serve, migrate, seed, create-admin, reconcile, expire-holds, prune-changes.
+"""`ticketboss`: serve, migrate, seed, create-admin, reconcile, expire-holds, prune-changes,
+deliver-webhooks.
 
 The commands act through the same services as the HTTP API, on a context built the same way.
 """
@@ -26,7 +27,9 @@ from modules.auth.schemas import MIN_PASSWORD_LENGTH
 from modules.auth.service import AuthService
 from modules.bookings.service import BookingService
 from modules.events.schemas import EventCreate, TierIn
-from modules.events.service import EventService
+from modules.events.service import EventService, announce_changes
+from modules.webhooks.dispatcher import Dispatcher
+from modules.webhooks.fanout import start_fan_out
 
 APP_FACTORY = "modules.api:create_api"
 
@@ -175,6 +178,28 @@ def cmd_prune_changes(settings: Settings, _: argparse.Namespace) -> None:
     asyncio.run(_with_context(settings, work))
 
 
+def cmd_deliver_webhooks(settings: Settings, _: argparse.Namespace) -> None:
+    """For cron and serverless, where no `serve` runs the relay and the dispatcher: relay the
+    change log to its consumers, then send every due delivery (one pass each)."""
+
+    async def work(ctx: AppContext) -> None:
+        await announce_changes(ctx)
+        await start_fan_out(ctx)
+        relayed = 0
+        while batch := await ctx.outbox.run_once():
+            relayed += batch
+        dispatcher = Dispatcher(ctx.storage, ctx.settings)
+        sent = 0
+        try:
+            while claimed := await dispatcher.run_once():
+                sent += claimed
+        finally:
+            await dispatcher.close()
+        print(f"relayed {relayed} change record(s); attempted {sent} webhook delivery(ies)")
+
+    asyncio.run(_with_context(settings, work))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ticketboss", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -204,6 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "prune-changes", help="delete change records past CHANGE_RETENTION_DAYS (cron)"
     ).set_defaults(run=cmd_prune_changes)
+    sub.add_parser(
+        "deliver-webhooks", help="relay the change log and send due webhook deliveries (cron)"
+    ).set_defaults(run=cmd_deliver_webhooks)
     return parser
 
 

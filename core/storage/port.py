@@ -17,11 +17,13 @@ from typing import Any, Literal, Protocol
 
 from core.storage.records import (
     Actor,
+    Attempt,
     Booking,
     BookingQuery,
     BookingStatus,
     Change,
     ChangeQuery,
+    Delivery,
     Drift,
     Event,
     EventQuery,
@@ -38,6 +40,7 @@ from core.storage.records import (
     TierCount,
     TierPatch,
     User,
+    Webhook,
 )
 
 
@@ -300,6 +303,61 @@ class ChangeStore(Protocol):
         or already theirs: one dispatcher at a time across workers and instances."""
 
 
+class WebhookStore(Protocol):
+    """Webhook endpoints and their deliveries."""
+
+    async def create(self, webhook: Webhook) -> Webhook: ...
+    async def get(self, webhook_id: str) -> Webhook | None: ...
+
+    async def find(
+        self, *, owner_id: str | None, after_id: str | None, limit: int
+    ) -> list[Webhook]:
+        """Oldest first; one owner's, or everyone's (None)."""
+
+    async def enabled(self) -> list[Webhook]:
+        """Every enabled webhook (the fan-out matches each change against them)."""
+
+    async def update(self, webhook_id: str, fields: dict[str, Any], now: datetime) -> Webhook:
+        """Set fields (url, events, description, enabled, disabled_reason, secret); Missing."""
+
+    async def delete(self, webhook_id: str) -> None:
+        """The webhook and its deliveries; Missing."""
+
+    async def note_outcome(self, webhook_id: str, ok: bool, now: datetime) -> Webhook | None:
+        """A success clears `failing_since`; a failure sets it unless already set."""
+
+    async def enqueue(self, deliveries: Sequence[Delivery]) -> int:
+        """Insert the deliveries whose (webhook, change) is new; how many were. Safe to repeat."""
+
+    async def claim(
+        self,
+        now: datetime,
+        holder: str,
+        until: datetime,
+        limit: int,
+        delivery_id: str | None = None,
+    ) -> list[Delivery]:
+        """Lease up to `limit` due deliveries to `holder` until `until`, atomically: pending,
+        due, not leased, and the first pending one of their (webhook, subject). Nobody else
+        claims them until the lease ends. `delivery_id` claims that one only (if it is due)."""
+
+    async def settle(self, delivery_id: str, holder: str, attempt: Attempt) -> Delivery | None:
+        """Record an attempt and release the lease, if `holder` still holds it (else None)."""
+
+    async def get_delivery(self, delivery_id: str) -> Delivery | None: ...
+
+    async def deliveries(
+        self, webhook_id: str, *, before_id: str | None, limit: int
+    ) -> list[Delivery]:
+        """Newest first."""
+
+    async def retry(
+        self, webhook_id: str, delivery_id: str, now: datetime, retry_until: datetime
+    ) -> Delivery:
+        """A delivery that is not pending becomes pending again, due now; Missing,
+        NotPending-like InvalidTransition("pending") when it is pending already."""
+
+
 class Storage(Protocol):
     @property
     def kind(self) -> str: ...
@@ -317,6 +375,8 @@ class Storage(Protocol):
     def orders(self) -> OrderStore: ...
     @property
     def changes(self) -> ChangeStore: ...
+    @property
+    def webhooks(self) -> WebhookStore: ...
 
     async def ping(self) -> None: ...
     async def close(self) -> None: ...

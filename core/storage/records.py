@@ -440,3 +440,74 @@ class RefreshToken:
     family_id: str
     user_id: str
     expires_at: datetime
+
+
+DeliveryStatus = Literal["pending", "succeeded", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    """An endpoint that receives the change records its owner may see, signed with `secret`.
+
+    The secret is kept as it is (not hashed) because every delivery is signed with it; the
+    API shows it only when it is made (creation, rotation)."""
+
+    id: str
+    owner_id: str
+    owner_role: Role
+    """The owner's role at creation; the scope is decided by the owner's current role."""
+    url: str
+    events: tuple[str, ...]
+    """Change types (`booking.created`), `<subject>.*` or `*`."""
+    secret: str
+    created_at: datetime
+    updated_at: datetime
+    description: str | None = None
+    enabled: bool = True
+    disabled_reason: str | None = None
+    failing_since: datetime | None = None
+    """The first failed attempt since the last success (None while healthy)."""
+
+    def wants(self, change_type: str) -> bool:
+        subject = change_type.split(".", 1)[0]
+        return any(e in ("*", change_type, f"{subject}.*") for e in self.events)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One change record to send to one webhook: unique per (webhook, change). Its id is the
+    `webhook-id` header, the same on every attempt (the receiver's idempotency key)."""
+
+    id: str
+    webhook_id: str
+    change_id: str
+    type: str
+    subject_id: str
+    seq: int
+    """Deliveries of one subject to one webhook go in this order, one at a time."""
+    payload: dict[str, Any]
+    """The body as sent: `{type, timestamp, data}`."""
+    created_at: datetime
+    next_attempt_at: datetime
+    retry_until: datetime
+    """After this, a failed attempt is the last one: the delivery is `failed`."""
+    status: DeliveryStatus = "pending"
+    attempts: int = 0
+    last_status_code: int | None = None
+    last_latency_ms: int | None = None
+    last_error: str | None = None
+    last_attempt_at: datetime | None = None
+    lease_holder: str | None = None
+    lease_until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """What one send of a delivery came to, and what happens next."""
+
+    status: DeliveryStatus
+    at: datetime
+    next_attempt_at: datetime
+    status_code: int | None = None
+    latency_ms: int | None = None
+    error: str | None = None

@@ -17,6 +17,7 @@ from core.storage.mongo.changes import MongoChanges
 from core.storage.mongo.documents import DOCUMENTS
 from core.storage.mongo.events import MongoEvents
 from core.storage.mongo.orders import MongoOrders
+from core.storage.mongo.webhooks import MongoWebhooks
 
 SCHEMA_VERSION = 2
 
@@ -37,6 +38,7 @@ class MongoStorage:
         self.bookings = MongoBookings(self.client, self.db_name, lanes)
         self.orders = MongoOrders(self.client, self.db_name, lanes)
         self.changes = MongoChanges(self.client, self.db_name)
+        self.webhooks = MongoWebhooks(self.client, self.db_name)
         self.bookings.batch_size = batch_size
 
     async def migrate(self) -> None:

@@ -30,6 +30,7 @@ UNIQUE_INDEXES = {
     "client_id_1": "client_id",
     "ticket_number_1": "ticket_number",
     "owner_id_1_idempotency_key_1": "idempotency_key",
+    "webhook_id_1_change_id_1": "change_id",
 }
 _INDEX_NAME = re.compile(r"index: (\S+)")
 
@@ -136,6 +137,8 @@ class MongoBase:
         self.orders = db["orders"]
         self.changes = db["changes"]
         self.leases = db["leases"]
+        self.webhooks = db["webhooks"]
+        self.webhook_deliveries = db["webhook_deliveries"]
 
     async def started(self, event_id: str, now: datetime, s: Session | None = None) -> bool:
         """Whether the event has started (sales, confirmations included, are over)."""

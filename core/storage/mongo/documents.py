@@ -121,6 +121,32 @@ class LeaseDoc(Document):
         name = "leases"
 
 
+class WebhookDoc(Document):
+    id: str  # type: ignore[assignment]
+
+    class Settings:
+        name = "webhooks"
+        indexes = [
+            IndexModel([("owner_id", ASCENDING), ("_id", ASCENDING)]),
+            IndexModel([("enabled", ASCENDING)]),
+        ]
+
+
+class DeliveryDoc(Document):
+    """One change record for one webhook: unique per (webhook, change)."""
+
+    id: str  # type: ignore[assignment]
+
+    class Settings:
+        name = "webhook_deliveries"
+        indexes = [
+            IndexModel([("webhook_id", ASCENDING), ("change_id", ASCENDING)], unique=True),
+            IndexModel([("webhook_id", ASCENDING), ("_id", DESCENDING)]),
+            IndexModel([("webhook_id", ASCENDING), ("subject_id", ASCENDING), ("seq", ASCENDING)]),
+            IndexModel([("status", ASCENDING), ("next_attempt_at", ASCENDING)]),
+        ]
+
+
 DOCUMENTS: list[type[Document]] = [
     UserDoc,
     PartnerDoc,
@@ -132,4 +158,6 @@ DOCUMENTS: list[type[Document]] = [
     BuyerCountDoc,
     ChangeDoc,
     LeaseDoc,
+    WebhookDoc,
+    DeliveryDoc,
 ]

@@ -19,6 +19,7 @@ from core.storage.sql.bookings import SQLBookings
 from core.storage.sql.changes import SQLChanges
 from core.storage.sql.events import SQLEvents
 from core.storage.sql.orders import SQLOrders
+from core.storage.sql.webhooks import SQLWebhooks
 
 
 class SQLStorage:
@@ -46,6 +47,7 @@ class SQLStorage:
         self.bookings = SQLBookings(engines, self.kind)
         self.orders = SQLOrders(engines, self.kind)
         self.changes = SQLChanges(engines, self.kind)
+        self.webhooks = SQLWebhooks(engines, self.kind)
         self.bookings.batch_size = batch_size
         # PostgreSQL: while one batch of a tier runs, the next can already be on its way (the
         # tier row's lock orders them inside the database); SQLite has one writer anyway.

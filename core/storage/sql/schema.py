@@ -219,3 +219,56 @@ leases = Table(
     Column("until", UTCDateTime, nullable=False),
 )
 """Who runs a singleton job (the change dispatcher) until when, across processes."""
+
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("owner_id", String(64), nullable=False),
+    Column("owner_role", String(16), nullable=False),
+    Column("url", String(2048), nullable=False),
+    Column("events", JSON().with_variant(JSONB(), "postgresql"), nullable=False),
+    Column("secret", String(128), nullable=False),
+    Column("description", String(500)),
+    Column("enabled", Boolean, nullable=False),
+    Column("disabled_reason", String(500)),
+    Column("failing_since", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index("ix_webhooks_owner", "owner_id", "id"),
+)
+"""Endpoints that receive change records, signed with their secret (kept to sign with)."""
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("webhook_id", String(32), nullable=False),
+    Column("change_id", String(40), nullable=False),
+    Column("type", String(40), nullable=False),
+    Column("subject_id", String(64), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("payload", JSON().with_variant(JSONB(), "postgresql"), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("retry_until", UTCDateTime, nullable=False),
+    Column("last_status_code", Integer),
+    Column("last_latency_ms", Integer),
+    Column("last_error", String(500)),
+    Column("last_attempt_at", UTCDateTime),
+    Column("lease_holder", String(64)),
+    Column("lease_until", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("webhook_id", "change_id", name="uq_deliveries_webhook_change"),
+    Index("ix_deliveries_webhook", "webhook_id", "id"),
+    Index("ix_deliveries_subject", "webhook_id", "subject_id", "seq"),
+    Index(
+        "ix_deliveries_due",
+        "next_attempt_at",
+        postgresql_where=text("status = 'pending'"),
+        sqlite_where=text("status = 'pending'"),
+    ),
+)
+"""One change record to send to one webhook, exactly once per (webhook, change); its id is
+the `webhook-id` every attempt carries."""
