@@ -11,7 +11,12 @@ from core.storage import rules
 from core.storage.mongo.base import Doc, Session, active_at, buyer_id, fields_of, record
 from core.storage.mongo.changes import record_changes
 from core.storage.mongo.reserve import MongoReserving
-from core.storage.mongo.seats import derive_counters, give_back, release_expired, tallies
+from core.storage.mongo.seats import (
+    derive_counters,
+    give_back,
+    release_expired_alone,
+    tallies,
+)
 from core.storage.port import NotOnSale
 from core.storage.records import Actor, Booking, BookingQuery, Drift
 
@@ -108,7 +113,7 @@ class MongoBookings(MongoReserving):
     async def release_expired(
         self, now: datetime, event_id: str | None = None, tier: str | None = None
     ) -> int:
-        released = await self.tx(lambda s: release_expired(self, s, now, event_id, tier))
+        released = await release_expired_alone(self, now, event_id, tier)
         HOLDS_EXPIRED.inc(released)
         return released
 

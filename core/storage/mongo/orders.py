@@ -19,7 +19,7 @@ from core.storage.mongo.reserve import (
     new_booking_doc,
     take_seats,
 )
-from core.storage.mongo.seats import ended, give_back, release_expired
+from core.storage.mongo.seats import ended, give_back, release_expired_alone
 from core.storage.port import DuplicateKey, NotOnSale, StorageBusy
 from core.storage.records import Actor, Booking, Order, Ordered, OrderQuery, OrderRequest, Tier
 
@@ -31,7 +31,7 @@ class _Short(Exception):
 class MongoOrders(MongoBase):
     async def reserve(self, request: OrderRequest) -> Ordered:
         async def release() -> int:
-            return await self.tx(lambda s: release_expired(self, s, request.now, request.event_id))
+            return await release_expired_alone(self, request.now, request.event_id)
 
         return await rules.releasing_expired(lambda: self._order_once(request), release, request)
 

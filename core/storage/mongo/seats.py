@@ -38,16 +38,21 @@ async def give_back(base: MongoBase, s: Session, released: Sequence[Mapping[str,
         )
 
 
-async def release_expired(
-    base: MongoBase, s: Session, now: datetime, event_id: str | None = None, tier: str | None = None
-) -> int:
-    """Mark holds past their expiry `expired` and give their seats back; how many."""
+def expired_holds(now: datetime, event_id: str | None, tier: str | None) -> Doc:
+    """Holds past their expiry, of one event (and tier) or of all."""
     query: Doc = {"status": "pending", "expires_at": {"$lte": now}}
     if event_id is not None:
         query["event_id"] = event_id
     if tier is not None:
         query["tier"] = tier
-    released = await base.bookings.find(query, session=s).to_list()
+    return query
+
+
+async def release_expired(
+    base: MongoBase, s: Session, now: datetime, event_id: str | None = None, tier: str | None = None
+) -> int:
+    """Mark holds past their expiry `expired` and give their seats back; how many."""
+    released = await base.bookings.find(expired_holds(now, event_id, tier), session=s).to_list()
     if not released:
         return 0
     await base.bookings.update_many(
@@ -64,6 +69,17 @@ async def release_expired(
     orders = sorted({d["order_id"] for d in released if d.get("order_id")})
     await end_orders(base, s, orders, "expired", SYSTEM_ACTOR, now)
     return len(released)
+
+
+async def release_expired_alone(
+    base: MongoBase, now: datetime, event_id: str | None = None, tier: str | None = None
+) -> int:
+    """`release_expired` in a transaction of its own, which is skipped when a read outside
+    any transaction finds no expired hold: most sweeps and refusals find none, and a
+    transaction reading the bookings that a hot sale is writing would conflict with it."""
+    if await base.bookings.find_one(expired_holds(now, event_id, tier), {"_id": 1}) is None:
+        return 0
+    return await base.tx(lambda s: release_expired(base, s, now, event_id, tier))
 
 
 async def end_orders(
