@@ -407,6 +407,9 @@ async def bench_backend(
     try:
         for variant in variants:
             await variant.start(backend, args, scratch)
+            assert variant.server is not None
+            for path in args.paths:  # warm up: pools filled, caches and code paths hot
+                wrk(variant.server.base_url, SCRIPTS[path], 16, 3, variant.wrk_env)
         for connections in args.concurrency:
             for path in args.paths:
                 for _ in range(args.rounds):
