@@ -45,6 +45,19 @@ def book(event_id: str, buyer: Account, key: str, tier: str = "GA") -> tuple[dic
     return body, buyer.headers | {"Idempotency-Key": key}
 
 
+async def a_rush(
+    http: httpx.AsyncClient, database_url: str, *, seats: int, attempts: int
+) -> tuple[str, dict[str, tuple[dict, dict]]]:
+    """A one-tier event of `seats` and `attempts` bookings of one seat by 8 buyers, each
+    under its own Idempotency-Key (the key maps to its body and headers)."""
+    organizer = await account(http, database_url, "organizer")
+    buyers = await asyncio.gather(*(account(http, database_url) for _ in range(8)))
+    tier = {"code": "GA", "name": "GA", "priceCents": 100, "capacity": seats}
+    event_id = await hot_event(http, organizer, [tier])
+    keys = [uuid.uuid4().hex for _ in range(attempts)]
+    return event_id, {key: book(event_id, buyers[i % 8], key) for i, key in enumerate(keys)}
+
+
 async def settle(http: httpx.AsyncClient, attempts: dict[str, tuple[dict, dict]]) -> dict[str, str]:
     """Re-send every attempt with its own Idempotency-Key until it gets a final answer; the
     booking id each key ended with (keys refused for want of seats are left out)."""
@@ -114,14 +127,7 @@ async def test_a_batch_whose_connection_is_terminated_loses_and_doubles_nothing(
     )
     with Server(database_url) as server:
         async with client(server, 48) as http:
-            organizer = await account(http, database_url, "organizer")
-            buyers = await asyncio.gather(*(account(http, database_url) for _ in range(8)))
-            tier = {"code": "GA", "name": "GA", "priceCents": 100, "capacity": 400}
-            event_id = await hot_event(http, organizer, [tier])
-            attempts = {
-                key: book(event_id, buyers[i % 8], key)
-                for i, key in enumerate(uuid.uuid4().hex for _ in range(600))
-            }
+            event_id, attempts = await a_rush(http, database_url, seats=400, attempts=600)
             answered: dict[str, str] = {}
             codes: Counter[int | str] = Counter()
             gate = asyncio.Semaphore(48)
@@ -171,14 +177,7 @@ async def test_clients_that_leave_while_their_batch_waits_book_at_most_once(
     ends with one booking at most, and the seats match the bookings."""
     with Server(database_url) as server:
         async with client(server, 32) as http:
-            organizer = await account(http, database_url, "organizer")
-            buyers = await asyncio.gather(*(account(http, database_url) for _ in range(8)))
-            tier = {"code": "GA", "name": "GA", "priceCents": 100, "capacity": 150}
-            event_id = await hot_event(http, organizer, [tier])
-            attempts = {
-                key: book(event_id, buyers[i % 8], key)
-                for i, key in enumerate(uuid.uuid4().hex for _ in range(200))
-            }
+            event_id, attempts = await a_rush(http, database_url, seats=150, attempts=200)
             left = 0
             async with client(server, 64, timeout=0.02) as impatient:
 
