@@ -1,7 +1,7 @@
 """Benchmark the booking path against a trivial endpoint, on PostgreSQL and SQLite.
 
     uv run --group bench python bench/run.py [--duration 10] [--workers 2] [--rounds 2]
-        [--backends postgresql,sqlite] [--baseline fb8df8b]
+        [--backends postgresql,sqlite] [--baseline fb8df8b] [--candidate REV]
 
 Starts the real server (uvicorn, rate limits off, Redis on) per backend, creates users and one
 hot event, and drives wrk at 1/16/64/256 connections against GET /health (the ceiling),
@@ -501,7 +501,8 @@ def write_reports(results: dict[str, Any], args: argparse.Namespace) -> None:
     ]
     if len(names) == 2:
         lines += [
-            f"Variants: **{names[0]}** (this checkout) and **{names[1]}** (`{args.baseline}`), "
+            f"Variants: **{names[0]}** (`{args.candidate or 'this checkout'}`) and "
+            f"**{names[1]}** (`{args.baseline}`), "
             "served from the same environment and databases, run by run in turn.",
             "",
         ]
@@ -590,7 +591,7 @@ def plot(results: dict[str, Any]) -> None:
 
 def checkout(rev: str, scratch: Path) -> Path:
     """The project at `rev`, unpacked into the scratch folder (no git work tree needed)."""
-    target = scratch / f"baseline-{rev}"
+    target = scratch / f"rev-{rev}"
     target.mkdir()
     archive = subprocess.run(
         ["git", "-C", str(ROOT), "archive", rev], capture_output=True, check=True
@@ -610,6 +611,9 @@ def main() -> None:
     parser.add_argument("--paths", default=",".join(PATHS))
     parser.add_argument("--concurrency", default=",".join(map(str, CONCURRENCY)))
     parser.add_argument("--baseline", help="a git revision to measure against, interleaved")
+    parser.add_argument(
+        "--candidate", help="a git revision to measure instead of this checkout (A/B of one commit)"
+    )
     args = parser.parse_args()
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
     args.paths = args.paths.split(",")
@@ -618,7 +622,9 @@ def main() -> None:
     import platform
 
     with tempfile.TemporaryDirectory() as scratch:
-        variants_of = [("this", ROOT)]
+        variants_of = [
+            ("this", checkout(args.candidate, Path(scratch)) if args.candidate else ROOT)
+        ]
         if args.baseline:
             variants_of.append(("baseline", checkout(args.baseline, Path(scratch))))
         results: dict[str, Any] = {
