@@ -61,22 +61,32 @@ def _bearer(request: Request) -> str | None:
     return token.strip()
 
 
+def claimed_principal(request: Request, ctx: AppContext) -> Principal | None:
+    """The caller the bearer token names (its signature and expiry verified, its version not
+    yet checked), or None when no token was sent; decoded once per request."""
+    state = request.scope.setdefault("state", {})
+    if "claimed_principal" not in state:
+        token = _bearer(request)
+        state["claimed_principal"] = ctx.tokens.principal(token) if token else None
+    claimed: Principal | None = state["claimed_principal"]
+    return claimed
+
+
 async def resolve_principal(request: Request, ctx: AppContext) -> Principal | None:
     """The verified caller, or None when no token was sent (decoded and checked against its
     account's token version once per request)."""
-    if "principal" in request.scope.setdefault("state", {}):
-        cached: Principal | None = request.scope["state"]["principal"]
+    state = request.scope.setdefault("state", {})
+    if "principal" in state:
+        cached: Principal | None = state["principal"]
         return cached
-    token = _bearer(request)
-    principal = ctx.tokens.principal(token) if token else None
+    principal = claimed_principal(request, ctx)
     if principal is not None:
         await TokenVersions(ctx.cache, ctx.storage).check(principal)
-    request.scope["state"]["principal"] = principal
-    request.scope["state"]["principal_id"] = principal.id if principal else None
+    state["principal"] = principal
+    state["principal_id"] = principal.id if principal else None
     return principal
 
 
-@authenticates("optional")
 async def optional_principal(request: Request, ctx: Context) -> Principal | None:
     return await resolve_principal(request, ctx)
 
@@ -120,7 +130,8 @@ async def rate_limit(request: Request, ctx: Context) -> None:
         await ctx.limiter.hit(ctx.limiter.anonymous, "ip", client_ip(request))
 
 
-async def caller_scope(request: Request, ctx: AppContext) -> str:
-    """Whose Idempotency-Keys these are: the authenticated caller, else the client's IP."""
-    principal = await resolve_principal(request, ctx)
+def caller_scope(request: Request, ctx: AppContext) -> str:
+    """Whose Idempotency-Keys these are: the caller the token names, else the client's IP.
+    (The token's version is checked alongside the key's claim: see core/routing.py.)"""
+    principal = claimed_principal(request, ctx)
     return principal.id if principal else f"ip:{client_ip(request)}"

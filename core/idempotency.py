@@ -19,6 +19,7 @@ Which answers are stored (and so replayed) and why:
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 from collections.abc import Awaitable, Callable, Sequence
@@ -129,15 +130,27 @@ class IdempotentRequest:
         self,
         handler: Callable[[], Awaitable[Response]],
         render: Renderer = app_error_response,
-        extra_commands: Callable[[], Sequence[tuple[str, ...]]] = tuple,
+        alongside: Awaitable[Any] | None = None,
     ) -> Response:
         """Run `handler` at most once per key; replay its stored response afterwards.
 
-        `extra_commands` are Redis commands to send with the save (one round trip after the
-        work instead of two), read once the handler is done."""
+        `alongside` (the caller's token check) is awaited together with the claim, so that
+        their Redis commands share one round trip; if it fails, a claim taken is released."""
         if self.key is None:
+            if alongside is not None:
+                await alongside
             return await handler()
-        stored = await self.claim()
+        if alongside is None:
+            stored = await self.claim()
+        else:
+            claimed, checked = await asyncio.gather(self.claim(), alongside, return_exceptions=True)
+            if isinstance(checked, BaseException):
+                if claimed is None:
+                    await self.cache.write([("DEL", self.redis_key)])
+                raise checked
+            if isinstance(claimed, BaseException):
+                raise claimed
+            stored = claimed
         if stored is not None:
             return self.replay(stored)
         try:
@@ -147,7 +160,7 @@ class IdempotentRequest:
         except BaseException:
             await self.cache.write([("DEL", self.redis_key)])
             raise
-        await self.finish(response, extra_commands())
+        await self.finish(response)
         return response
 
     async def claim(self) -> dict[str, Any] | None:

@@ -15,7 +15,7 @@ from fastapi.utils import create_model_field
 from pydantic import BaseModel
 
 from core import openapi
-from core.deps import AppContext, caller_scope, resolve_principal
+from core.deps import AppContext, caller_scope, claimed_principal, resolve_principal
 from core.errors import (
     AppError,
     NotFound,
@@ -87,7 +87,9 @@ class ApiRoute(APIRoute):
                     return await inner(request)
                 guard = await open_guard(request, required=mode == "required")
                 request.scope.setdefault("state", {})["idempotency"] = guard
-                return await guard.run(lambda: inner(request), self.render_error)
+                # The token's version check and the key's claim travel to Redis together.
+                checked = resolve_principal(request, request.app.state.ctx)
+                return await guard.run(lambda: inner(request), self.render_error, checked)
             except AppError as exc:
                 return self.render_error(exc)
             except RequestValidationError as exc:
@@ -126,12 +128,12 @@ async def open_guard(request: Request, *, required: bool) -> IdempotentRequest:
     """The request's guard. A route that requires a key is for authenticated callers, whose
     keys are theirs: without a token it answers 401 before asking for the key."""
     ctx: AppContext = request.app.state.ctx
-    if required and await resolve_principal(request, ctx) is None:
+    if required and claimed_principal(request, ctx) is None:
         raise Unauthorized()
     return await open_request(
         request,
         ctx.cache,
-        await caller_scope(request, ctx),
+        caller_scope(request, ctx),
         ctx.settings.idempotency_ttl_seconds,
         required=required,
     )

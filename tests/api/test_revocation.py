@@ -102,3 +102,31 @@ async def test_a_rotated_partner_secret_ends_the_old_tokens(app: Api) -> None:
     assert r.status_code == 200, r.text
     fresh = {"Authorization": f"Bearer {r.json()['access_token']}"}
     assert (await app.client.get("/api/v1/auth/me", headers=fresh)).status_code == 200
+
+
+async def test_a_revoked_token_books_nothing_and_leaves_its_key_free(app: Api) -> None:
+    """The token check travels with the Idempotency-Key's claim: a revoked token gets 401,
+    its claim is released, and the same key then books once for the fresh session."""
+    organizer, buyer = await app.user("organizer"), await app.user()
+    event = await app.event(organizer)
+    body = {"eventId": event["id"], "tier": "GA", "quantity": 1}
+    old = buyer.headers | {"Idempotency-Key": "after-logout"}
+    assert (await app.client.get("/api/v1/auth/me", headers=buyer.headers)).status_code == 200
+    r = await app.client.post(
+        "/api/v1/auth/logout", json={"refreshToken": buyer.refresh}, headers=buyer.headers
+    )
+    assert r.status_code in (200, 204), r.text
+
+    refused = await app.client.post("/api/v1/bookings", json=body, headers=old)
+    assert refused.status_code == 401 and refused.json()["code"] == "INVALID_TOKEN"
+    r = await app.client.post(
+        "/api/v1/auth/login", json={"email": buyer.email, "password": buyer.password}
+    )
+    fresh = {"Authorization": f"Bearer {r.json()['data']['accessToken']}"}
+    made = await app.client.post(
+        "/api/v1/bookings", json=body, headers=fresh | {"Idempotency-Key": "after-logout"}
+    )
+    assert made.status_code == 201, made.text
+    availability = await app.client.get(f"/api/v1/events/{event['id']}/availability")
+    tiers = availability.json()["data"]["tiers"]
+    assert sum(t["confirmed"] + t["pending"] for t in tiers) == 1
