@@ -87,14 +87,18 @@ async def resolve_principal(request: Request, ctx: AppContext) -> Principal | No
     return principal
 
 
-async def optional_principal(request: Request, ctx: Context) -> Principal | None:
-    return await resolve_principal(request, ctx)
+# The dependencies below take the request alone (the context is on the app): every sub-
+# dependency would cost FastAPI's solver another round on each request of every route.
+
+
+@authenticates("optional")
+async def optional_principal(request: Request) -> Principal | None:
+    return await resolve_principal(request, request.app.state.ctx)
 
 
 @authenticates("required")
-async def current_principal(
-    principal: Annotated[Principal | None, Depends(optional_principal)],
-) -> Principal:
+async def current_principal(request: Request) -> Principal:
+    principal = await resolve_principal(request, request.app.state.ctx)
     if principal is None:
         raise Unauthorized()
     return principal
@@ -118,8 +122,9 @@ def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-async def rate_limit(request: Request, ctx: Context) -> None:
+async def rate_limit(request: Request) -> None:
     """Per caller when authenticated, per IP otherwise; applied to every API route."""
+    ctx: AppContext = request.app.state.ctx
     try:
         principal = await resolve_principal(request, ctx)
     except AppError:

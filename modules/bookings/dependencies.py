@@ -2,14 +2,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 
-from core.deps import Context
 from modules.bookings.service import BookingService
 
 
-async def booking_service(ctx: Context) -> BookingService:
-    return BookingService(ctx)
+async def booking_service(request: Request) -> BookingService:
+    return BookingService(request.app.state.ctx)
 
 
 Bookings = Annotated[BookingService, Depends(booking_service)]
