@@ -18,6 +18,7 @@ from tests.support.server import Server
 
 ENV = {"WEBHOOK_ALLOW_PRIVATE": "true", "WEBHOOK_POLL_SECONDS": "0.1"}
 TIERS = [{"code": "GA", "name": "GA", "priceCents": 100, "capacity": 1000}]
+STORM = 500
 
 
 async def book(http: httpx.AsyncClient, buyer: Account, event_id: str) -> str:
@@ -43,6 +44,7 @@ async def webhook(http: httpx.AsyncClient, owner: Account, url: str) -> dict[str
 
 
 async def test_bookings_arrive_signed_each_exactly_once(postgresql_url: str) -> None:
+    """A 500-booking storm through two workers: every booking's webhook arrives exactly once."""
     async with Receiver() as receiver:
         with Server(postgresql_url, workers=2, **ENV) as server:
             async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as http:
@@ -51,12 +53,12 @@ async def test_bookings_arrive_signed_each_exactly_once(postgresql_url: str) -> 
                 event_id = await hot_event(http, organizer, TIERS)
                 hook = await webhook(http, organizer, receiver.url)
                 booked = await asyncio.gather(
-                    *(book(http, buyers[i % 4], event_id) for i in range(60))
+                    *(book(http, buyers[i % 4], event_id) for i in range(STORM))
                 )
-                await receiver.wait_until(lambda r: len({x.id for x in r}) >= 60, timeout=120)
+                await receiver.wait_until(lambda r: len({x.id for x in r}) >= STORM, timeout=180)
                 await asyncio.sleep(1)  # room for a duplicate to show up, were there one
     ids = Counter(r.id for r in receiver.received)
-    assert len(ids) == 60 and set(ids.values()) == {1}
+    assert len(ids) == STORM and set(ids.values()) == {1}
     got = {r.verify(hook["secret"])["data"]["bookingId"] for r in receiver.received}
     assert got == set(booked)
 
