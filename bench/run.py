@@ -240,7 +240,7 @@ async def verify(
 
 
 async def sell_out_window(database_url: str, event_id: str) -> float:
-    from core.storage.records import BookingQuery
+    from core.storage.requests import BookingQuery
 
     storage = build_storage(database_url)
     try:

@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
 from core.logging import get_logger
-from core.storage.port import StorageBusy, StorageUnavailable
+from core.storage.errors import StorageBusy, StorageUnavailable
 
 log = get_logger(__name__)
 

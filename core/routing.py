@@ -28,7 +28,7 @@ from core.errors import (
 from core.idempotency import EXTENSION, IdempotentRequest, Mode, open_request
 from core.inputs import CONTROL_MESSAGE, has_control
 from core.jsonbody import is_json, parse_json
-from core.storage.port import StorageBusy, StorageUnavailable
+from core.storage.errors import StorageBusy, StorageUnavailable
 
 
 class ApiRoute(APIRoute):

@@ -10,7 +10,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from core.storage import build_storage
-from core.storage.records import EventQuery, ReserveRequest, utcnow
+from core.storage.records import utcnow
+from core.storage.requests import EventQuery, ReserveRequest
 from tests.support.drift import corrupt_counter
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 
 from core.logging import get_logger
 from core.metrics import RESERVE_BATCH_SIZE
-from core.storage.records import Reservation, ReserveRequest
+from core.storage.records import Reservation
+from core.storage.requests import ReserveRequest
 
 log = get_logger(__name__)
 type Key = tuple[str, str]

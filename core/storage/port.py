@@ -19,132 +19,30 @@ from core.storage.records import (
     Actor,
     Attempt,
     Booking,
-    BookingQuery,
-    BookingStatus,
     Change,
-    ChangeQuery,
     Delivery,
     Drift,
     Event,
-    EventQuery,
     EventStatus,
     Order,
     Ordered,
-    OrderQuery,
-    OrderRequest,
     Partner,
     RefreshToken,
     Reservation,
-    ReserveRequest,
     Role,
     TierCount,
-    TierPatch,
     User,
     Webhook,
 )
-
-
-class StorageError(Exception):
-    """Base of the errors the port raises; services map them to domain errors."""
-
-
-class DuplicateKey(StorageError):
-    """A unique key is taken; `field` names it (email, id, client_id, idempotency_key…)."""
-
-    def __init__(self, field: str) -> None:
-        super().__init__(f"duplicate {field}")
-        self.field = field
-
-
-class StorageBusy(StorageError):
-    """Conflicts persisted through every retry; the caller may try again shortly."""
-
-
-class StorageUnavailable(StorageError):
-    """The database could not be reached, or the connection broke under a write whose commit
-    may or may not have happened; the caller may try again (with the same Idempotency-Key)."""
-
-
-class Missing(StorageError):
-    """The record to change does not exist (or is not the given owner's)."""
-
-
-class VersionMismatch(StorageError):
-    def __init__(self, current: int) -> None:
-        super().__init__(f"current version is {current}")
-        self.current = current
-
-
-class CapacityBelowActive(StorageError):
-    def __init__(self, tier: str, active: int) -> None:
-        super().__init__(f"tier {tier} has {active} seats in active bookings")
-        self.tier = tier
-        self.active = active
-
-
-class InvalidTransition(StorageError):
-    def __init__(self, current: str) -> None:
-        super().__init__(f"not allowed from {current}")
-        self.current = current
-
-
-class HasActiveBookings(StorageError):
-    pass
-
-
-class BookingExpired(StorageError):
-    pass
-
-
-class NotPending(StorageError):
-    """The booking is not in a state the operation accepts; `current` says which it is."""
-
-    def __init__(self, current: BookingStatus) -> None:
-        super().__init__(f"booking is {current}")
-        self.current = current
-
-
-class Refused(StorageError):
-    """`reserve` found the seats (or the buyer's allowance) not there; nothing was written."""
-
-
-class NoSuchTier(Refused):
-    pass
-
-
-class NotOnSale(Refused):
-    pass
-
-
-class SoldOut(Refused):
-    def __init__(self, available: int) -> None:
-        super().__init__(f"{available} seats left")
-        self.available = available
-
-
-class ItemsShort(Refused):
-    """Some tiers of an order lack the seats: (tier, requested, available) for each."""
-
-    def __init__(self, short: list[tuple[str, int, int]]) -> None:
-        super().__init__(", ".join(f"{t}: {a} of {r}" for t, r, a in short))
-        self.short = short
-
-
-class InOrder(StorageError):
-    """The booking is part of an order: confirm or cancel the order."""
-
-    def __init__(self, order_id: str) -> None:
-        super().__init__(f"booking is part of order {order_id}")
-        self.order_id = order_id
-
-
-class BuyerLimit(Refused):
-    """The buyer's seats in the event (`max_per_user`) or held pending (`max_pending`)."""
-
-    def __init__(self, limit: Literal["max_per_user", "max_pending"]) -> None:
-        super().__init__(f"{limit} reached")
-        self.limit = limit
-
+from core.storage.requests import (
+    BookingQuery,
+    ChangeQuery,
+    EventQuery,
+    OrderQuery,
+    OrderRequest,
+    ReserveRequest,
+    TierPatch,
+)
 
 SpendOutcome = Literal["ok", "spent", "unknown"]
 

@@ -11,7 +11,8 @@ from core.pagination import decode_cursor, encode_cursor
 from core.routing import ApiRoute
 from core.schemas import Envelope, ok
 from core.security import Principal
-from core.storage.records import Change, ChangeQuery
+from core.storage.records import Change
+from core.storage.requests import ChangeQuery
 from modules.activity.schemas import ChangeOut
 from modules.activity.service import ActivityService
 

@@ -7,7 +7,8 @@ from datetime import datetime
 
 from core.deps import AppContext
 from core.security import Principal
-from core.storage.records import Change, ChangeQuery
+from core.storage.records import Change
+from core.storage.requests import ChangeQuery
 from modules.bookings.service import BookingService
 from modules.events.service import EventService
 

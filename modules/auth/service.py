@@ -15,7 +15,7 @@ from core.security import (
     new_client_secret,
     verify_password,
 )
-from core.storage.port import DuplicateKey, Missing
+from core.storage.errors import DuplicateKey, Missing
 from core.storage.records import Partner, RefreshToken, Role, User, new_id, utcnow
 
 

@@ -12,7 +12,7 @@ from core.idempotency import IdempotencyKeyReused
 from core.logging import get_logger
 from core.metrics import BOOKINGS
 from core.security import Principal
-from core.storage.port import (
+from core.storage.errors import (
     BookingExpired,
     BuyerLimit,
     InOrder,
@@ -23,16 +23,8 @@ from core.storage.port import (
     Refused,
     SoldOut,
 )
-from core.storage.records import (
-    Actor,
-    Booking,
-    BookingQuery,
-    BookingStatus,
-    Drift,
-    Event,
-    ReserveRequest,
-    utcnow,
-)
+from core.storage.records import Actor, Booking, BookingStatus, Drift, Event, utcnow
+from core.storage.requests import BookingQuery, ReserveRequest
 from modules.events.service import EventNotFound, EventService
 
 log = get_logger(__name__)

@@ -10,24 +10,15 @@ from core.deps import AppContext
 from core.errors import Conflict, Forbidden, NotFound, PreconditionFailed, ValidationFailed
 from core.pagination import decode_cursor, decode_offset, encode_cursor, encode_offset
 from core.security import Principal
-from core.storage.port import (
+from core.storage.errors import (
     CapacityBelowActive,
     HasActiveBookings,
     InvalidTransition,
     Missing,
     VersionMismatch,
 )
-from core.storage.records import (
-    Change,
-    Event,
-    EventQuery,
-    EventStatus,
-    Tier,
-    TierCount,
-    TierPatch,
-    new_id,
-    utcnow,
-)
+from core.storage.records import Change, Event, EventStatus, Tier, TierCount, new_id, utcnow
+from core.storage.requests import EventQuery, TierPatch
 from modules.events.schemas import (
     AvailabilityOut,
     EventCreate,

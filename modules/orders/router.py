@@ -10,7 +10,8 @@ from core.idempotency import REPLAYED_HEADER, IdempotentRequest, idempotent
 from core.pagination import decode_cursor, encode_cursor
 from core.routing import ApiRoute, current_guard
 from core.schemas import Envelope, ok
-from core.storage.records import BookingStatus, Order, OrderQuery, utcnow
+from core.storage.records import BookingStatus, Order, utcnow
+from core.storage.requests import OrderQuery
 from modules.orders.schemas import OrderCreate, OrderOut
 from modules.orders.service import OrderPlacement, OrderService
 

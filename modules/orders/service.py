@@ -10,7 +10,7 @@ from core.deps import AppContext
 from core.errors import Conflict, NotFound
 from core.idempotency import IdempotencyKeyReused
 from core.security import Principal
-from core.storage.port import (
+from core.storage.errors import (
     BookingExpired,
     BuyerLimit,
     ItemsShort,
@@ -19,14 +19,8 @@ from core.storage.port import (
     NotPending,
     Refused,
 )
-from core.storage.records import (
-    Event,
-    Order,
-    OrderItem,
-    OrderQuery,
-    OrderRequest,
-    utcnow,
-)
+from core.storage.records import Event, Order, utcnow
+from core.storage.requests import OrderItem, OrderQuery, OrderRequest
 from modules.bookings.service import (
     STARTED_CONFIRM,
     EventNotBookable,

@@ -8,8 +8,9 @@ from core.deps import AppContext
 from core.errors import Conflict, Forbidden, NotFound
 from core.logging import get_logger
 from core.security import Principal
-from core.storage.port import DuplicateKey
-from core.storage.records import SYSTEM_ACTOR, Actor, Booking, BookingQuery, Event, Tier, utcnow
+from core.storage.errors import DuplicateKey
+from core.storage.records import SYSTEM_ACTOR, Actor, Booking, Event, Tier, utcnow
+from core.storage.requests import BookingQuery
 from modules.bookings.service import BookingRequest, BookingService, InsufficientTickets
 from modules.events.service import EventService
 from modules.reservations.schemas import EventSummary, ReservationIn

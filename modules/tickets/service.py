@@ -17,8 +17,9 @@ from core.deps import AppContext
 from core.errors import AppError, Forbidden, NotFound
 from core.logging import get_logger
 from core.security import Principal
-from core.storage.port import DuplicateKey
-from core.storage.records import SYSTEM_ACTOR, Booking, BookingQuery, Event, Tier, utcnow
+from core.storage.errors import DuplicateKey
+from core.storage.records import SYSTEM_ACTOR, Booking, Event, Tier, utcnow
+from core.storage.requests import BookingQuery
 from modules.bookings.service import (
     BookingRequest,
     BookingService,

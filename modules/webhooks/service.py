@@ -13,7 +13,7 @@ from datetime import timedelta
 from core.deps import AppContext
 from core.errors import Conflict, Forbidden, NotFound
 from core.security import Principal
-from core.storage.port import InvalidTransition, Missing
+from core.storage.errors import InvalidTransition, Missing
 from core.storage.records import Delivery, Webhook, new_id, utcnow
 from modules.webhooks.dispatcher import Dispatcher
 from modules.webhooks.schemas import WebhookCreate, WebhookPatch

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from core.storage.port import NotOnSale
+from core.storage.errors import NotOnSale
 from core.storage.records import SYSTEM_ACTOR, utcnow
 from tests.support.accounts import Account
 from tests.support.api import Api

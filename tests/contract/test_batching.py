@@ -10,7 +10,7 @@ import pytest
 
 from core.metrics import RESERVE_BATCH_SIZE
 from core.storage import ManagedStorage
-from core.storage.port import SoldOut
+from core.storage.errors import SoldOut
 from core.storage.records import Reservation, new_id, new_ticket_number
 from tests.support.storage import an_event, reserve, seats
 

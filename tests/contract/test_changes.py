@@ -9,8 +9,9 @@ from datetime import timedelta
 import pytest
 
 from core.storage import ManagedStorage
-from core.storage.port import SoldOut
-from core.storage.records import SYSTEM_ACTOR, Actor, ChangeQuery, utcnow
+from core.storage.errors import SoldOut
+from core.storage.records import SYSTEM_ACTOR, Actor, utcnow
+from core.storage.requests import ChangeQuery
 from tests.support.storage import ACTOR, an_event, reserve
 
 BUYER = Actor("user", "u1")

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from core.storage import ManagedStorage
-from core.storage.port import (
+from core.storage.errors import (
     BookingExpired,
     BuyerLimit,
     InOrder,
@@ -16,7 +16,8 @@ from core.storage.port import (
     NotOnSale,
     SoldOut,
 )
-from core.storage.records import Actor, ChangeQuery, Ordered, OrderQuery, Reservation, utcnow
+from core.storage.records import Actor, Ordered, Reservation, utcnow
+from core.storage.requests import ChangeQuery, OrderQuery
 from tests.support.storage import ACTOR, an_event, drift_of, order, reserve, seats
 
 BUYER = Actor("user", "u1")

@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 
 from core.storage import ManagedStorage
-from core.storage.port import (
+from core.storage.errors import (
     BookingExpired,
     BuyerLimit,
     CapacityBelowActive,
@@ -24,16 +24,8 @@ from core.storage.port import (
     SoldOut,
     VersionMismatch,
 )
-from core.storage.records import (
-    BookingQuery,
-    Event,
-    EventQuery,
-    RefreshToken,
-    Reservation,
-    ReserveRequest,
-    TierPatch,
-    utcnow,
-)
+from core.storage.records import Event, RefreshToken, Reservation, utcnow
+from core.storage.requests import BookingQuery, EventQuery, ReserveRequest, TierPatch
 from tests.support.drift import corrupt_buyer_count, corrupt_counter
 from tests.support.storage import ACTOR, a_user, an_event, reserve, seats
 

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 
 from core.storage import ManagedStorage
-from core.storage.port import InvalidTransition, Missing
+from core.storage.errors import InvalidTransition, Missing
 from core.storage.records import Attempt, Delivery, Webhook, new_id, utcnow
 
 

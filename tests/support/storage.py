@@ -6,17 +6,8 @@ import uuid
 from datetime import timedelta
 
 from core.storage import ManagedStorage
-from core.storage.records import (
-    Actor,
-    Event,
-    OrderItem,
-    OrderRequest,
-    ReserveRequest,
-    Tier,
-    User,
-    new_id,
-    utcnow,
-)
+from core.storage.records import Actor, Event, Tier, User, new_id, utcnow
+from core.storage.requests import OrderItem, OrderRequest, ReserveRequest
 
 ACTOR = Actor("organizer", "owner")
 

@@ -7,8 +7,9 @@ from typing import Any
 
 from pymongo import ASCENDING, ReturnDocument
 
+from core.storage.errors import Missing
 from core.storage.mongo.base import Doc, MongoBase, record
-from core.storage.port import Missing, SpendOutcome
+from core.storage.port import SpendOutcome
 from core.storage.records import Partner, RefreshToken, Role, User, as_fields
 
 

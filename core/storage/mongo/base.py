@@ -15,8 +15,8 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 from pymongo.read_concern import ReadConcern
 
-from core.storage import rules
-from core.storage.port import DuplicateKey
+from core.storage import retries
+from core.storage.errors import DuplicateKey
 from core.storage.records import from_fields
 
 Doc = dict[str, Any]
@@ -160,7 +160,7 @@ class MongoBase:
                     raise
 
         try:
-            return await rules.retrying(attempt, transient, "mongodb")
+            return await retries.retrying(attempt, transient, "mongodb")
         except DuplicateKeyError as exc:
             raise duplicate_key(exc, _collection_of(exc)) from None
 

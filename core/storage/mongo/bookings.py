@@ -8,6 +8,7 @@ from pymongo import DESCENDING, ReturnDocument
 
 from core.metrics import HOLDS_EXPIRED
 from core.storage import rules
+from core.storage.errors import NotOnSale
 from core.storage.mongo.base import Doc, Session, active_at, buyer_id, fields_of, record
 from core.storage.mongo.changes import record_changes
 from core.storage.mongo.reserve import MongoReserving
@@ -17,8 +18,8 @@ from core.storage.mongo.seats import (
     release_expired_alone,
     tallies,
 )
-from core.storage.port import NotOnSale
-from core.storage.records import Actor, Booking, BookingQuery, Drift
+from core.storage.records import Actor, Booking, Drift
+from core.storage.requests import BookingQuery
 
 
 class MongoBookings(MongoReserving):

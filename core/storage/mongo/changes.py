@@ -10,7 +10,8 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.errors import DuplicateKeyError
 
 from core.storage.mongo.base import Doc, MongoBase, Session, record
-from core.storage.records import Actor, Change, ChangeQuery, as_fields
+from core.storage.records import Actor, Change, as_fields
+from core.storage.requests import ChangeQuery
 
 
 def change_doc(change: Change) -> Doc:

@@ -9,7 +9,7 @@ from typing import Any
 
 from pymongo import ASCENDING, ReturnDocument
 
-from core.storage import port, rules
+from core.storage import errors, rules
 from core.storage.mongo.base import (
     HOLDS_SEATS,
     Doc,
@@ -28,17 +28,8 @@ from core.storage.mongo.seats import (
     ended,
     release_expired,
 )
-from core.storage.records import (
-    SYSTEM_ACTOR,
-    Actor,
-    Event,
-    EventQuery,
-    EventStatus,
-    Tier,
-    TierCount,
-    TierPatch,
-    as_fields,
-)
+from core.storage.records import SYSTEM_ACTOR, Actor, Event, EventStatus, Tier, TierCount, as_fields
+from core.storage.requests import EventQuery, TierPatch
 
 
 class MongoEvents(MongoBase):
@@ -135,8 +126,8 @@ class MongoEvents(MongoBase):
             if d is None:
                 current = await self._get(s, event_id)
                 if current is None:
-                    raise port.Missing()
-                raise port.VersionMismatch(current.version)
+                    raise errors.Missing()
+                raise errors.VersionMismatch(current.version)
             for patch in tiers:
                 await self._patch_tier(s, event_id, patch, d["status"] == "published", now)
             return await self._changed(s, event_id, "updated", actor, now)
@@ -172,7 +163,7 @@ class MongoEvents(MongoBase):
             await self.tiers.update_one(match, {"$set": changes, **inc}, session=s)
         ).matched_count == 0:
             current = await self.tiers.find_one({"_id": tid}, session=s)
-            raise port.CapacityBelowActive(patch.code, current["active"] if current else 0)
+            raise errors.CapacityBelowActive(patch.code, current["active"] if current else 0)
 
     async def transition(
         self,
@@ -191,8 +182,8 @@ class MongoEvents(MongoBase):
             if result.matched_count == 0:
                 current = await self._get(s, event_id)
                 if current is None:
-                    raise port.Missing()
-                raise port.InvalidTransition(current.status)
+                    raise errors.Missing()
+                raise errors.InvalidTransition(current.status)
             if to == "published":
                 await self.tiers.update_many(
                     {"event_id": event_id}, {"$set": {"on_sale": True}}, session=s
@@ -241,13 +232,13 @@ class MongoEvents(MongoBase):
                 session=s,
             )
             if deleted.matched_count == 0:
-                raise port.Missing()
+                raise errors.Missing()
             await close_tiers(self, s, event_id)
             await release_expired(self, s, now, event_id)
             if await self.bookings.find_one(
                 {"event_id": event_id, **HOLDS_SEATS}, {"_id": 1}, session=s
             ):
-                raise port.HasActiveBookings()  # aborts: the event stays, its tiers stay on sale
+                raise errors.HasActiveBookings()  # aborts: the event stays, its tiers stay on sale
             await self._changed(s, event_id, "deleted", actor, now)
 
         await self.tx(work)

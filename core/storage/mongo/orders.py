@@ -10,7 +10,8 @@ from datetime import datetime
 
 from pymongo import DESCENDING, ReturnDocument
 
-from core.storage import rules
+from core.storage import retries, rules
+from core.storage.errors import DuplicateKey, NotOnSale, StorageBusy
 from core.storage.mongo.base import Doc, MongoBase, Session, buyer_id, fields_of, record
 from core.storage.mongo.changes import record_changes
 from core.storage.mongo.reserve import (
@@ -20,8 +21,8 @@ from core.storage.mongo.reserve import (
     take_seats,
 )
 from core.storage.mongo.seats import ended, give_back, release_expired_alone
-from core.storage.port import DuplicateKey, NotOnSale, StorageBusy
-from core.storage.records import Actor, Booking, Order, Ordered, OrderQuery, OrderRequest, Tier
+from core.storage.records import Actor, Booking, Order, Ordered, Tier
+from core.storage.requests import OrderQuery, OrderRequest
 
 
 class _Short(Exception):
@@ -36,7 +37,7 @@ class MongoOrders(MongoBase):
         return await rules.releasing_expired(lambda: self._order_once(request), release, request)
 
     async def _order_once(self, request: OrderRequest) -> Ordered:
-        for attempt in range(rules.MAX_ATTEMPTS):
+        for attempt in range(retries.MAX_ATTEMPTS):
             try:
                 async with self.lanes.of(request.event_id):
                     await self.tx(lambda s: self._order_in_transaction(s, request))
@@ -53,7 +54,7 @@ class MongoOrders(MongoBase):
                 made = await self.get(request.order_id)
                 assert made is not None  # committed above
                 return Ordered(made)
-            await rules.pause(attempt)
+            await retries.pause(attempt)
         raise StorageBusy("too much contention; try again")
 
     async def _order_in_transaction(self, s: Session, request: OrderRequest) -> None:

@@ -13,20 +13,12 @@ from typing import Any
 from pymongo import ReturnDocument
 
 from core.metrics import CONFLICTS_RETRIED
-from core.storage import rules
+from core.storage import retries, rules
+from core.storage.errors import DuplicateKey, SoldOut, StorageBusy
 from core.storage.mongo.base import Doc, MongoBase, Session, buyer_id, fields_of, record, tier_id
 from core.storage.mongo.changes import record_changes
-from core.storage.port import DuplicateKey, SoldOut, StorageBusy
-from core.storage.records import (
-    Booking,
-    BuyerSeats,
-    Change,
-    Reservation,
-    ReserveRequest,
-    Tier,
-    new_id,
-    new_ticket_number,
-)
+from core.storage.records import Booking, Change, Reservation, Tier, new_id, new_ticket_number
+from core.storage.requests import BuyerSeats, ReserveRequest
 
 
 class _NoSeats(Exception):
@@ -35,7 +27,7 @@ class _NoSeats(Exception):
 
 class MongoReserving(MongoBase, rules.Reserving):
     async def _reserve_alone(self, request: ReserveRequest) -> Reservation:
-        for attempt in range(rules.MAX_ATTEMPTS):
+        for attempt in range(retries.MAX_ATTEMPTS):
             try:
                 async with self.lanes.of(request.event_id):
                     doc = await self.tx(lambda s: self._in_transaction(s, request))
@@ -54,7 +46,7 @@ class MongoReserving(MongoBase, rules.Reserving):
                         return Reservation(existing, replayed=request.idempotency_key is not None)
                 # The other writer of that key aborted (or ids collided): try again.
             CONFLICTS_RETRIED.labels("mongodb").inc()
-            await rules.pause(attempt)
+            await retries.pause(attempt)
         raise StorageBusy("too much contention; try again")
 
     async def _in_transaction(self, s: Session, request: ReserveRequest) -> Doc:

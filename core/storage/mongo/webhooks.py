@@ -10,8 +10,8 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.errors import BulkWriteError
 
+from core.storage.errors import InvalidTransition, Missing
 from core.storage.mongo.base import Doc, MongoBase, record
-from core.storage.port import InvalidTransition, Missing
 from core.storage.records import Attempt, Delivery, Webhook, as_fields
 
 DUPLICATE_KEY = 11000

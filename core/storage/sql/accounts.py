@@ -7,7 +7,8 @@ from typing import Any
 
 from sqlalchemy import insert, select, update
 
-from core.storage.port import Missing, SpendOutcome
+from core.storage.errors import Missing
+from core.storage.port import SpendOutcome
 from core.storage.records import Partner, RefreshToken, Role, User, as_fields, from_fields
 from core.storage.sql import schema as t
 from core.storage.sql.base import SQLBase, first

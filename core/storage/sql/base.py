@@ -19,8 +19,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from core.storage import rules
-from core.storage.port import DuplicateKey, StorageUnavailable
+from core.storage import retries
+from core.storage.errors import DuplicateKey, StorageUnavailable
 from core.storage.sql import schema as t
 
 READ_ATTEMPTS = 3
@@ -194,7 +194,7 @@ class SQLBase:
                 raise
 
         try:
-            return await rules.retrying(attempt, _transient_or_lost, self.dialect)
+            return await retries.retrying(attempt, _transient_or_lost, self.dialect)
         except IntegrityError as exc:
             raise duplicate_key(exc) or exc from None
         except _LostBeforeCommit as exc:
@@ -219,7 +219,7 @@ class SQLBase:
                     raise
                 if attempt == READ_ATTEMPTS - 1:
                     raise StorageUnavailable("the database connection keeps failing") from exc
-                await rules.pause(attempt)
+                await retries.pause(attempt)
         raise AssertionError("unreachable")
 
     async def first(self, stmt: Any) -> Row[Any] | None:

@@ -10,7 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.metrics import HOLDS_EXPIRED
 from core.storage import rules
-from core.storage.records import Actor, Booking, BookingQuery, Drift, from_fields
+from core.storage.records import Actor, Booking, Drift, from_fields
+from core.storage.requests import BookingQuery
 from core.storage.sql import schema as t
 from core.storage.sql.base import active_at, before_start, first, holds_seats
 from core.storage.sql.changes import record

@@ -9,7 +9,8 @@ from typing import Any
 from sqlalchemy import Row, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.storage.records import Actor, Change, ChangeQuery, from_fields
+from core.storage.records import Actor, Change, from_fields
+from core.storage.requests import ChangeQuery
 from core.storage.sql import schema as t
 from core.storage.sql.base import SQLBase, first
 

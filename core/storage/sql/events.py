@@ -11,7 +11,7 @@ from sqlalchemy import Row, and_, case, func, insert, literal, select, text, upd
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.storage import rules
-from core.storage.port import (
+from core.storage.errors import (
     CapacityBelowActive,
     HasActiveBookings,
     InvalidTransition,
@@ -22,14 +22,13 @@ from core.storage.records import (
     SYSTEM_ACTOR,
     Actor,
     Event,
-    EventQuery,
     EventStatus,
     Tier,
     TierCount,
-    TierPatch,
     as_fields,
     from_fields,
 )
+from core.storage.requests import EventQuery, TierPatch
 from core.storage.sql import schema as t
 from core.storage.sql.base import SQLBase, active_at, first, holds_seats
 from core.storage.sql.changes import record

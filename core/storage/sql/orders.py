@@ -15,18 +15,10 @@ from typing import Any
 from sqlalchemy import Row, and_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.storage import rules
-from core.storage.port import DuplicateKey, StorageBusy
-from core.storage.records import (
-    Actor,
-    Booking,
-    Order,
-    Ordered,
-    OrderQuery,
-    OrderRequest,
-    Tier,
-    from_fields,
-)
+from core.storage import retries, rules
+from core.storage.errors import DuplicateKey, StorageBusy
+from core.storage.records import Actor, Booking, Order, Ordered, Tier, from_fields
+from core.storage.requests import OrderQuery, OrderRequest
 from core.storage.sql import schema as t
 from core.storage.sql.base import SQLBase, before_start, first
 from core.storage.sql.changes import record
@@ -47,7 +39,7 @@ class SQLOrders(SQLBase):
         return await rules.releasing_expired(lambda: self._reserve_once(request), release, request)
 
     async def _reserve_once(self, request: OrderRequest) -> Ordered:
-        for _ in range(rules.MAX_ATTEMPTS):
+        for _ in range(retries.MAX_ATTEMPTS):
             try:
                 await self.tx(lambda conn: self._in_transaction(conn, request))
             except DuplicateKey as dup:

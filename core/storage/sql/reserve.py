@@ -17,18 +17,10 @@ from typing import Any
 from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.storage import rules
-from core.storage.port import DuplicateKey, StorageUnavailable
-from core.storage.records import (
-    Booking,
-    BuyerSeats,
-    Reservation,
-    ReserveRequest,
-    Tier,
-    from_fields,
-    new_id,
-    new_ticket_number,
-)
+from core.storage import retries, rules
+from core.storage.errors import DuplicateKey, StorageUnavailable
+from core.storage.records import Booking, Reservation, Tier, from_fields, new_id, new_ticket_number
+from core.storage.requests import BuyerSeats, ReserveRequest
 from core.storage.sql import schema as t
 from core.storage.sql.base import SQLBase, connection_lost, duplicate_key, first, transient
 from core.storage.sql.changes import record
@@ -78,7 +70,7 @@ class SQLReserving(SQLBase, rules.Reserving):
     async def _write(self, request: ReserveRequest) -> Any:
         """The booking's row, or None when the seats were not there. A lost connection is
         retried: the owner's unique key (`storage_key`) makes a repeat harmless."""
-        for attempt in range(rules.MAX_ATTEMPTS):
+        for attempt in range(retries.MAX_ATTEMPTS):
             try:
                 if self.dialect == "postgresql" and not request.limited:
                     return await self._pg(PG_RESERVE.sql, PG_RESERVE.args(reserve_params(request)))
@@ -89,7 +81,7 @@ class SQLReserving(SQLBase, rules.Reserving):
             except Exception as exc:
                 if not connection_lost(exc):
                     raise
-            await rules.pause(attempt)
+            await retries.pause(attempt)
         raise StorageUnavailable("the database connection keeps failing")
 
     async def _pg(self, sql: str, args: Sequence[Any], *, many: bool = False) -> Any:
@@ -113,7 +105,7 @@ class SQLReserving(SQLBase, rules.Reserving):
                         raise
                     raise duplicate_key(exc) or exc from None
 
-        return await rules.retrying(once, transient, self.dialect)
+        return await retries.retrying(once, transient, self.dialect)
 
     async def _in_transaction(self, conn: AsyncConnection, request: ReserveRequest) -> Any:
         params = reserve_params(request)

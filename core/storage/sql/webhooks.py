@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Row, and_, delete, exists, func, insert, or_, select, update
 from sqlalchemy.orm import aliased
 
-from core.storage.port import InvalidTransition, Missing
+from core.storage.errors import InvalidTransition, Missing
 from core.storage.records import Attempt, Delivery, Webhook, as_fields, from_fields
 from core.storage.sql import schema as t
 from core.storage.sql.base import SQLBase, first
