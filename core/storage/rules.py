@@ -104,6 +104,19 @@ def not_confirmed(
     return NotPending(current.status)
 
 
+async def confirmation_refused[R: (Booking, Order)](
+    get: Callable[[str], Awaitable[R | None]],
+    started: Callable[[str, datetime], Awaitable[bool]],
+    subject_id: str,
+    owner_id: str,
+    now: datetime,
+) -> StorageError:
+    """Why the confirm of booking or order `subject_id` changed nothing, read afresh."""
+    current = await get(subject_id)
+    has_started = current is not None and await started(current.event_id, now)
+    return not_confirmed(current, owner_id, started=has_started)
+
+
 def not_cancelled(current: Booking | Order | None, owner_id: str | None) -> StorageError:
     """Why a cancel changed nothing, from a fresh read of its booking or order."""
     if current is None or (owner_id is not None and current.owner_id != owner_id):

@@ -55,9 +55,7 @@ class MongoBookings(MongoReserving):
         d = await self.tx(work)
         if d is not None:
             return record(Booking, d)
-        current = await self.get(booking_id)
-        started = current is not None and await self.started(current.event_id, now)
-        raise rules.not_confirmed(current, owner_id, started=started)
+        raise await rules.confirmation_refused(self.get, self.started, booking_id, owner_id, now)
 
     async def cancel(
         self, booking_id: str, owner_id: str | None, now: datetime, actor: Actor

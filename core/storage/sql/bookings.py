@@ -52,9 +52,7 @@ class SQLBookings(SQLReserving):
         row = await self.tx(work)
         if row is not None:
             return from_fields(Booking, row._mapping)
-        current = await self.get(booking_id)
-        started = current is not None and await self.started(current.event_id, now)
-        raise rules.not_confirmed(current, owner_id, started=started)
+        raise await rules.confirmation_refused(self.get, self.started, booking_id, owner_id, now)
 
     async def cancel(
         self, booking_id: str, owner_id: str | None, now: datetime, actor: Actor

@@ -136,9 +136,7 @@ class SQLOrders(SQLBase):
 
         if await self.tx(work) is not None:
             return await self._must_get(order_id)
-        current = await self.get(order_id)
-        started = current is not None and await self.started(current.event_id, now)
-        raise rules.not_confirmed(current, owner_id, started=started)
+        raise await rules.confirmation_refused(self.get, self.started, order_id, owner_id, now)
 
     async def cancel(
         self, order_id: str, owner_id: str | None, now: datetime, actor: Actor
