@@ -24,6 +24,7 @@ from core.storage.port import Storage
 from core.storage.records import Change, utcnow
 
 log = get_logger(__name__)
+RELEASE_SECONDS = 2.0
 LEASE = "outbox-relay"
 
 type Consumer = Callable[[Sequence[Change]], Awaitable[None]]
@@ -71,7 +72,10 @@ class Relay:
         the lease runs out (a rolling restart, the next app on the same database)."""
         now = utcnow()
         try:
-            await self.storage.changes.hold_lease(LEASE, self.holder, now, now)
+            # Bounded: a write lock still held by a connection whose task was cancelled must
+            # not hold the shutdown up (seen on SQLite).
+            async with asyncio.timeout(RELEASE_SECONDS):
+                await self.storage.changes.hold_lease(LEASE, self.holder, now, now)
         except Exception as exc:  # shutting down: the lease simply runs out instead
             log.warning("outbox_release_failed", error=type(exc).__name__)
 

@@ -6,7 +6,6 @@ tests that exercise HTTP concerns rather than storage use `sqlite_api` and run o
 
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -15,14 +14,12 @@ import pytest
 
 from tests.support.api import Api, make_settings, running_api
 from tests.support.services import (
-    PG_HOST,
-    PG_PORT,
     REDIS_HOST,
     REDIS_PORT,
     REDIS_URL,
     MongoEcoServer,
+    fresh_postgresql,
     mongo_url,
-    pg_admin,
     port_open,
     service_missing,
 )
@@ -33,22 +30,8 @@ BACKENDS = ("sqlite", "postgresql", "mongodb")
 @pytest.fixture(scope="session")
 def postgresql_url() -> Iterator[str]:
     """A fresh, migrated PostgreSQL database for this test session, dropped afterwards."""
-    if not port_open(PG_HOST, PG_PORT):
-        service_missing(f"PostgreSQL on {PG_HOST}:{PG_PORT}")
-    from core.storage import build_storage
-
-    name = f"tb_test_{uuid.uuid4().hex[:10]}"
-    asyncio.run(pg_admin(f'CREATE DATABASE "{name}"'))
-    url = f"postgresql://postgres@{PG_HOST}:{PG_PORT}/{name}"
-
-    async def migrate() -> None:
-        storage = build_storage(url)
-        await storage.migrate()
-        await storage.close()
-
-    asyncio.run(migrate())
-    yield url
-    asyncio.run(pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with fresh_postgresql() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

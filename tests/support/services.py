@@ -6,10 +6,14 @@ Locally a test that needs a missing service skips; with TICKETBOSS_REQUIRE_SERVI
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import socket
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
 
 import pytest
 
@@ -48,6 +52,29 @@ async def pg_admin(sql: str) -> None:
         await conn.execute(sql)
     finally:
         await conn.close()
+
+
+@contextlib.contextmanager
+def fresh_postgresql() -> Iterator[str]:
+    """A new, migrated PostgreSQL database, dropped afterwards."""
+    if not port_open(PG_HOST, PG_PORT):
+        service_missing(f"PostgreSQL on {PG_HOST}:{PG_PORT}")
+    from core.storage import build_storage
+
+    name = f"tb_test_{uuid.uuid4().hex[:10]}"
+    asyncio.run(pg_admin(f'CREATE DATABASE "{name}"'))
+    url = f"postgresql://postgres@{PG_HOST}:{PG_PORT}/{name}"
+
+    async def migrate() -> None:
+        storage = build_storage(url)
+        await storage.migrate()
+        await storage.close()
+
+    try:
+        asyncio.run(migrate())
+        yield url
+    finally:
+        asyncio.run(pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 class MongoEcoServer:
