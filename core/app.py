@@ -65,7 +65,7 @@ async def open_context(settings: Settings, *, migrate: bool | None = None) -> Ap
         await storage.migrate()
     else:
         await storage.ping()
-    cache = Cache(settings.redis_url)
+    cache = Cache(settings.redis_url, settings.redis_timeout_seconds)
     return AppContext(
         settings=settings,
         storage=storage,

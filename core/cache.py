@@ -125,11 +125,13 @@ class Memo[V]:
 
 
 class Cache:
-    def __init__(self, url: str | None) -> None:
+    def __init__(self, url: str | None, timeout_seconds: float = 1.0) -> None:
         self.kind = "redis" if url else "fakeredis"
         self.client: redis.Redis
         if url:
-            self.client = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+            self.client = redis.Redis.from_url(
+                url, socket_timeout=timeout_seconds, socket_connect_timeout=timeout_seconds
+            )
         else:
             import fakeredis  # only the embedded setup pays for importing it
 

@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     environment: Literal["development", "production"] = "development"
     database_url: str = "sqlite:///./data/ticketboss.db"
     redis_url: str | None = None
+    redis_timeout_seconds: float = Field(default=1.0, gt=0, le=60)
     database_pool_size: int = Field(default=5, gt=0, le=100)
     reserve_batch_max: int = Field(default=64, ge=1, le=1000)
 

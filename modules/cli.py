@@ -72,6 +72,9 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
             from core.embedded_redis import EmbeddedRedis  # imports fakeredis
 
             os.environ["REDIS_URL"] = cleanup.enter_context(EmbeddedRedis()).url
+            # A Python server sharing the machine with its workers answers slower than Redis
+            # under load; waiting longer beats failing open (rate limits, claims).
+            os.environ.setdefault("REDIS_TIMEOUT_SECONDS", "5")
         _run_uvicorn(uvicorn, args)
 
 
