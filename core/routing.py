@@ -6,9 +6,9 @@ the route's error responses and security in the OpenAPI document (see core/opena
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from fastapi.utils import create_model_field
@@ -158,7 +158,12 @@ def with_and_without_slash(
     return register
 
 
-def current_guard(request: Request) -> IdempotentRequest | None:
-    """The guard `ApiRoute` opened for this request (None when the route has none)."""
+async def route_guard(request: Request) -> IdempotentRequest:
+    """The guard `ApiRoute` opened for this request; for routes declared `idempotent()`."""
     guard: IdempotentRequest | None = request.scope.get("state", {}).get("idempotency")
+    assert guard is not None, "the route is not declared idempotent"
     return guard
+
+
+Guard = Annotated[IdempotentRequest, Depends(route_guard)]
+"""The request's Idempotency-Key guard (its key and the request's fingerprint)."""

@@ -2,13 +2,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 
 from core.deps import CurrentPrincipal
-from core.idempotency import REPLAYED_HEADER, IdempotentRequest, idempotent
+from core.idempotency import REPLAYED_HEADER, idempotent
 from core.pagination import decode_cursor, encode_cursor
-from core.routing import ApiRoute, current_guard
+from core.routing import ApiRoute, Guard
 from core.schemas import Envelope, ok
 from core.storage.records import Booking, BookingStatus, utcnow
 from modules.bookings.dependencies import Bookings
@@ -16,15 +16,6 @@ from modules.bookings.schemas import BookingCreate, BookingOut
 from modules.bookings.service import BookingRequest
 
 router = APIRouter(prefix="/bookings", tags=["bookings"], route_class=ApiRoute)
-
-
-async def _guard(request: Request) -> IdempotentRequest:
-    guard = current_guard(request)
-    assert guard is not None  # the route requires a key
-    return guard
-
-
-Guard = Annotated[IdempotentRequest, Depends(_guard)]
 
 
 def _booking_response(

@@ -2,13 +2,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import JSONResponse
 
 from core.deps import Context, CurrentPrincipal
-from core.idempotency import REPLAYED_HEADER, IdempotentRequest, idempotent
+from core.idempotency import REPLAYED_HEADER, idempotent
 from core.pagination import decode_cursor, encode_cursor
-from core.routing import ApiRoute, current_guard
+from core.routing import ApiRoute, Guard
 from core.schemas import Envelope, ok
 from core.storage.records import BookingStatus, Order, utcnow
 from core.storage.requests import OrderQuery
@@ -22,14 +22,7 @@ async def order_service(ctx: Context) -> OrderService:
     return OrderService(ctx)
 
 
-async def _guard(request: Request) -> IdempotentRequest:
-    guard = current_guard(request)
-    assert guard is not None  # the route requires a key
-    return guard
-
-
 Orders = Annotated[OrderService, Depends(order_service)]
-Guard = Annotated[IdempotentRequest, Depends(_guard)]
 
 
 def _order_response(

@@ -10,9 +10,9 @@ from pydantic import BaseModel
 
 from core.deps import Context, resolve_principal
 from core.errors import AppError, Forbidden, Unauthorized
-from core.idempotency import IdempotentRequest, idempotent
+from core.idempotency import idempotent
 from core.openapi import authenticates, request_body
-from core.routing import ApiRoute, current_guard, with_and_without_slash
+from core.routing import ApiRoute, Guard, with_and_without_slash
 from core.security import Principal
 from modules.reservations.schemas import (
     EventSummary,
@@ -67,15 +67,6 @@ async def partner_caller(request: Request, ctx: Context) -> Principal | None:
 
 Reservations = Annotated[ReservationService, Depends(reservation_service)]
 Partner = Annotated[Principal | None, Depends(partner_caller)]
-
-
-async def _guard(request: Request) -> IdempotentRequest:
-    guard = current_guard(request)
-    assert guard is not None  # the route is declared idempotent
-    return guard
-
-
-Guard = Annotated[IdempotentRequest, Depends(_guard)]
 
 
 @with_and_without_slash(

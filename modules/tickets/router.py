@@ -13,9 +13,9 @@ from fastapi.responses import JSONResponse
 
 from core.deps import Context, resolve_principal
 from core.errors import AppError, Unauthorized
-from core.idempotency import IdempotentRequest, idempotent
+from core.idempotency import idempotent
 from core.openapi import authenticates, request_body
-from core.routing import ApiRoute, current_guard, with_and_without_slash
+from core.routing import ApiRoute, Guard, with_and_without_slash
 from core.security import Principal
 from core.storage.records import Booking, utcnow
 from modules.tickets.schemas import (
@@ -108,15 +108,8 @@ async def tickets_caller(request: Request, ctx: Context) -> Principal | None:
     return principal
 
 
-async def _guard(request: Request) -> IdempotentRequest:
-    guard = current_guard(request)
-    assert guard is not None  # the route is declared idempotent
-    return guard
-
-
 Tickets = Annotated[TicketService, Depends(ticket_service)]
 Caller = Annotated[Principal | None, Depends(tickets_caller)]
-Guard = Annotated[IdempotentRequest, Depends(_guard)]
 
 
 @route(
