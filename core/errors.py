@@ -169,10 +169,6 @@ class StorageBusyError(AppError):
         super().__init__(headers={"Retry-After": "1"})
 
 
-async def _on_storage_busy(_: Request, exc: Exception) -> JSONResponse:
-    return app_error_response(StorageBusyError())
-
-
 class StorageUnavailableError(AppError):
     status_code, code = 503, "STORAGE_UNAVAILABLE"
     message = "The database connection failed; retry shortly (with the same Idempotency-Key)"
@@ -190,8 +186,9 @@ def storage_error(exc: StorageBusy | StorageUnavailable) -> AppError:
     return StorageUnavailableError(exc)
 
 
-async def _on_storage_unavailable(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, StorageUnavailable)
+async def _on_storage_failure(_: Request, exc: Exception) -> JSONResponse:
+    """Outside an ApiRoute (which renders these in its own shape): the envelope."""
+    assert isinstance(exc, StorageBusy | StorageUnavailable)
     return app_error_response(storage_error(exc))
 
 
@@ -204,6 +201,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _on_app_error)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
-    app.add_exception_handler(StorageBusy, _on_storage_busy)
-    app.add_exception_handler(StorageUnavailable, _on_storage_unavailable)
+    app.add_exception_handler(StorageBusy, _on_storage_failure)
+    app.add_exception_handler(StorageUnavailable, _on_storage_failure)
     app.add_exception_handler(Exception, _on_unhandled)

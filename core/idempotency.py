@@ -31,7 +31,7 @@ from fastapi import Request, Response
 from redis.exceptions import RedisError
 
 from core.cache import Cache
-from core.errors import AppError, Conflict, ValidationFailed, app_error_response
+from core.errors import AppError, Conflict, ValidationFailed
 from core.jsonbody import InvalidJson, parse_json
 
 HEADER = "Idempotency-Key"
@@ -129,28 +129,23 @@ class IdempotentRequest:
     async def run(
         self,
         handler: Callable[[], Awaitable[Response]],
-        render: Renderer = app_error_response,
-        alongside: Awaitable[Any] | None = None,
+        render: Renderer,
+        checked: Awaitable[Any],
     ) -> Response:
         """Run `handler` at most once per key; replay its stored response afterwards.
 
-        `alongside` (the caller's token check) is awaited together with the claim, so that
+        `checked` (the caller's token check) is awaited together with the claim, so that
         their Redis commands share one round trip; if it fails, a claim taken is released."""
         if self.key is None:
-            if alongside is not None:
-                await alongside
+            await checked
             return await handler()
-        if alongside is None:
-            stored = await self.claim()
-        else:
-            claimed, checked = await asyncio.gather(self.claim(), alongside, return_exceptions=True)
-            if isinstance(checked, BaseException):
-                if claimed is None:
-                    await self.cache.write([("DEL", self.redis_key)])
-                raise checked
-            if isinstance(claimed, BaseException):
-                raise claimed
-            stored = claimed
+        stored, verdict = await asyncio.gather(self.claim(), checked, return_exceptions=True)
+        if isinstance(verdict, BaseException):
+            if stored is None:
+                await self.cache.write([("DEL", self.redis_key)])
+            raise verdict
+        if isinstance(stored, BaseException):
+            raise stored
         if stored is not None:
             return self.replay(stored)
         try:
