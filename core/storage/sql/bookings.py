@@ -16,7 +16,7 @@ from core.storage.sql import schema as t
 from core.storage.sql.base import active_at, before_start, first, holds_seats
 from core.storage.sql.changes import record
 from core.storage.sql.reserve import SQLReserving
-from core.storage.sql.seats import derive_counters, give_back, release_expired
+from core.storage.sql.seats import derive_counters, give_back, release_expired_alone
 
 
 class SQLBookings(SQLReserving):
@@ -115,7 +115,7 @@ class SQLBookings(SQLReserving):
     async def release_expired(
         self, now: datetime, event_id: str | None = None, tier: str | None = None
     ) -> int:
-        released = await self.tx(lambda c: release_expired(c, now, event_id, tier))
+        released = await release_expired_alone(self, now, event_id, tier)
         HOLDS_EXPIRED.inc(released)
         return released
 

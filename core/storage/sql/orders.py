@@ -23,7 +23,7 @@ from core.storage.sql import schema as t
 from core.storage.sql.base import SQLBase, before_start, first
 from core.storage.sql.changes import record
 from core.storage.sql.reserve import count_buyer_within_limits, count_buyers
-from core.storage.sql.seats import give_back, release_expired
+from core.storage.sql.seats import give_back, release_expired_alone
 from core.storage.sql.statements import TAKE_SEATS
 
 
@@ -34,7 +34,7 @@ class _Short(Exception):
 class SQLOrders(SQLBase):
     async def reserve(self, request: OrderRequest) -> Ordered:
         async def release() -> int:
-            return await self.tx(lambda c: release_expired(c, request.now, request.event_id))
+            return await release_expired_alone(self, request.now, request.event_id)
 
         return await rules.releasing_expired(lambda: self._reserve_once(request), release, request)
 

@@ -6,13 +6,13 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import ColumnElement, and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.storage import rules
 from core.storage.records import SYSTEM_ACTOR, Actor
 from core.storage.sql import schema as t
-from core.storage.sql.base import holds_seats
+from core.storage.sql.base import SQLBase, holds_seats
 from core.storage.sql.changes import record
 
 
@@ -35,19 +35,40 @@ async def give_back(conn: AsyncConnection, released: Sequence[Mapping[str, Any]]
         )
 
 
-async def release_expired(
-    conn: AsyncConnection, now: datetime, event_id: str | None = None, tier: str | None = None
-) -> int:
-    """Mark holds past their expiry `expired` and give their seats back; how many."""
+def expired_holds(
+    now: datetime, event_id: str | None, tier: str | None
+) -> list[ColumnElement[bool]]:
+    """Holds past their expiry, of one event (and tier) or of all."""
     b = t.bookings
     cond = [b.c.status == "pending", b.c.expires_at <= now]
     if event_id is not None:
         cond.append(b.c.event_id == event_id)
     if tier is not None:
         cond.append(b.c.tier == tier)
+    return cond
+
+
+async def release_expired_alone(
+    base: SQLBase, now: datetime, event_id: str | None = None, tier: str | None = None
+) -> int:
+    """`release_expired` in a transaction of its own, which is skipped when a read outside
+    any transaction finds no expired hold: most sweeps and refusals find none, and the
+    transaction would take SQLite's one write lock (or, on PostgreSQL, a connection and a
+    round trip more) only to find nothing."""
+    found = select(t.bookings.c.id).where(*expired_holds(now, event_id, tier)).limit(1)
+    if await base.first(found) is None:
+        return 0
+    return await base.tx(lambda c: release_expired(c, now, event_id, tier))
+
+
+async def release_expired(
+    conn: AsyncConnection, now: datetime, event_id: str | None = None, tier: str | None = None
+) -> int:
+    """Mark holds past their expiry `expired` and give their seats back; how many."""
+    b = t.bookings
     stmt = (
         update(b)
-        .where(*cond)
+        .where(*expired_holds(now, event_id, tier))
         .values(status="expired", version=b.c.version + 1, updated_at=now)
         .returning(*b.c)
     )
