@@ -3,21 +3,32 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from core.deps import AppContext
 from core.errors import Conflict, Forbidden, NotFound, PreconditionFailed, ValidationFailed
+from core.logging import get_logger
 from core.pagination import decode_cursor, decode_offset, encode_cursor, encode_offset
 from core.security import Principal
 from core.storage.errors import (
     CapacityBelowActive,
+    DuplicateKey,
     HasActiveBookings,
     InvalidTransition,
     Missing,
     VersionMismatch,
 )
-from core.storage.records import Change, Event, EventStatus, Tier, TierCount, new_id, utcnow
+from core.storage.records import (
+    SYSTEM_ACTOR,
+    Change,
+    Event,
+    EventStatus,
+    Tier,
+    TierCount,
+    new_id,
+    utcnow,
+)
 from core.storage.requests import EventQuery, TierPatch
 from modules.events.schemas import (
     AvailabilityOut,
@@ -32,6 +43,8 @@ TRANSITIONS: dict[str, tuple[tuple[EventStatus, ...], EventStatus]] = {
     "cancel": (("draft", "published"), "cancelled"),
     "complete": (("published",), "completed"),
 }
+
+log = get_logger(__name__)
 
 
 class EventNotFound(NotFound):
@@ -344,3 +357,39 @@ class EventService:
         """The event itself changed: drop this process's snapshot and the cached availability."""
         self.snapshots.forget(f"event:{event_id}")
         await self.invalidate(event_id)
+
+
+SYSTEM_OWNER = "system"
+"""The owner of the contracts' bootstrapped events."""
+
+
+async def ensure_contract_event(
+    ctx: AppContext,
+    event_id: str,
+    name: str,
+    venue: str,
+    starts_at: datetime,
+    tiers: Sequence[Tier],
+) -> None:
+    """Create a contract's event on first start (published, owned by the system) unless it
+    exists, deleted or not; several workers starting at once race, and one wins."""
+    if await ctx.storage.events.get(event_id, include_deleted=True):
+        return
+    now = utcnow()
+    event = Event(
+        id=event_id,
+        owner_id=SYSTEM_OWNER,
+        name=name,
+        venue=venue,
+        starts_at=starts_at,
+        ends_at=starts_at + timedelta(hours=3),
+        status="published",
+        tiers=tuple(tiers),
+        created_at=now,
+        updated_at=now,
+    )
+    try:
+        await ctx.storage.events.create(event, SYSTEM_ACTOR)
+        log.info("event_bootstrapped", event_id=event_id, tiers=len(event.tiers))
+    except DuplicateKey:
+        pass  # another worker created it first

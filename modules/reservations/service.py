@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from core.deps import AppContext
 from core.errors import Conflict, Forbidden, NotFound
 from core.logging import get_logger
 from core.security import Principal
-from core.storage.errors import DuplicateKey
-from core.storage.records import SYSTEM_ACTOR, Actor, Booking, Event, Tier, utcnow
+from core.storage.records import Actor, Booking, Tier
 from core.storage.requests import BookingQuery
 from modules.bookings.service import BookingRequest, BookingService, InsufficientTickets
-from modules.events.service import EventService
+from modules.events.service import EventService, ensure_contract_event
 from modules.reservations.schemas import EventSummary, ReservationIn
 
 log = get_logger(__name__)
 TIER = "GA"
-SYSTEM_OWNER = "system"
 
 
 class NotEnoughSeats(Conflict):
@@ -35,26 +31,15 @@ class PartnerMismatch(Forbidden):
 async def bootstrap_event(ctx: AppContext) -> None:
     """Create the contract's event on first start (published, one General Admission tier)."""
     s = ctx.settings
-    if await ctx.storage.events.get(s.ticketboss_event_id, include_deleted=True):
-        return
-    now = utcnow()
-    event = Event(
-        id=s.ticketboss_event_id,
-        owner_id=SYSTEM_OWNER,
-        name=s.ticketboss_event_name,
-        venue="Online",
-        starts_at=s.ticketboss_event_starts_at,
-        ends_at=s.ticketboss_event_starts_at + timedelta(hours=3),
-        status="published",
-        tiers=(Tier(TIER, "General Admission", 0, s.ticketboss_total_seats),),
-        created_at=now,
-        updated_at=now,
+    tier = Tier(TIER, "General Admission", 0, s.ticketboss_total_seats)
+    await ensure_contract_event(
+        ctx,
+        s.ticketboss_event_id,
+        s.ticketboss_event_name,
+        "Online",
+        s.ticketboss_event_starts_at,
+        [tier],
     )
-    try:
-        await ctx.storage.events.create(event, SYSTEM_ACTOR)
-        log.info("event_bootstrapped", event_id=event.id, seats=s.ticketboss_total_seats)
-    except DuplicateKey:
-        pass  # another worker created it first
 
 
 class ReservationService:

@@ -11,14 +11,12 @@ Who owns a booking made here, by caller:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 
 from core.deps import AppContext
 from core.errors import AppError, Forbidden, NotFound
 from core.logging import get_logger
 from core.security import Principal
-from core.storage.errors import DuplicateKey
-from core.storage.records import SYSTEM_ACTOR, Booking, Event, Tier, utcnow
+from core.storage.records import Booking, Event, Tier, utcnow
 from core.storage.requests import BookingQuery
 from modules.bookings.service import (
     BookingRequest,
@@ -27,11 +25,10 @@ from modules.bookings.service import (
     InsufficientTickets,
     TierNotFound,
 )
-from modules.events.service import EventService
+from modules.events.service import EventService, ensure_contract_event
 from modules.tickets.schemas import TIER_NAMES, TIERS, BookIn
 
 log = get_logger(__name__)
-SYSTEM_OWNER = "system"
 ANONYMOUS_PREFIX = "anon:"
 LIST_LIMIT = 100
 """The most bookings one listing returns (newest first)."""
@@ -94,26 +91,14 @@ async def bootstrap_show(ctx: AppContext) -> None:
     s = ctx.settings
     if s.ticketboss_anonymous_tiers:
         log.warning("anonymous_tiers_enabled", detail="/api/tickets accepts unauthenticated calls")
-    if await ctx.storage.events.get(s.ticketboss_tiered_event_id, include_deleted=True):
-        return
-    now = utcnow()
-    event = Event(
-        id=s.ticketboss_tiered_event_id,
-        owner_id=SYSTEM_OWNER,
-        name=s.ticketboss_tiered_event_name,
-        venue="Main Hall",
-        starts_at=s.ticketboss_tiered_event_starts_at,
-        ends_at=s.ticketboss_tiered_event_starts_at + timedelta(hours=3),
-        status="published",
-        tiers=show_tiers(ctx),
-        created_at=now,
-        updated_at=now,
+    await ensure_contract_event(
+        ctx,
+        s.ticketboss_tiered_event_id,
+        s.ticketboss_tiered_event_name,
+        "Main Hall",
+        s.ticketboss_tiered_event_starts_at,
+        show_tiers(ctx),
     )
-    try:
-        await ctx.storage.events.create(event, SYSTEM_ACTOR)
-        log.info("event_bootstrapped", event_id=event.id, tiers=len(event.tiers))
-    except DuplicateKey:
-        pass  # another worker created it first
 
 
 class TicketService:
