@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -22,7 +22,7 @@ from core import openapi
 from core.broadcast import Broadcast
 from core.cache import Cache, Memo
 from core.config import Settings, load_settings
-from core.deps import AppContext, Context, rate_limit
+from core.deps import AppContext, Context
 from core.errors import install_error_handlers
 from core.logging import configure_logging, get_logger
 from core.metrics import render
@@ -41,13 +41,13 @@ SNAPSHOT_SECONDS = 1.0
 class Feature:
     """A module's contribution: routes (API ones under /api/v1), start-up work, background loops.
 
-    `rate_limited=False` is for routes outside the API that serve only static content (the web
-    front's pages and assets): they do no work worth limiting, and a page load fetches many.
+    Routes of the `core.routing.ApiRoute` class are rate limited; plain routes (the web
+    front's pages and assets) are not: they do no work worth limiting, and a page load
+    fetches many.
     """
 
     router: APIRouter
     api: bool = True
-    rate_limited: bool = True
     on_startup: Sequence[Hook] = field(default_factory=tuple)
     background: Sequence[Hook] = field(default_factory=tuple)
 
@@ -177,14 +177,11 @@ def create_app(settings: Settings | None = None, features: Sequence[Feature] = (
     install_error_handlers(app)
     openapi.install(app)
     app.include_router(_operations_router())
-    api = APIRouter(prefix="/api/v1", dependencies=[Depends(rate_limit)])
+    # Each feature's router goes straight into the app, in the features' order: routes are
+    # tried one by one, and a router nested in another is matched again at every level.
+    # (Rate limits are applied by the API's route class, core/routing.ApiRoute.)
     for feature in features:
-        if feature.api:
-            api.include_router(feature.router)
-        else:
-            limited = [Depends(rate_limit)] if feature.rate_limited else []
-            app.include_router(feature.router, dependencies=limited)
-    app.include_router(api)
+        app.include_router(feature.router, prefix="/api/v1" if feature.api else "")
     if settings.cors_origin_list:
         app.add_middleware(
             CORSMiddleware,

@@ -43,9 +43,13 @@ class AppContext:
 # pool, a costly hand-off for work this small.
 
 
-async def get_context(request: Request) -> AppContext:
+def app_context(request: Request) -> AppContext:
     ctx: AppContext = request.app.state.ctx
     return ctx
+
+
+async def get_context(request: Request) -> AppContext:
+    return app_context(request)
 
 
 Context = Annotated[AppContext, Depends(get_context)]
@@ -107,10 +111,12 @@ async def current_principal(request: Request) -> Principal:
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
-def require_role(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:
+def require_role(*roles: Role) -> Callable[[Request], Awaitable[Principal]]:
     """A dependency admitting only callers whose role is one of `roles` (403 otherwise)."""
 
-    async def check(principal: CurrentPrincipal) -> Principal:
+    @authenticates("required")
+    async def check(request: Request) -> Principal:
+        principal = await current_principal(request)
         if principal.role not in roles:
             raise Forbidden()
         return principal

@@ -24,8 +24,11 @@ def parse_json(raw: bytes) -> Any:
 
 
 def is_json(content_type: str | None) -> bool:
-    """True for a JSON media type, or none at all (FastAPI reads those bodies as JSON too)."""
+    """True for the media types FastAPI reads as JSON: application/json and application/*+json.
+    (FastAPI validates any other body, or one without a type, as raw bytes: it is never parsed.)"""
     if not content_type:
-        return True
+        return False
     media = content_type.split(";", 1)[0].strip().lower()
-    return media == "application/json" or media.endswith("+json")
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )

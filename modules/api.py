@@ -32,8 +32,8 @@ FEATURES = (
     Feature(webhooks_router, on_startup=(start_fan_out,), background=(dispatch_webhooks,)),
     Feature(reservations_router, api=False, on_startup=(bootstrap_event,)),
     Feature(tickets_router, api=False, on_startup=(bootstrap_show,)),
-    # Pages, static files and the docs: last, so no API route is shadowed; nothing to limit.
-    Feature(web_router, api=False, rate_limited=False),
+    # Pages, static files and the docs: last, so no API route is shadowed.
+    Feature(web_router, api=False),
 )
 
 

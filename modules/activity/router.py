@@ -2,11 +2,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime
 
-from core.deps import Context, CurrentPrincipal, require_role
+from core.deps import CurrentPrincipal, app_context, require_role
 from core.pagination import decode_cursor, encode_cursor
 from core.routing import ApiRoute
 from core.schemas import Envelope, ok
@@ -22,8 +22,8 @@ Limit = Annotated[int, Query(ge=1, le=100)]
 Cursor = Annotated[str | None, Query(max_length=200)]
 
 
-async def activity_service(ctx: Context) -> ActivityService:
-    return ActivityService(ctx)
+async def activity_service(request: Request) -> ActivityService:
+    return ActivityService(app_context(request))
 
 
 Activity = Annotated[ActivityService, Depends(activity_service)]

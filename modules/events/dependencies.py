@@ -2,15 +2,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 
-from core.deps import Context, require_role
+from core.deps import app_context, require_role
 from core.security import Principal
 from modules.events.service import EventService
 
 
-async def event_service(ctx: Context) -> EventService:
-    return EventService(ctx)
+async def event_service(request: Request) -> EventService:
+    return EventService(app_context(request))
 
 
 Events = Annotated[EventService, Depends(event_service)]

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from core.deps import Context, CurrentPrincipal
+from core.deps import CurrentPrincipal, app_context
 from core.idempotency import REPLAYED_HEADER, idempotent
 from core.pagination import decode_cursor, encode_cursor
 from core.routing import ApiRoute, Guard
@@ -18,8 +18,8 @@ from modules.orders.service import OrderPlacement, OrderService
 router = APIRouter(prefix="/orders", tags=["orders"], route_class=ApiRoute)
 
 
-async def order_service(ctx: Context) -> OrderService:
-    return OrderService(ctx)
+async def order_service(request: Request) -> OrderService:
+    return OrderService(app_context(request))
 
 
 Orders = Annotated[OrderService, Depends(order_service)]

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from core.deps import Context, resolve_principal
+from core.deps import app_context, resolve_principal
 from core.errors import AppError, Forbidden, Unauthorized
 from core.idempotency import idempotent
 from core.openapi import authenticates, request_body
@@ -42,13 +42,14 @@ class ContractRoute(ApiRoute):
 router = APIRouter(tags=["reservations (partner contract)"], route_class=ContractRoute)
 
 
-async def reservation_service(ctx: Context) -> ReservationService:
-    return ReservationService(ctx)
+async def reservation_service(request: Request) -> ReservationService:
+    return ReservationService(app_context(request))
 
 
 @authenticates("required")
-async def partner_caller(request: Request, ctx: Context) -> Principal | None:
+async def partner_caller(request: Request) -> Principal | None:
     """The partner behind the bearer token; None in anonymous mode (no token sent)."""
+    ctx = app_context(request)
     anonymous = ctx.settings.ticketboss_anonymous_partners
     try:
         principal = await resolve_principal(request, ctx)

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
-from core.deps import Context, resolve_principal
+from core.deps import app_context, resolve_principal
 from core.errors import AppError, Unauthorized
 from core.idempotency import idempotent
 from core.openapi import authenticates, request_body
@@ -94,14 +94,15 @@ def status_of(booking: Booking, now: datetime) -> str:
     return booking.status
 
 
-async def ticket_service(ctx: Context) -> TicketService:
-    return TicketService(ctx)
+async def ticket_service(request: Request) -> TicketService:
+    return TicketService(app_context(request))
 
 
 @authenticates("required")
-async def tickets_caller(request: Request, ctx: Context) -> Principal | None:
+async def tickets_caller(request: Request) -> Principal | None:
     """The caller behind the bearer token (user or partner); None in anonymous mode when no
     token was sent. A token that is sent must be valid, in every mode."""
+    ctx = app_context(request)
     principal = await resolve_principal(request, ctx)
     if principal is None and not ctx.settings.ticketboss_anonymous_tiers:
         raise Unauthorized("Send a user or partner bearer token")

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from core.deps import Context, CurrentPrincipal
+from core.deps import CurrentPrincipal, app_context
 from core.pagination import decode_cursor, encode_cursor
 from core.routing import ApiRoute
 from core.schemas import Envelope, ok
@@ -23,8 +23,8 @@ Limit = Annotated[int, Query(ge=1, le=100)]
 Cursor = Annotated[str | None, Query(max_length=200)]
 
 
-async def webhook_service(ctx: Context) -> WebhookService:
-    return WebhookService(ctx)
+async def webhook_service(request: Request) -> WebhookService:
+    return WebhookService(app_context(request))
 
 
 Webhooks = Annotated[WebhookService, Depends(webhook_service)]

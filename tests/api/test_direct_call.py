@@ -1,0 +1,116 @@
+"""Endpoints run without FastAPI's dependency solver (core/routing.DirectCall) answer exactly
+what the solver's path answers: the same values, the same errors, in the same order."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from core.routing import ApiRoute, DirectCall
+from modules.api import FEATURES
+from tests.support.api import Api, event_body
+
+VOLATILE = {"id", "requestId", "createdAt", "updatedAt", "expiresAt", "holdExpiresAt"}
+VOLATILE |= {"ticketNumber", "bookingId", "reservationId", "timestamp", "location"}
+
+
+def test_every_api_route_runs_without_the_solver() -> None:
+    """The fast path is not silently lost when a route or a dependency changes shape."""
+    routes = [r for f in FEATURES for r in f.router.routes if isinstance(r, ApiRoute)]
+    assert len(routes) > 40
+    solved = [
+        f"{sorted(r.methods)} {r.path}"
+        for r in routes
+        if DirectCall.of(r.dependant, embedded_body=r._embed_body_fields) is None
+    ]
+    assert solved == []
+
+
+def normalized(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: normalized(v) for k, v in value.items() if k not in VOLATILE}
+    if isinstance(value, list):
+        return [normalized(v) for v in value]
+    return value
+
+
+async def test_the_direct_path_answers_what_the_solver_answers(sqlite_api: Api) -> None:
+    organizer = await sqlite_api.user("organizer")
+    user = await sqlite_api.user()
+    admin = await sqlite_api.user("admin")
+    event = await sqlite_api.event(organizer)
+    bad_event = event_body(tiers=[{"code": "GA", "name": "GA", "priceCents": -1, "capacity": 0}])
+    key = {"Idempotency-Key": "fixed"}  # each variant gets its own key below when it books
+    cases: list[tuple[str, str, dict[str, str], dict[str, Any]]] = [
+        # (method, path, headers, request options)
+        ("POST", "/api/v1/bookings", {}, {"json": {}}),
+        ("POST", "/api/v1/bookings", user.headers, {"json": {}}),
+        ("POST", "/api/v1/bookings", user.headers | {"Idempotency-Key": "x" * 300}, {"json": {}}),
+        ("POST", "/api/v1/bookings", user.headers | key, {}),
+        ("POST", "/api/v1/bookings", user.headers | key, {"content": b'{"eventId": 1}'}),
+        (
+            "POST",
+            "/api/v1/bookings",
+            user.headers | key | {"content-type": "text/plain"},
+            {"content": b'{"eventId": "x", "tier": "GA", "quantity": 1}'},
+        ),
+        (
+            "POST",
+            "/api/v1/bookings",
+            user.headers | key,
+            {"json": {"eventId": event["id"], "tier": "GA", "quantity": "2", "hold": "yes"}},
+        ),
+        (
+            "POST",
+            "/api/v1/bookings",
+            user.headers,
+            {"json": {"eventId": "nope", "tier": "GA", "quantity": 1}},
+        ),
+        (
+            "POST",
+            "/api/v1/bookings",
+            user.headers,
+            {"json": {"eventId": event["id"], "tier": "GA", "quantity": 1}},
+        ),
+        ("GET", "/api/v1/bookings", user.headers, {"params": {"limit": "0", "status": "bogus"}}),
+        ("GET", "/api/v1/bookings", user.headers, {"params": {"limit": "abc", "cursor": "!!"}}),
+        ("GET", "/api/v1/bookings/missing", user.headers, {}),
+        ("GET", "/api/v1/bookings/a%00b", user.headers, {}),
+        ("GET", f"/api/v1/events/{event['id']}", {}, {}),
+        ("GET", f"/api/v1/events/{event['id']}/availability", {}, {}),
+        ("GET", "/api/v1/events", {}, {"params": {"limit": "500"}}),
+        ("POST", "/api/v1/events", user.headers, {"json": event_body()}),
+        ("POST", "/api/v1/events", organizer.headers, {"json": bad_event}),
+        (
+            "PATCH",
+            f"/api/v1/events/{event['id']}",
+            organizer.headers | {"If-Match": '"0"'},
+            {"json": {"name": "x"}},
+        ),
+        ("GET", "/api/v1/activity", user.headers, {}),
+        ("GET", "/api/v1/activity", admin.headers, {"params": {"from": "yesterday"}}),
+        ("POST", "/api/v1/auth/token", {}, {"data": {"grant_type": "password"}}),
+        ("POST", "/api/v1/auth/login", {}, {"json": {"email": "nobody@example.com"}}),
+        ("GET", "/api/v1/auth/me", {"Authorization": "Bearer not-a-token"}, {}),
+        ("POST", "/reservations", {}, {"json": {"partnerId": "p", "seats": 0}}),
+        ("POST", "/api/tickets/book", user.headers, {"json": {"tier": "NOPE", "quantity": -1}}),
+        ("GET", "/api/tickets/bookings", user.headers, {"params": {"userId": ""}}),
+    ]
+    app = sqlite_api.client._transport.app  # type: ignore[attr-defined]
+    for method, path, headers, options in cases:
+        answers = []
+        for forced in (False, True):
+            # Any override at all sends every request through FastAPI's own solver.
+            app.dependency_overrides = {normalized: lambda: None} if forced else {}
+            sent = dict(headers)
+            if method == "POST" and "Idempotency-Key" not in sent and "/bookings" in path:
+                sent["Idempotency-Key"] = uuid.uuid4().hex
+            r = await sqlite_api.client.request(method, path, headers=sent, **options)
+            body = (
+                r.json()
+                if r.headers.get("content-type", "").startswith("application/json")
+                else r.text
+            )
+            answers.append((r.status_code, normalized(body), "location" in r.headers))
+        app.dependency_overrides = {}
+        assert answers[0] == answers[1], (method, path, options)
