@@ -162,7 +162,8 @@ async def test_a_webhook_failing_for_a_whole_window_is_disabled(database_url: st
         [gave_up] = await deliveries_when(api, organizer, hook, settled)
         assert gave_up["status"] == "failed" and gave_up["attempts"] >= 2
         assert gave_up["lastError"] == "HTTP 500"
-        await api.book(buyer, event["id"])  # failing for longer than the window: disabled
+        await asyncio.sleep(0.5)  # the webhook has now been failing for a whole window
+        await api.book(buyer, event["id"])
         r = await api.client.get(f"/api/v1/webhooks/{hook['id']}", headers=organizer.headers)
         async with asyncio.timeout(30):
             while r.json()["data"]["enabled"]:
@@ -170,9 +171,12 @@ async def test_a_webhook_failing_for_a_whole_window_is_disabled(database_url: st
                 r = await api.client.get(
                     f"/api/v1/webhooks/{hook['id']}", headers=organizer.headers
                 )
-        found = await deliveries_when(api, organizer, hook, lambda d: len(d) == 2 and settled(d))
+        found = await deliveries_when(api, organizer, hook, settled)
     assert r.json()["data"]["disabledReason"].startswith("every attempt failed since")
-    assert [d["status"] for d in found] == ["failed", "failed"]
+    # Disabled at its first failure past the window: the second booking's first attempt, or
+    # already the first one's last retry when that came late (a loaded machine); then the
+    # second booking found the webhook disabled and nothing was queued for it.
+    assert [d["status"] for d in found] in (["failed"], ["failed", "failed"])
 
 
 async def test_a_receiver_that_never_answers_times_out_and_is_retried(sqlite_url: str) -> None:
