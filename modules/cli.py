@@ -31,7 +31,7 @@ from modules.events.service import EventService, announce_changes
 from modules.webhooks.dispatcher import Dispatcher
 from modules.webhooks.fanout import start_fan_out
 
-APP_FACTORY = "modules.api:create_api"
+APP_FACTORY = "modules.api:serve_api"
 
 
 class CommandError(Exception):
