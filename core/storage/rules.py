@@ -1,18 +1,22 @@
-"""What is the same on every backend: retries, the refusal classification, the values of a
-new booking, the seats a release gives back, drift, search words.
+"""What is the same on every backend: the refusal classification, reserving (group commit and
+the single path), the values of a new booking, the seats a release gives back, the sweep and
+recount, drift, search words.
 
 Each backend keeps only its atomic statements or transactions and its driver-error mapping;
-everything a backend would otherwise write a second copy of lives here.
+everything a backend would otherwise write a second copy of lives here or beside it
+(ordering.py, lifecycle.py, changelog.py, retries.py).
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from core.metrics import HOLDS_EXPIRED
 from core.storage.batching import ReserveBatcher
 from core.storage.errors import (
     BookingExpired,
@@ -28,16 +32,11 @@ from core.storage.errors import (
     StorageError,
 )
 from core.storage.records import (
-    Actor,
     Booking,
-    Change,
     Drift,
-    Event,
     Order,
     Reservation,
     Tier,
-    as_fields,
-    new_id,
 )
 from core.storage.requests import BuyerSeats, OrderRequest, ReserveRequest
 
@@ -57,6 +56,38 @@ async def releasing_expired[R](
     return await attempt()
 
 
+class SweepsAndRecounts(ABC):
+    """A booking store's sweep of expired holds and its recount: the same on every backend,
+    around the backend's own steps."""
+
+    async def release_expired(
+        self, now: datetime, event_id: str | None = None, tier: str | None = None
+    ) -> int:
+        released = await self._release_expired(now, event_id, tier)
+        HOLDS_EXPIRED.inc(released)
+        return released
+
+    async def recount(self, now: datetime, *, fix: bool) -> list[Drift]:
+        """Without `fix`, a read of one snapshot that writes nothing (an observer must not
+        compete with what it watches); with it, expired holds are released first, then the
+        drifted counters rebuilt in one transaction."""
+        if not fix:
+            return await self._read_drifts()
+        await self.release_expired(now)
+        return await self._repair_drifts()
+
+    @abstractmethod
+    async def _release_expired(self, now: datetime, event_id: str | None, tier: str | None) -> int:
+        """Release the expired holds (of one event or tier); how many were released."""
+
+    @abstractmethod
+    async def _read_drifts(self) -> list[Drift]: ...
+
+    @abstractmethod
+    async def _repair_drifts(self) -> list[Drift]:
+        """The drifts found, with their counters rebuilt, in one transaction."""
+
+
 def check_request_limits(request: BuyerSeats) -> None:
     """Refuse a request larger than a limit on its own (a first booking inserts the buyer's
     count, where no guard is evaluated)."""
@@ -71,21 +102,6 @@ def buyer_limit(request: BuyerSeats, active: int, pending: int) -> BuyerLimit:
     if request.max_per_user is not None and active + request.quantity > request.max_per_user:
         return BuyerLimit("max_per_user")
     return BuyerLimit("max_pending")
-
-
-def order_refusal(request: OrderRequest, tiers: Mapping[str, Tier | None]) -> Refused | None:
-    """Why an order that changed nothing was refused, from a fresh read of its tiers; None if
-    every item fits now (the order lost a race with a release: try again)."""
-    for item in request.items:
-        tier = tiers.get(item.tier)
-        if tier is None or not tier.on_sale:
-            return refusal(tier)
-    short = [
-        (item.tier, item.quantity, max(0, tier.capacity - tier.active))
-        for item in request.items
-        if (tier := tiers[item.tier]) is not None and tier.capacity - tier.active < item.quantity
-    ]
-    return ItemsShort(short) if short else None
 
 
 def not_confirmed(
@@ -135,7 +151,7 @@ def refusal(tier: Tier | None) -> Refused:
     return SoldOut(available=max(0, tier.capacity - tier.active))
 
 
-class Reserving:
+class Reserving(SweepsAndRecounts):
     """`reserve` as every backend runs it around its own atomic steps: `_reserve_alone` (one
     booking) and `_reserve_batch` (several of one tier, or None when they do not fit).
 
@@ -178,24 +194,26 @@ class Reserving:
     ) -> list[Reservation] | None:
         raise NotImplementedError
 
-    async def release_expired(
-        self, now: datetime, event_id: str | None = None, tier: str | None = None
-    ) -> int:
-        raise NotImplementedError
-
 
 def booking_values(request: ReserveRequest) -> dict[str, Any]:
     """The columns of the booking `request` makes, but its unit price (read from the tier)."""
-    return {
+    return sale_values(request) | {
         "id": request.booking_id,
         "ticket_number": request.ticket_number,
-        "event_id": request.event_id,
         "tier": request.tier,
         "quantity": request.quantity,
         "currency": "USD",
-        "status": request.status,
-        "expires_at": request.hold_until,
+        "order_id": None,
+    }
+
+
+def sale_values(request: ReserveRequest | OrderRequest) -> dict[str, Any]:
+    """The columns a new booking and a new order share."""
+    return {
+        "event_id": request.event_id,
         "owner_id": request.owner_id,
+        "status": "pending" if request.hold_until else "confirmed",
+        "expires_at": request.hold_until,
         "partner_id": request.partner_id,
         "external_ref": request.external_ref,
         "idempotency_key": request.storage_key,
@@ -203,7 +221,6 @@ def booking_values(request: ReserveRequest) -> dict[str, Any]:
         "version": 1,
         "created_at": request.now,
         "updated_at": request.now,
-        "order_id": None,
     }
 
 
@@ -277,88 +294,6 @@ def _buyer_drift(event_id: str, owner: str, counter: Seats, actual: Seats) -> li
         for name in ("active", "pending")
         if getattr(counter, name) != getattr(actual, name)
     ]
-
-
-PRIVATE_FIELDS = ("idempotency_key", "request_hash")
-"""Booking fields a change record leaves out: they belong to the caller's retries."""
-
-
-def jsonable(value: Any) -> Any:
-    return value.isoformat() if isinstance(value, datetime) else value
-
-
-def booking_change(
-    what: str, booking: Mapping[Any, Any], actor: Actor, now: datetime, change_id: str | None = None
-) -> Change:
-    """The change record of a booking (a row or document with its fields after the change)."""
-    data = {k: jsonable(v) for k, v in booking.items() if k not in PRIVATE_FIELDS}
-    return Change(
-        id=change_id or new_id(),
-        type=f"booking.{what}",
-        occurred_at=now,
-        actor=actor,
-        subject="booking",
-        subject_id=booking["id"],
-        seq=booking["version"],
-        event_id=booking["event_id"],
-        data=data,
-        booking_id=booking["id"],
-        order_id=booking.get("order_id"),
-        owner_id=booking["owner_id"],
-        partner_id=booking.get("partner_id"),
-    )
-
-
-def order_values(request: OrderRequest) -> dict[str, Any]:
-    return {
-        "id": request.order_id,
-        "event_id": request.event_id,
-        "owner_id": request.owner_id,
-        "status": "pending" if request.hold_until else "confirmed",
-        "expires_at": request.hold_until,
-        "partner_id": request.partner_id,
-        "external_ref": request.external_ref,
-        "idempotency_key": request.storage_key,
-        "request_hash": request.request_hash,
-        "version": 1,
-        "created_at": request.now,
-        "updated_at": request.now,
-    }
-
-
-def order_change(what: str, order: Mapping[Any, Any], actor: Actor, now: datetime) -> Change:
-    """The change record of an order (its row or document's fields after the change)."""
-    data = {k: jsonable(v) for k, v in order.items() if k not in PRIVATE_FIELDS}
-    return Change(
-        id=new_id(),
-        type=f"order.{what}",
-        occurred_at=now,
-        actor=actor,
-        subject="order",
-        subject_id=order["id"],
-        seq=order["version"],
-        event_id=order["event_id"],
-        data=data,
-        order_id=order["id"],
-        owner_id=order["owner_id"],
-        partner_id=order.get("partner_id"),
-    )
-
-
-def event_change(what: str, event: Event, actor: Actor, now: datetime) -> Change:
-    fields = as_fields(event, exclude=("tiers",))
-    tiers = [as_fields(t, exclude=("active", "version")) for t in event.tiers]
-    return Change(
-        id=new_id(),
-        type=f"event.{what}",
-        occurred_at=now,
-        actor=actor,
-        subject="event",
-        subject_id=event.id,
-        seq=event.version,
-        event_id=event.id,
-        data={k: jsonable(v) for k, v in fields.items()} | {"tiers": tiers},
-    )
 
 
 def search_words(text: str) -> list[str]:

@@ -6,8 +6,7 @@ from datetime import datetime
 
 from pymongo import DESCENDING, ReturnDocument
 
-from core.metrics import HOLDS_EXPIRED
-from core.storage import rules
+from core.storage import changelog, rules
 from core.storage.errors import NotOnSale
 from core.storage.mongo.base import Doc, Session, active_at, buyer_id, fields_of, record
 from core.storage.mongo.changes import record_changes
@@ -48,7 +47,7 @@ class MongoBookings(MongoReserving):
                     {"$inc": {"pending": -d["quantity"]}},
                     session=s,
                 )
-                change = rules.booking_change("confirmed", fields_of(d), actor, now)
+                change = changelog.booking_change("confirmed", fields_of(d), actor, now)
                 await record_changes(self, s, [change])
             return d
 
@@ -79,7 +78,7 @@ class MongoBookings(MongoReserving):
                 )
                 if d is not None:
                     await give_back(self, s, [d | {"status": status}])
-                    change = rules.booking_change("cancelled", fields_of(d), actor, now)
+                    change = changelog.booking_change("cancelled", fields_of(d), actor, now)
                     await record_changes(self, s, [change])
                     return d
             return None
@@ -109,18 +108,13 @@ class MongoBookings(MongoReserving):
     async def count_active(self, event_id: str, now: datetime) -> int:
         return await self.bookings.count_documents({"event_id": event_id, **active_at(now)})
 
-    async def release_expired(
-        self, now: datetime, event_id: str | None = None, tier: str | None = None
-    ) -> int:
-        released = await release_expired_alone(self, now, event_id, tier)
-        HOLDS_EXPIRED.inc(released)
-        return released
+    async def _release_expired(self, now: datetime, event_id: str | None, tier: str | None) -> int:
+        return await release_expired_alone(self, now, event_id, tier)
 
-    async def recount(self, now: datetime, *, fix: bool) -> list[Drift]:
-        if not fix:
-            return await self.tx(self._drifts, read_only=True)
-        await self.release_expired(now)
+    async def _read_drifts(self) -> list[Drift]:
+        return await self.tx(self._drifts, read_only=True)
 
+    async def _repair_drifts(self) -> list[Drift]:
         async def repair(s: Session) -> list[Drift]:
             found = await self._drifts(s)
             for event_id in sorted({d.event_id for d in found}):

@@ -9,7 +9,7 @@ from typing import Any
 
 from pymongo import ASCENDING, ReturnDocument
 
-from core.storage import errors, rules
+from core.storage import changelog, errors, lifecycle, rules
 from core.storage.mongo.base import (
     HOLDS_SEATS,
     Doc,
@@ -36,7 +36,7 @@ class MongoEvents(MongoBase):
     async def create(self, event: Event, actor: Actor) -> Event:
         async def work(s: Session) -> None:
             await self.events.insert_one(_event_doc(event), session=s)
-            change = rules.event_change("created", event, actor, event.created_at)
+            change = changelog.event_change("created", event, actor, event.created_at)
             await record_changes(self, s, [change])
             on_sale = event.status == "published"
             docs = [_tier_doc(event.id, tier, pos, on_sale) for pos, tier in enumerate(event.tiers)]
@@ -65,7 +65,7 @@ class MongoEvents(MongoBase):
         """The event after a change in this transaction, its change recorded."""
         event = await self._get(s, event_id, include_deleted=True)
         assert event is not None  # changed in this transaction
-        await record_changes(self, s, [rules.event_change(what, event, actor, now)])
+        await record_changes(self, s, [changelog.event_change(what, event, actor, now)])
         return event
 
     async def _tiers(self, s: Session | None, event_ids: list[str]) -> dict[str, list[Tier]]:
@@ -184,22 +184,34 @@ class MongoEvents(MongoBase):
                 if current is None:
                     raise errors.Missing()
                 raise errors.InvalidTransition(current.status)
-            if to == "published":
-                await self.tiers.update_many(
-                    {"event_id": event_id}, {"$set": {"on_sale": True}}, session=s
-                )
-            else:
-                await close_tiers(self, s, event_id)
-            if to == "cancelled":
-                await self._release_all(s, event_id, now, actor)
-                await derive_counters(self, s, event_id)
+            await lifecycle.transitioned(self, s, event_id, to, now, actor)
             return await self._changed(s, event_id, to, actor, now)
 
         return await self.tx(work)
 
-    async def _release_all(self, s: Session, event_id: str, now: datetime, actor: Actor) -> None:
-        """Every booking of the event that holds seats ends: expired holds as `expired`, the
-        rest as `cancelled` (the caller derives the counters afterwards)."""
+    # The steps of core/storage/lifecycle.py.
+
+    async def open_sales(self, tx: Session, event_id: str) -> None:
+        await self.tiers.update_many(
+            {"event_id": event_id}, {"$set": {"on_sale": True}}, session=tx
+        )
+
+    async def close_sales(self, tx: Session, event_id: str) -> None:
+        await close_tiers(self, tx, event_id)
+
+    async def recount_tiers(self, tx: Session, event_id: str) -> None:
+        await derive_counters(self, tx, event_id)
+
+    async def release_lapsed(self, tx: Session, event_id: str, now: datetime) -> None:
+        await release_expired(self, tx, now, event_id)
+
+    async def holds_seats(self, tx: Session, event_id: str) -> bool:
+        held = await self.bookings.find_one(
+            {"event_id": event_id, **HOLDS_SEATS}, {"_id": 1}, session=tx
+        )
+        return held is not None
+
+    async def end_holdings(self, s: Session, event_id: str, now: datetime, actor: Actor) -> None:
         holding = await self.bookings.find(
             {"event_id": event_id, **HOLDS_SEATS}, session=s
         ).to_list()
@@ -217,7 +229,9 @@ class MongoEvents(MongoBase):
                 session=s,
             )
             who = SYSTEM_ACTOR if status == "expired" else actor
-            changes += [rules.booking_change(status, ended(d, status, now), who, now) for d in docs]
+            changes += [
+                changelog.booking_change(status, ended(d, status, now), who, now) for d in docs
+            ]
         await record_changes(self, s, changes)
         for status, docs in ends.items():
             who = SYSTEM_ACTOR if status == "expired" else actor
@@ -233,12 +247,7 @@ class MongoEvents(MongoBase):
             )
             if deleted.matched_count == 0:
                 raise errors.Missing()
-            await close_tiers(self, s, event_id)
-            await release_expired(self, s, now, event_id)
-            if await self.bookings.find_one(
-                {"event_id": event_id, **HOLDS_SEATS}, {"_id": 1}, session=s
-            ):
-                raise errors.HasActiveBookings()  # aborts: the event stays, its tiers stay on sale
+            await lifecycle.deleting(self, s, event_id, now)
             await self._changed(s, event_id, "deleted", actor, now)
 
         await self.tx(work)

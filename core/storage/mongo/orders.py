@@ -10,8 +10,8 @@ from datetime import datetime
 
 from pymongo import DESCENDING, ReturnDocument
 
-from core.storage import retries, rules
-from core.storage.errors import DuplicateKey, NotOnSale, StorageBusy
+from core.storage import changelog, ordering, rules
+from core.storage.errors import NotOnSale
 from core.storage.mongo.base import Doc, MongoBase, Session, buyer_id, fields_of, record
 from core.storage.mongo.changes import record_changes
 from core.storage.mongo.reserve import (
@@ -25,37 +25,20 @@ from core.storage.records import Actor, Booking, Order, Ordered, Tier
 from core.storage.requests import OrderQuery, OrderRequest
 
 
-class _Short(Exception):
-    """Raised inside the order's transaction to abort it when a tier lacks the seats."""
-
-
 class MongoOrders(MongoBase):
     async def reserve(self, request: OrderRequest) -> Ordered:
-        async def release() -> int:
-            return await release_expired_alone(self, request.now, request.event_id)
+        return await ordering.placing_order(self, request)
 
-        return await rules.releasing_expired(lambda: self._order_once(request), release, request)
+    async def order_once(self, request: OrderRequest) -> None:
+        async with self.lanes.of(request.event_id):
+            await self.tx(lambda s: self._order_in_transaction(s, request))
 
-    async def _order_once(self, request: OrderRequest) -> Ordered:
-        for attempt in range(retries.MAX_ATTEMPTS):
-            try:
-                async with self.lanes.of(request.event_id):
-                    await self.tx(lambda s: self._order_in_transaction(s, request))
-            except DuplicateKey as dup:
-                if dup.field == "order_key":
-                    existing = await self._by_key(request.owner_id, request.storage_key)
-                    if existing is not None:
-                        return Ordered(existing, replayed=request.idempotency_key is not None)
-            except _Short:
-                refusal = rules.order_refusal(request, await self._tiers(request.event_id))
-                if refusal is not None:
-                    raise refusal from None
-            else:
-                made = await self.get(request.order_id)
-                assert made is not None  # committed above
-                return Ordered(made)
-            await retries.pause(attempt)
-        raise StorageBusy("too much contention; try again")
+    async def release_expired_of(self, now: datetime, event_id: str) -> int:
+        return await release_expired_alone(self, now, event_id)
+
+    async def get(self, order_id: str) -> Order | None:
+        found = await self._with_bookings([await self.orders.find_one({"_id": order_id})])
+        return found[0] if found else None
 
     async def _order_in_transaction(self, s: Session, request: OrderRequest) -> None:
         if request.limited:
@@ -64,11 +47,11 @@ class MongoOrders(MongoBase):
         for item in sorted(request.items, key=lambda i: i.tier):
             tier = await take_seats(self, s, request.event_id, item.tier, item.quantity)
             if tier is None:
-                raise _Short()
+                raise ordering.SeatsShort()
             prices[item.tier] = tier["price_cents"]
         if not request.limited:
             await count_buyers(self, s, request.event_id, [request])
-        values = rules.order_values(request)
+        values = ordering.order_values(request)
         order = {"_id": values.pop("id"), **values}
         await self.orders.insert_one(order, session=s)
         bookings = [
@@ -80,11 +63,9 @@ class MongoOrders(MongoBase):
         await record_changes(
             self,
             s,
-            [rules.order_change("created", fields_of(order), request.actor, request.now)]
-            + [
-                rules.booking_change("created", fields_of(b), request.actor, request.now)
-                for b in bookings
-            ],
+            changelog.order_changes(
+                "created", fields_of(order), map(fields_of, bookings), request.actor, request.now
+            ),
         )
 
     async def confirm(self, order_id: str, owner_id: str, now: datetime, actor: Actor) -> Order:
@@ -127,13 +108,12 @@ class MongoOrders(MongoBase):
             await record_changes(
                 self,
                 s,
-                [rules.order_change("confirmed", fields_of(order), actor, now)]
-                + [rules.booking_change("confirmed", b, actor, now) for b in confirmed],
+                changelog.order_changes("confirmed", fields_of(order), confirmed, actor, now),
             )
             return order
 
-        if await self.tx(work) is not None:
-            return await self._must_get(order_id)
+        if await self.tx(work) is not None and (changed := await self.get(order_id)):
+            return changed
         raise await rules.confirmation_refused(self.get, self.started, order_id, owner_id, now)
 
     async def cancel(
@@ -167,22 +147,20 @@ class MongoOrders(MongoBase):
                 await record_changes(
                     self,
                     s,
-                    [rules.order_change("cancelled", fields_of(order), actor, now)]
-                    + [
-                        rules.booking_change("cancelled", ended(d, "cancelled", now), actor, now)
-                        for d in docs
-                    ],
+                    changelog.order_changes(
+                        "cancelled",
+                        fields_of(order),
+                        [ended(d, "cancelled", now) for d in docs],
+                        actor,
+                        now,
+                    ),
                 )
                 return order
             return None
 
-        if await self.tx(work) is not None:
-            return await self._must_get(order_id)
+        if await self.tx(work) is not None and (changed := await self.get(order_id)):
+            return changed
         raise rules.not_cancelled(await self.get(order_id), owner_id)
-
-    async def get(self, order_id: str) -> Order | None:
-        found = await self._with_bookings([await self.orders.find_one({"_id": order_id})])
-        return found[0] if found else None
 
     async def find(self, query: OrderQuery) -> list[Order]:
         match: Doc = {
@@ -199,12 +177,7 @@ class MongoOrders(MongoBase):
         docs = await self.orders.find(match).sort("_id", DESCENDING).limit(query.limit).to_list()
         return await self._with_bookings(docs)
 
-    async def _must_get(self, order_id: str) -> Order:
-        order = await self.get(order_id)
-        assert order is not None  # changed just now
-        return order
-
-    async def _by_key(self, owner_id: str, key: str) -> Order | None:
+    async def order_by_key(self, owner_id: str, key: str) -> Order | None:
         found = await self._with_bookings(
             [await self.orders.find_one({"owner_id": owner_id, "idempotency_key": key})]
         )
@@ -219,5 +192,5 @@ class MongoOrders(MongoBase):
                 bookings[b["order_id"]].append(record(Booking, b))
         return [record(Order, d, bookings=tuple(bookings[d["_id"]])) for d in orders]
 
-    async def _tiers(self, event_id: str) -> dict[str, Tier | None]:
+    async def tiers_of(self, event_id: str) -> dict[str, Tier | None]:
         return {d["code"]: record(Tier, d) async for d in self.tiers.find({"event_id": event_id})}

@@ -13,7 +13,7 @@ from typing import Any
 from pymongo import ReturnDocument
 
 from core.metrics import CONFLICTS_RETRIED
-from core.storage import retries, rules
+from core.storage import changelog, retries, rules
 from core.storage.errors import DuplicateKey, SoldOut, StorageBusy
 from core.storage.mongo.base import Doc, MongoBase, Session, buyer_id, fields_of, record, tier_id
 from core.storage.mongo.changes import record_changes
@@ -99,7 +99,7 @@ class MongoReserving(MongoBase, rules.Reserving):
 
 
 def _created(request: ReserveRequest, doc: Doc) -> Change:
-    return rules.booking_change(
+    return changelog.booking_change(
         "created", fields_of(doc), request.actor, request.now, request.change_id
     )
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from core.storage import rules
+from core.storage import changelog, rules
 from core.storage.mongo.base import (
     HOLDS_SEATS,
     Doc,
@@ -62,7 +62,7 @@ async def release_expired(
     )
     await give_back(base, s, released)
     changes = [
-        rules.booking_change("expired", ended(d, "expired", now), SYSTEM_ACTOR, now)
+        changelog.booking_change("expired", ended(d, "expired", now), SYSTEM_ACTOR, now)
         for d in released
     ]
     await record_changes(base, s, changes)
@@ -97,7 +97,7 @@ async def end_orders(
         {"$set": {"status": status, "updated_at": now}, "$inc": {"version": 1}},
         session=s,
     )
-    changes = [rules.order_change(status, ended(d, status, now), actor, now) for d in docs]
+    changes = [changelog.order_change(status, ended(d, status, now), actor, now) for d in docs]
     await record_changes(base, s, changes)
 
 

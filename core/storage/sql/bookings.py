@@ -8,8 +8,7 @@ from typing import Any
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.metrics import HOLDS_EXPIRED
-from core.storage import rules
+from core.storage import changelog, rules
 from core.storage.records import Actor, Booking, Drift, from_fields
 from core.storage.requests import BookingQuery
 from core.storage.sql import schema as t
@@ -46,7 +45,9 @@ class SQLBookings(SQLReserving):
                     .where(u.c.event_id == row.event_id, u.c.owner_id == row.owner_id)
                     .values(pending=u.c.pending - row.quantity)
                 )
-                await record(conn, [rules.booking_change("confirmed", row._mapping, actor, now)])
+                await record(
+                    conn, [changelog.booking_change("confirmed", row._mapping, actor, now)]
+                )
             return row
 
         row = await self.tx(work)
@@ -79,7 +80,7 @@ class SQLBookings(SQLReserving):
                 if row is not None:
                     await give_back(conn, [{**row._mapping, "status": status}])
                     await record(
-                        conn, [rules.booking_change("cancelled", row._mapping, actor, now)]
+                        conn, [changelog.booking_change("cancelled", row._mapping, actor, now)]
                     )
                     return row
             return None
@@ -112,18 +113,13 @@ class SQLBookings(SQLReserving):
         row = await self.first(select(func.count()).where(b.c.event_id == event_id, active_at(now)))
         return int(row[0]) if row else 0
 
-    async def release_expired(
-        self, now: datetime, event_id: str | None = None, tier: str | None = None
-    ) -> int:
-        released = await release_expired_alone(self, now, event_id, tier)
-        HOLDS_EXPIRED.inc(released)
-        return released
+    async def _release_expired(self, now: datetime, event_id: str | None, tier: str | None) -> int:
+        return await release_expired_alone(self, now, event_id, tier)
 
-    async def recount(self, now: datetime, *, fix: bool) -> list[Drift]:
-        if not fix:
-            return await self.read(_drifts, snapshot=True)
-        await self.release_expired(now)
+    async def _read_drifts(self) -> list[Drift]:
+        return await self.read(_drifts, snapshot=True)
 
+    async def _repair_drifts(self) -> list[Drift]:
         async def repair(conn: AsyncConnection) -> list[Drift]:
             tr, u = t.tiers, t.user_event_counts
             # Lock every counter first: each booking change also changes its counters, so

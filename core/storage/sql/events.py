@@ -10,10 +10,9 @@ from typing import Any
 from sqlalchemy import Row, and_, case, func, insert, literal, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.storage import rules
+from core.storage import changelog, lifecycle, rules
 from core.storage.errors import (
     CapacityBelowActive,
-    HasActiveBookings,
     InvalidTransition,
     Missing,
     VersionMismatch,
@@ -44,7 +43,7 @@ class SQLEvents(SQLBase):
                 _tier_values(event.id, tier, pos, on_sale) for pos, tier in enumerate(event.tiers)
             ]
             await conn.execute(insert(t.tiers), rows)
-            await record(conn, [rules.event_change("created", event, actor, event.created_at)])
+            await record(conn, [changelog.event_change("created", event, actor, event.created_at)])
 
         await self.tx(work)
         return event
@@ -152,21 +151,39 @@ class SQLEvents(SQLBase):
                 if current is None:
                     raise Missing()
                 raise InvalidTransition(current.status)
-            if to == "published":
-                tr = t.tiers
-                await conn.execute(update(tr).where(tr.c.event_id == event_id).values(on_sale=True))
-            else:
-                await close_tiers(conn, event_id)
-            if to == "cancelled":
-                await _release_all(conn, event_id, now, actor)
-                await derive_counters(conn, event_id)
+            await lifecycle.transitioned(self, conn, event_id, to, now, actor)
             return await _changed(conn, event_id, to, actor, now)
 
         return await self.tx(work)
 
+    # The steps of core/storage/lifecycle.py.
+
+    async def open_sales(self, tx: AsyncConnection, event_id: str) -> None:
+        tr = t.tiers
+        await tx.execute(update(tr).where(tr.c.event_id == event_id).values(on_sale=True))
+
+    async def close_sales(self, tx: AsyncConnection, event_id: str) -> None:
+        await close_tiers(tx, event_id)
+
+    async def recount_tiers(self, tx: AsyncConnection, event_id: str) -> None:
+        await derive_counters(tx, event_id)
+
+    async def release_lapsed(self, tx: AsyncConnection, event_id: str, now: datetime) -> None:
+        await release_expired(tx, now, event_id)
+
+    async def holds_seats(self, tx: AsyncConnection, event_id: str) -> bool:
+        b = t.bookings
+        query = select(b.c.id).where(b.c.event_id == event_id, holds_seats()).limit(1)
+        return await first(tx, query) is not None
+
+    async def end_holdings(
+        self, tx: AsyncConnection, event_id: str, now: datetime, actor: Actor
+    ) -> None:
+        await _end_holdings(tx, event_id, now, actor)
+
     async def soft_delete(self, event_id: str, now: datetime, actor: Actor) -> None:
         async def work(conn: AsyncConnection) -> None:
-            e, b = t.events, t.bookings
+            e = t.events
             deleted = await conn.execute(
                 update(e)
                 .where(e.c.id == event_id, e.c.deleted_at.is_(None))
@@ -174,16 +191,10 @@ class SQLEvents(SQLBase):
             )
             if deleted.rowcount == 0:
                 raise Missing()
-            await close_tiers(conn, event_id)
-            await release_expired(conn, now, event_id)
-            held = await first(
-                conn, select(b.c.id).where(b.c.event_id == event_id, holds_seats()).limit(1)
-            )
-            if held is not None:
-                raise HasActiveBookings()  # rolls back: the event stays, its tiers stay on sale
+            await lifecycle.deleting(self, conn, event_id, now)
             deleted_event = await _get(conn, event_id, include_deleted=True)
             assert deleted_event is not None
-            await record(conn, [rules.event_change("deleted", deleted_event, actor, now)])
+            await record(conn, [changelog.event_change("deleted", deleted_event, actor, now)])
 
         await self.tx(work)
 
@@ -229,7 +240,7 @@ async def _changed(
     """The event after a change in this transaction, its change recorded."""
     event = await _get(conn, event_id)
     assert event is not None  # changed in this transaction
-    await record(conn, [rules.event_change(what, event, actor, now)])
+    await record(conn, [changelog.event_change(what, event, actor, now)])
     return event
 
 
@@ -271,7 +282,7 @@ async def _patch_tier(
         raise CapacityBelowActive(patch.code, active)
 
 
-async def _release_all(conn: AsyncConnection, event_id: str, now: datetime, actor: Actor) -> None:
+async def _end_holdings(conn: AsyncConnection, event_id: str, now: datetime, actor: Actor) -> None:
     """Every booking of the event that holds seats ends: expired holds as `expired`, the
     rest as `cancelled` (the caller derives the counters afterwards)."""
     b = t.bookings
@@ -290,7 +301,7 @@ async def _release_all(conn: AsyncConnection, event_id: str, now: datetime, acto
     await record(
         conn,
         [
-            rules.booking_change(
+            changelog.booking_change(
                 r.status, r._mapping, SYSTEM_ACTOR if r.status == "expired" else actor, now
             )
             for r in rows

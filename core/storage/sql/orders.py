@@ -15,8 +15,7 @@ from typing import Any
 from sqlalchemy import Row, and_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.storage import retries, rules
-from core.storage.errors import DuplicateKey, StorageBusy
+from core.storage import changelog, ordering, rules
 from core.storage.records import Actor, Booking, Order, Ordered, Tier, from_fields
 from core.storage.requests import OrderQuery, OrderRequest
 from core.storage.sql import schema as t
@@ -27,37 +26,19 @@ from core.storage.sql.seats import give_back, release_expired_alone
 from core.storage.sql.statements import TAKE_SEATS
 
 
-class _Short(Exception):
-    """Raised inside the order's transaction to roll it back when a tier lacks the seats."""
-
-
 class SQLOrders(SQLBase):
     async def reserve(self, request: OrderRequest) -> Ordered:
-        async def release() -> int:
-            return await release_expired_alone(self, request.now, request.event_id)
+        return await ordering.placing_order(self, request)
 
-        return await rules.releasing_expired(lambda: self._reserve_once(request), release, request)
+    async def order_once(self, request: OrderRequest) -> None:
+        await self.tx(lambda conn: self._in_transaction(conn, request))
 
-    async def _reserve_once(self, request: OrderRequest) -> Ordered:
-        for _ in range(retries.MAX_ATTEMPTS):
-            try:
-                await self.tx(lambda conn: self._in_transaction(conn, request))
-            except DuplicateKey as dup:
-                if dup.field != "order_key":
-                    raise
-                existing = await self._by_key(request.owner_id, request.storage_key)
-                if existing is None:
-                    continue  # the other writer of that key rolled back
-                return Ordered(existing, replayed=request.idempotency_key is not None)
-            except _Short:
-                refusal = rules.order_refusal(request, await self._tiers(request.event_id))
-                if refusal is not None:
-                    raise refusal from None
-                continue  # seats were given back since the statement ran
-            made = await self.get(request.order_id)
-            assert made is not None  # committed above
-            return Ordered(made)
-        raise StorageBusy("too much contention; try again")
+    async def release_expired_of(self, now: datetime, event_id: str) -> int:
+        return await release_expired_alone(self, now, event_id)
+
+    async def get(self, order_id: str) -> Order | None:
+        found = await self._with_bookings(select(t.orders).where(t.orders.c.id == order_id))
+        return found[0] if found else None
 
     async def _in_transaction(self, conn: AsyncConnection, request: OrderRequest) -> None:
         if request.limited:
@@ -67,12 +48,12 @@ class SQLOrders(SQLBase):
             params = {"event_id": request.event_id, "tier": item.tier, "quantity": item.quantity}
             taken = await first(conn, TAKE_SEATS, params)
             if taken is None:
-                raise _Short()
+                raise ordering.SeatsShort()
             prices[item.tier] = taken.price_cents
         if not request.limited:
             await count_buyers(conn, self.upsert, request.event_id, [request])
         order = await first(
-            conn, t.orders.insert().returning(*t.orders.c), rules.order_values(request)
+            conn, t.orders.insert().returning(*t.orders.c), ordering.order_values(request)
         )
         assert order is not None
         values = [
@@ -83,11 +64,9 @@ class SQLOrders(SQLBase):
         rows = (await conn.execute(t.bookings.insert().returning(*t.bookings.c), values)).all()
         await record(
             conn,
-            [rules.order_change("created", order._mapping, request.actor, request.now)]
-            + [
-                rules.booking_change("created", r._mapping, request.actor, request.now)
-                for r in rows
-            ],
+            changelog.order_changes(
+                "created", order._mapping, [r._mapping for r in rows], request.actor, request.now
+            ),
         )
 
     async def confirm(self, order_id: str, owner_id: str, now: datetime, actor: Actor) -> Order:
@@ -129,13 +108,14 @@ class SQLOrders(SQLBase):
             )
             await record(
                 conn,
-                [rules.order_change("confirmed", order._mapping, actor, now)]
-                + [rules.booking_change("confirmed", r._mapping, actor, now) for r in bookings],
+                changelog.order_changes(
+                    "confirmed", order._mapping, [r._mapping for r in bookings], actor, now
+                ),
             )
             return order
 
-        if await self.tx(work) is not None:
-            return await self._must_get(order_id)
+        if await self.tx(work) is not None and (changed := await self.get(order_id)):
+            return changed
         raise await rules.confirmation_refused(self.get, self.started, order_id, owner_id, now)
 
     async def cancel(
@@ -170,19 +150,16 @@ class SQLOrders(SQLBase):
                 await give_back(conn, [{**r._mapping, "status": status} for r in bookings])
                 await record(
                     conn,
-                    [rules.order_change("cancelled", order._mapping, actor, now)]
-                    + [rules.booking_change("cancelled", r._mapping, actor, now) for r in bookings],
+                    changelog.order_changes(
+                        "cancelled", order._mapping, [r._mapping for r in bookings], actor, now
+                    ),
                 )
                 return order
             return None
 
-        if await self.tx(work) is not None:
-            return await self._must_get(order_id)
+        if await self.tx(work) is not None and (changed := await self.get(order_id)):
+            return changed
         raise rules.not_cancelled(await self.get(order_id), owner_id)
-
-    async def get(self, order_id: str) -> Order | None:
-        found = await self._with_bookings(select(t.orders).where(t.orders.c.id == order_id))
-        return found[0] if found else None
 
     async def find(self, query: OrderQuery) -> list[Order]:
         o = t.orders
@@ -198,12 +175,7 @@ class SQLOrders(SQLBase):
             stmt = stmt.where(o.c.id < query.before_id)
         return await self._with_bookings(stmt.order_by(o.c.id.desc()).limit(query.limit))
 
-    async def _must_get(self, order_id: str) -> Order:
-        order = await self.get(order_id)
-        assert order is not None  # changed just now
-        return order
-
-    async def _by_key(self, owner_id: str, key: str) -> Order | None:
+    async def order_by_key(self, owner_id: str, key: str) -> Order | None:
         o = t.orders
         found = await self._with_bookings(
             select(o).where(o.c.owner_id == owner_id, o.c.idempotency_key == key)
@@ -227,7 +199,7 @@ class SQLOrders(SQLBase):
             bookings[r.order_id].append(from_fields(Booking, r._mapping))
         return [from_fields(Order, r._mapping, bookings=tuple(bookings[r.id])) for r in orders]
 
-    async def _tiers(self, event_id: str) -> dict[str, Tier | None]:
+    async def tiers_of(self, event_id: str) -> dict[str, Tier | None]:
         tr = t.tiers
         rows = await self.rows(select(tr).where(tr.c.event_id == event_id))
         return {r.code: from_fields(Tier, r._mapping) for r in rows}

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.storage import retries, rules
+from core.storage import changelog, retries, rules
 from core.storage.errors import DuplicateKey, StorageUnavailable
 from core.storage.records import Booking, Reservation, Tier, from_fields, new_id, new_ticket_number
 from core.storage.requests import BuyerSeats, ReserveRequest
@@ -128,7 +128,7 @@ class SQLReserving(SQLBase, rules.Reserving):
         await record(
             conn,
             [
-                rules.booking_change(
+                changelog.booking_change(
                     "created", created, request.actor, request.now, request.change_id
                 )
             ],
@@ -173,7 +173,7 @@ class SQLReserving(SQLBase, rules.Reserving):
         await record(
             conn,
             [
-                rules.booking_change("created", row, r.actor, r.now, r.change_id)
+                changelog.booking_change("created", row, r.actor, r.now, r.change_id)
                 for r, row in zip(requests, made, strict=True)
             ],
         )

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.storage import rules
+from core.storage import changelog, rules
 from core.storage.records import SYSTEM_ACTOR, Actor
 from core.storage.sql import schema as t
 from core.storage.sql.base import SQLBase, holds_seats
@@ -74,7 +74,7 @@ async def release_expired(
     )
     expired = [r._mapping for r in await conn.execute(stmt)]
     await give_back(conn, [{**r, "status": "pending"} for r in expired])
-    await record(conn, [rules.booking_change("expired", r, SYSTEM_ACTOR, now) for r in expired])
+    await record(conn, [changelog.booking_change("expired", r, SYSTEM_ACTOR, now) for r in expired])
     orders = sorted({r["order_id"] for r in expired if r["order_id"]})
     await end_orders(conn, orders, "expired", SYSTEM_ACTOR, now)
     return len(expired)
@@ -125,4 +125,4 @@ async def end_orders(
         .values(status=status, version=o.c.version + 1, updated_at=now)
         .returning(*o.c)
     )
-    await record(conn, [rules.order_change(status, r._mapping, actor, now) for r in ended])
+    await record(conn, [changelog.order_change(status, r._mapping, actor, now) for r in ended])

@@ -10,11 +10,11 @@ from typing import Any
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects import postgresql
 
-from core.storage import rules
+from core.storage import changelog
 from core.storage.sql import schema as t
 
 COLUMNS = [c.name for c in t.bookings.c]
-_PRIVATE_REMOVED = "to_jsonb(ins)" + "".join(f" - '{name}'" for name in rules.PRIVATE_FIELDS)
+_PRIVATE_REMOVED = "to_jsonb(ins)" + "".join(f" - '{name}'" for name in changelog.PRIVATE_FIELDS)
 
 
 def _statements() -> tuple[Any, Any, Any]:
