@@ -30,7 +30,7 @@ class LifecycleSteps[Tx](Protocol):
 
     async def release_lapsed(self, tx: Tx, event_id: str, now: datetime) -> None: ...
 
-    async def holds_seats(self, tx: Tx, event_id: str) -> bool: ...
+    async def has_holdings(self, tx: Tx, event_id: str) -> bool: ...
 
 
 async def transitioned[Tx](
@@ -53,5 +53,5 @@ async def deleting[Tx](steps: LifecycleSteps[Tx], tx: Tx, event_id: str, now: da
     and its tiers stay on sale)."""
     await steps.close_sales(tx, event_id)
     await steps.release_lapsed(tx, event_id, now)
-    if await steps.holds_seats(tx, event_id):
+    if await steps.has_holdings(tx, event_id):
         raise HasActiveBookings()

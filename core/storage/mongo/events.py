@@ -205,7 +205,7 @@ class MongoEvents(MongoBase):
     async def release_lapsed(self, tx: Session, event_id: str, now: datetime) -> None:
         await release_expired(self, tx, now, event_id)
 
-    async def holds_seats(self, tx: Session, event_id: str) -> bool:
+    async def has_holdings(self, tx: Session, event_id: str) -> bool:
         held = await self.bookings.find_one(
             {"event_id": event_id, **HOLDS_SEATS}, {"_id": 1}, session=tx
         )

@@ -171,7 +171,7 @@ class SQLEvents(SQLBase):
     async def release_lapsed(self, tx: AsyncConnection, event_id: str, now: datetime) -> None:
         await release_expired(tx, now, event_id)
 
-    async def holds_seats(self, tx: AsyncConnection, event_id: str) -> bool:
+    async def has_holdings(self, tx: AsyncConnection, event_id: str) -> bool:
         b = t.bookings
         query = select(b.c.id).where(b.c.event_id == event_id, holds_seats()).limit(1)
         return await first(tx, query) is not None
