@@ -19,6 +19,8 @@ from core.logging import get_logger
 
 log = get_logger(__name__)
 WARN_EVERY_SECONDS = 10.0
+TIMEOUT_SECONDS = 1.0
+"""How long a Redis command may take when REDIS_TIMEOUT_SECONDS is unset."""
 
 type PipelineOp = Callable[[Pipeline], object]
 """Queues one or more commands on a pipeline, e.g. `lambda p: p.set(key, value)`."""
@@ -125,12 +127,13 @@ class Memo[V]:
 
 
 class Cache:
-    def __init__(self, url: str | None, timeout_seconds: float = 1.0) -> None:
+    def __init__(self, url: str | None, timeout_seconds: float | None = None) -> None:
         self.kind = "redis" if url else "fakeredis"
         self.client: redis.Redis
         if url:
+            timeout = timeout_seconds or TIMEOUT_SECONDS
             self.client = redis.Redis.from_url(
-                url, socket_timeout=timeout_seconds, socket_connect_timeout=timeout_seconds
+                url, socket_timeout=timeout, socket_connect_timeout=timeout
             )
         else:
             import fakeredis  # only the embedded setup pays for importing it

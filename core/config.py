@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     environment: Literal["development", "production"] = "development"
     database_url: str = "sqlite:///./data/ticketboss.db"
     redis_url: str | None = None
-    redis_timeout_seconds: float = Field(default=1.0, gt=0, le=60)
+    redis_timeout_seconds: float | None = Field(default=None, gt=0, le=60)
     database_pool_size: int = Field(default=5, gt=0, le=100)
     reserve_batch_max: int = Field(default=64, ge=1, le=1000)
 
@@ -108,7 +108,12 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console"] | None = None
 
     @field_validator(
-        "redis_url", "jwt_private_key_file", "log_format", "prometheus_multiproc_dir", mode="before"
+        "redis_url",
+        "redis_timeout_seconds",
+        "jwt_private_key_file",
+        "log_format",
+        "prometheus_multiproc_dir",
+        mode="before",
     )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:

@@ -73,8 +73,10 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
 
             os.environ["REDIS_URL"] = cleanup.enter_context(EmbeddedRedis()).url
             # A Python server sharing the machine with its workers answers slower than Redis
-            # under load; waiting longer beats failing open (rate limits, claims).
-            os.environ.setdefault("REDIS_TIMEOUT_SECONDS", "5")
+            # under load; waiting longer beats failing open (rate limits, claims), unless a
+            # timeout was set.
+            if settings.redis_timeout_seconds is None:
+                os.environ["REDIS_TIMEOUT_SECONDS"] = "5"
         _run_uvicorn(uvicorn, args)
 
 

@@ -27,6 +27,8 @@ def test_env_example_lists_every_setting_and_loads() -> None:
     assert {name.upper() for name in Settings.model_fields} == set(env)
     settings = Settings(_env_file=None, **{k.lower(): v for k, v in env.items()})  # type: ignore[arg-type]
     assert settings.database_kind == "sqlite" and settings.redis_url is None
+    # Left blank, so that `serve --workers N` can give its embedded cache a longer timeout.
+    assert settings.redis_timeout_seconds is None
 
 
 def test_production_refuses_the_default_or_a_short_secret(monkeypatch: pytest.MonkeyPatch) -> None:
