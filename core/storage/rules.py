@@ -159,7 +159,8 @@ class Reserving(SweepsAndRecounts):
     never blocks a sale: before a refusal for want of seats (or of the buyer's allowance) is
     final, the tier's expired holds are released and the step is tried once more. Requests
     without a per-buyer limit go through the tier's batcher (group commit); the others alone,
-    because their buyer's count is a guard of its own."""
+    because their buyer's count is a guard of its own. (The release is the store's own
+    `release_expired`, hence the base class.)"""
 
     batch_size = 1
     """The most requests in one batch; 1 turns batching off."""

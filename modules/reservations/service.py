@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from core.deps import AppContext
 from core.errors import Conflict, Forbidden, NotFound
-from core.logging import get_logger
 from core.security import Principal
 from core.storage.records import Actor, Booking, Tier
 from core.storage.requests import BookingQuery
@@ -12,7 +11,6 @@ from modules.bookings.service import BookingRequest, BookingService, Insufficien
 from modules.events.service import EventService, ensure_contract_event
 from modules.reservations.schemas import EventSummary, ReservationIn
 
-log = get_logger(__name__)
 TIER = "GA"
 
 
