@@ -6,13 +6,13 @@ import json
 import os
 import re
 import time
-from typing import Any
 
 import structlog
 from starlette.exceptions import HTTPException
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from core.errors import envelope_body
 from core.logging import get_logger
 from core.metrics import REQUEST_LATENCY
 
@@ -158,13 +158,7 @@ def _limited(receive: Receive, limit: int) -> Receive:
 
 
 async def _too_large(send: Send, request_id: str) -> None:
-    body: dict[str, Any] = {
-        "success": False,
-        "message": "The request body is too large",
-        "code": "PAYLOAD_TOO_LARGE",
-        "errors": [],
-        "requestId": request_id,
-    }
+    body = envelope_body("PAYLOAD_TOO_LARGE", "The request body is too large", request_id)
     payload = json.dumps(body).encode()
     await send(
         {

@@ -32,6 +32,8 @@ from modules.webhooks.dispatcher import Dispatcher
 from modules.webhooks.fanout import start_fan_out
 
 APP_FACTORY = "modules.api:serve_api"
+# uvicorn's h11 protocol, closing as proxies do (core/http_protocol.py).
+HTTP_PROTOCOL = "core.http_protocol:TicketBossProtocol"
 
 
 class CommandError(Exception):
@@ -92,6 +94,7 @@ def _run_uvicorn(uvicorn: Any, args: argparse.Namespace) -> None:
         timeout_graceful_shutdown=30,
         proxy_headers=True,
         timeout_keep_alive=args.keep_alive,
+        http=HTTP_PROTOCOL,
     )
 
 
