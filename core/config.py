@@ -104,6 +104,7 @@ class Settings(BaseSettings):
     prometheus_multiproc_dir: str | None = None
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     max_header_bytes: int = Field(default=16_384, ge=1024)
+    worker_healthcheck_seconds: int = Field(default=30, ge=1, le=600)
     # A connection closed while its request is still arriving (an early 413, 431 or 503)
     # reads and drops the rest for this long, up to this much, so the client reads the answer.
     linger_seconds: float = Field(default=5.0, ge=0, le=120)
