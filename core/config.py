@@ -65,6 +65,7 @@ class Settings(BaseSettings):
     expire_sweep_seconds: float = Field(default=15.0, gt=0)
     availability_cache_seconds: int = Field(default=3, ge=0)
     idempotency_ttl_seconds: int = Field(default=24 * 3600, gt=0)
+    idempotency_lease_seconds: int = Field(default=10, ge=1, le=3600)
 
     rate_limit_enabled: bool = True
     rate_limit_anonymous: str = "120/minute"

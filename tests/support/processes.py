@@ -18,3 +18,13 @@ def worker_pids(supervisor_pid: int) -> set[int]:
             if b"resource_tracker" not in cmdline:
                 pids.add(int(stat.parent.name))
     return pids
+
+
+def flock_waiters() -> set[int]:
+    """The processes blocked waiting for a flock (Linux /proc/locks: `N: -> FLOCK …`)."""
+    waiters = set()
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if len(fields) > 5 and fields[1] == "->" and fields[2] == "FLOCK":
+            waiters.add(int(fields[5]))
+    return waiters
