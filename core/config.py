@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     prometheus_multiproc_dir: str | None = None
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     max_header_bytes: int = Field(default=16_384, ge=1024)
+    # Load shedding, per worker, in force with or without rate limits.
+    max_in_flight: int = Field(default=1024, ge=1)
+    overload_retry_after_seconds: int = Field(default=1, ge=1, le=3600)
     worker_healthcheck_seconds: int = Field(default=30, ge=1, le=600)
     # A connection closed while its request is still arriving (an early 413, 431 or 503)
     # reads and drops the rest for this long, up to this much, so the client reads the answer.

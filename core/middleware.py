@@ -1,4 +1,5 @@
-"""Pure ASGI middleware: request id, access log, metrics, security headers, body size limit."""
+"""Pure ASGI middleware: request id, access log, metrics, security headers, body size limit,
+load shedding."""
 
 from __future__ import annotations
 
@@ -106,6 +107,63 @@ class RequestContextMiddleware:
                 latency_ms=round(elapsed * 1000, 2),
                 user_id=scope.get("state", {}).get("principal_id"),
             )
+
+
+class LoadShedding:
+    """Past `max_in_flight` requests this worker has accepted and not yet begun to answer,
+    answer 503 with Retry-After at once: before authentication, storage or Redis, so an
+    overloaded worker spends almost nothing on what it refuses. A request stops counting
+    when its response starts, so an open event stream holds no slot (streams have their own
+    caps). /health and /ready are never refused: they are how operators see the overload."""
+
+    EXEMPT = frozenset({"/health", "/ready"})
+
+    def __init__(self, app: ASGIApp, max_in_flight: int, retry_after_seconds: int) -> None:
+        self.app = app
+        self.max_in_flight = max_in_flight
+        self.retry_after = str(retry_after_seconds).encode()
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.EXEMPT:
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.max_in_flight:
+            await _overloaded(send, self.retry_after)
+            return
+        self.in_flight += 1
+        counted = True
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal counted
+            if counted and message["type"] == "http.response.start":
+                counted = False
+                self.in_flight -= 1
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            if counted:
+                self.in_flight -= 1
+
+
+async def _overloaded(send: Send, retry_after: bytes) -> None:
+    request_id = structlog.contextvars.get_contextvars().get("request_id")
+    body = envelope_body("OVERLOADED", "The server is busy; retry shortly", request_id)
+    payload = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 503,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+                (b"retry-after", retry_after),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
 
 
 def _policy(headers: list[tuple[bytes, bytes]]) -> tuple[bytes, bytes] | None:
