@@ -105,6 +105,7 @@ class Settings(BaseSettings):
     prometheus_multiproc_dir: str | None = None
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     max_header_bytes: int = Field(default=16_384, ge=1024)
+    header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     # Load shedding, per worker, in force with or without rate limits.
     max_in_flight: int = Field(default=1024, ge=1)
     overload_retry_after_seconds: int = Field(default=1, ge=1, le=3600)

@@ -9,6 +9,11 @@ then sees `BrokenPipeError` or `ConnectionResetError` instead of the answer. So,
 do, a connection closed while its request is still arriving half-closes (the answer, then a
 FIN), reads and drops what the client still sends for at most LINGER_SECONDS and
 LINGER_MAX_BYTES, and closes when the client does.
+
+uvicorn has no limit on how long a request head may take (its keep-alive timer stops at the
+first byte), so a client trickling a header line every few seconds holds its connection
+forever (slowloris). A head must be complete within HEADER_TIMEOUT_SECONDS of the connection
+opening or of its first byte; past that the connection gets 408 and is closed.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from core.errors import envelope_body
 @dataclass(frozen=True, slots=True)
 class ConnectionLimits:
     max_header_bytes: int
+    header_timeout_seconds: float
     linger_seconds: float
     linger_max_bytes: int
 
@@ -38,7 +44,10 @@ def connection_limits() -> ConnectionLimits:
     """Read once per worker process: a protocol object is made for every connection."""
     settings = load_settings()
     return ConnectionLimits(
-        settings.max_header_bytes, settings.linger_seconds, settings.linger_max_bytes
+        settings.max_header_bytes,
+        settings.header_timeout_seconds,
+        settings.linger_seconds,
+        settings.linger_max_bytes,
     )
 
 
@@ -61,6 +70,9 @@ HEADERS_TOO_LARGE = error_response(
     b"Request Header Fields Too Large",
     "HEADERS_TOO_LARGE",
     "The request headers are too large",
+)
+HEAD_TIMEOUT = error_response(
+    408, b"Request Timeout", "REQUEST_TIMEOUT", "The request headers took too long"
 )
 NOT_HTTP = error_response(400, b"Bad Request", "BAD_REQUEST", "The request is not valid HTTP")
 
@@ -153,10 +165,33 @@ class TicketBossProtocol(HttpToolsProtocol):
         self.head_bytes = 0
         self.refused = False
         self.discarded = 0
+        self.head_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.socket = LingeringTransport(cast(asyncio.Transport, transport), self)
         super().connection_made(self.socket)
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_timer()
+        super().connection_lost(exc)
+
+    def _arm_head_timer(self) -> None:
+        if self.head_timer is None:
+            delay = self.limits.header_timeout_seconds
+            self.head_timer = self.loop.call_later(delay, self._head_timed_out)
+
+    def _cancel_head_timer(self) -> None:
+        if self.head_timer is not None:
+            self.head_timer.cancel()
+            self.head_timer = None
+
+    def _head_timed_out(self) -> None:
+        """Not lingering: this client is slow on purpose, or gone."""
+        self.head_timer = None
+        if self.socket is not None and not self.socket.is_closing():
+            self.socket.raw.write(HEAD_TIMEOUT)
+            self.socket.raw.close()
 
     def still_receiving(self) -> bool:
         """Whether the client may still be sending the request this connection answers."""
@@ -174,6 +209,7 @@ class TicketBossProtocol(HttpToolsProtocol):
         # httptools has no limit of its own on a request head: count what arrives while one
         # is incomplete (a head that ends in this chunk has reset the count).
         if self.reading_head and not self.refused:
+            self._arm_head_timer()
             self.head_bytes += len(data)
             if self.head_bytes > self.limits.max_header_bytes:
                 self.refuse(HEADERS_TOO_LARGE)
@@ -185,6 +221,7 @@ class TicketBossProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self.reading_head = False
+        self._cancel_head_timer()
         size = len(self.url) + sum(len(n) + len(v) for n, v in self.headers)
         self.head_bytes = 0
         if size > self.limits.max_header_bytes:
