@@ -148,24 +148,6 @@ class LoadShedding:
                 self.in_flight -= 1
 
 
-async def _overloaded(send: Send, retry_after: bytes) -> None:
-    request_id = structlog.contextvars.get_contextvars().get("request_id")
-    body = envelope_body("OVERLOADED", "The server is busy; retry shortly", request_id)
-    payload = json.dumps(body).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 503,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(payload)).encode()),
-                (b"retry-after", retry_after),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": payload})
-
-
 def _policy(headers: list[tuple[bytes, bytes]]) -> tuple[bytes, bytes] | None:
     """The page policy for HTML, the API's for anything else; none if the route set one."""
     html = False
@@ -216,15 +198,33 @@ def _limited(receive: Receive, limit: int) -> Receive:
 
 
 async def _too_large(send: Send, request_id: str) -> None:
-    body = envelope_body("PAYLOAD_TOO_LARGE", "The request body is too large", request_id)
-    payload = json.dumps(body).encode()
+    await _send_error(send, 413, "PAYLOAD_TOO_LARGE", "The request body is too large", request_id)
+
+
+async def _overloaded(send: Send, retry_after: bytes) -> None:
+    request_id = structlog.contextvars.get_contextvars().get("request_id")
+    message = "The server is busy; retry shortly"
+    await _send_error(send, 503, "OVERLOADED", message, request_id, [(b"retry-after", retry_after)])
+
+
+async def _send_error(
+    send: Send,
+    status: int,
+    code: str,
+    message: str,
+    request_id: str | None,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    """An error in the envelope, sent below the app (no route, no exception handler)."""
+    payload = json.dumps(envelope_body(code, message, request_id)).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
+            "status": status,
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(payload)).encode()),
+                *(headers or []),
             ],
         }
     )
