@@ -65,16 +65,21 @@ def error_response(status: int, reason: bytes, code: str, message: str) -> bytes
     )
 
 
-HEADERS_TOO_LARGE = error_response(
+# (status, reason, code, message); each answer gets a request id of its own when sent.
+ErrorAnswer = tuple[int, bytes, str, str]
+HEADERS_TOO_LARGE: ErrorAnswer = (
     431,
     b"Request Header Fields Too Large",
     "HEADERS_TOO_LARGE",
     "The request headers are too large",
 )
-HEAD_TIMEOUT = error_response(
-    408, b"Request Timeout", "REQUEST_TIMEOUT", "The request headers took too long"
+HEAD_TIMEOUT: ErrorAnswer = (
+    408,
+    b"Request Timeout",
+    "REQUEST_TIMEOUT",
+    "The request headers took too long",
 )
-NOT_HTTP = error_response(400, b"Bad Request", "BAD_REQUEST", "The request is not valid HTTP")
+NOT_HTTP: ErrorAnswer = (400, b"Bad Request", "BAD_REQUEST", "The request is not valid HTTP")
 
 
 class HeadTooLarge(Exception):
@@ -190,7 +195,7 @@ class TicketBossProtocol(HttpToolsProtocol):
         """Not lingering: this client is slow on purpose, or gone."""
         self.head_timer = None
         if self.socket is not None and not self.socket.is_closing():
-            self.socket.raw.write(HEAD_TIMEOUT)
+            self.socket.raw.write(error_response(*HEAD_TIMEOUT))
             self.socket.raw.close()
 
     def still_receiving(self) -> bool:
@@ -232,10 +237,10 @@ class TicketBossProtocol(HttpToolsProtocol):
     def send_400_response(self, msg: str) -> None:
         self.refuse(NOT_HTTP)
 
-    def refuse(self, response: bytes) -> None:
+    def refuse(self, answer: ErrorAnswer) -> None:
         """Answer a request the parser cannot go on with, and close (lingering)."""
         if self.refused:
             return
         self.refused = True
-        self.transport.write(response)
+        self.transport.write(error_response(*answer))
         self.transport.close()
