@@ -8,9 +8,10 @@ A key is claimed with one atomic Redis command (SET NX GET): the first request r
 concurrent duplicate gets 409, a later one gets the stored response again. The claim is a
 lease of IDEMPOTENCY_LEASE_SECONDS that its worker renews while the request runs (one
 pipelined EXPIRE for all its claims, every third of a lease; a request that ends sooner costs
-nothing more), so a claim whose worker died lapses within seconds and a retry runs. Redis is the fast
-path only; routes whose effects must never repeat (bookings, orders) also carry the key to
-storage, where a unique index is the durable backstop.
+nothing more), so a claim whose worker died lapses within seconds and a retry runs.
+
+Redis is the fast path only; routes whose effects must never repeat (bookings, orders) also
+carry the key to storage, where a unique index is the durable backstop.
 
 Which answers are stored (and so replayed) and why:
 - 2xx, and the refusals that describe the state the request met (404, 409, 410, 412): a retry
