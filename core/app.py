@@ -26,7 +26,7 @@ from core.deps import AppContext, Context
 from core.errors import install_error_handlers
 from core.logging import configure_logging, get_logger
 from core.metrics import render
-from core.middleware import RequestContextMiddleware
+from core.middleware import LoadShedding, RequestContextMiddleware
 from core.outbox import Relay
 from core.ratelimit import RateLimiter
 from core.security import TokenService
@@ -190,5 +190,11 @@ def create_app(settings: Settings | None = None, features: Sequence[Feature] = (
             allow_headers=["*"],
             expose_headers=["X-Request-ID", "Idempotent-Replayed", "Retry-After"],
         )
+    # Inside the request context (request id, log, metrics), before everything else.
+    app.add_middleware(
+        LoadShedding,
+        max_in_flight=settings.max_in_flight,
+        retry_after_seconds=settings.overload_retry_after_seconds,
+    )
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     return app

@@ -65,6 +65,7 @@ class Settings(BaseSettings):
     expire_sweep_seconds: float = Field(default=15.0, gt=0)
     availability_cache_seconds: int = Field(default=3, ge=0)
     idempotency_ttl_seconds: int = Field(default=24 * 3600, gt=0)
+    idempotency_lease_seconds: int = Field(default=10, ge=1, le=3600)
 
     rate_limit_enabled: bool = True
     rate_limit_anonymous: str = "120/minute"
@@ -103,6 +104,16 @@ class Settings(BaseSettings):
 
     prometheus_multiproc_dir: str | None = None
     max_body_bytes: int = Field(default=1_048_576, gt=0)
+    max_header_bytes: int = Field(default=16_384, ge=1024)
+    header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    # Load shedding, per worker, in force with or without rate limits.
+    max_in_flight: int = Field(default=1024, ge=1)
+    overload_retry_after_seconds: int = Field(default=1, ge=1, le=3600)
+    worker_healthcheck_seconds: int = Field(default=30, ge=1, le=600)
+    # A connection closed while its request is still arriving (an early 413, 431 or 503)
+    # reads and drops the rest for this long, up to this much, so the client reads the answer.
+    linger_seconds: float = Field(default=5.0, ge=0, le=120)
+    linger_max_bytes: int = Field(default=64 * 1_048_576, ge=0)
     cors_origins: str = ""
     log_level: str = "INFO"
     log_format: Literal["json", "console"] | None = None

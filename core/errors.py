@@ -80,6 +80,17 @@ class RateLimited(AppError):
     status_code, code, message = 429, "RATE_LIMITED", "Too many requests"
 
 
+def envelope_body(code: str, message: str, request_id: str | None) -> dict[str, Any]:
+    """The envelope of an error that has no field errors."""
+    return {
+        "success": False,
+        "message": message,
+        "code": code,
+        "errors": [],
+        "requestId": request_id,
+    }
+
+
 def envelope(
     status: int,
     code: str,
@@ -88,13 +99,8 @@ def envelope(
     headers: dict[str, str] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> JSONResponse:
-    body: dict[str, Any] = {
-        "success": False,
-        "message": message,
-        "code": code,
-        "errors": errors or [],
-        "requestId": structlog.contextvars.get_contextvars().get("request_id"),
-    }
+    body = envelope_body(code, message, structlog.contextvars.get_contextvars().get("request_id"))
+    body["errors"] = errors or []
     if extra:
         body.update(extra)
     return JSONResponse(body, status_code=status, headers=headers)

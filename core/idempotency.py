@@ -5,9 +5,13 @@ Declared once per route: a route whose `openapi_extra` comes from `idempotent()`
 its answer after. The same declaration puts the header in the OpenAPI document.
 
 A key is claimed with one atomic Redis command (SET NX GET): the first request runs, a
-concurrent duplicate gets 409, a later one gets the stored response again. Redis is the fast
-path only; routes whose effects must never repeat (bookings, orders) also carry the key to
-storage, where a unique index is the durable backstop.
+concurrent duplicate gets 409, a later one gets the stored response again. The claim is a
+lease of IDEMPOTENCY_LEASE_SECONDS that its worker renews while the request runs (one
+pipelined EXPIRE for all its claims, every third of a lease; a request that ends sooner costs
+nothing more), so a claim whose worker died lapses within seconds and a retry runs.
+
+Redis is the fast path only; routes whose effects must never repeat (bookings, orders) also
+carry the key to storage, where a unique index is the durable backstop.
 
 Which answers are stored (and so replayed) and why:
 - 2xx, and the refusals that describe the state the request met (404, 409, 410, 412): a retry
@@ -22,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, cast
@@ -36,7 +41,6 @@ from core.jsonbody import InvalidJson, parse_json
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
-RUNNING_TTL_SECONDS = 60
 REPLAYED_HEADERS = ("content-type", "location", "etag")
 STORED_REFUSALS = frozenset({404, 409, 410, 412})
 EXTENSION = "x-idempotency-key"
@@ -111,6 +115,47 @@ def storable(status: int) -> bool:
     return status < 400 or status in STORED_REFUSALS
 
 
+class Leases:
+    """The claims this worker's requests hold, renewed together while any is held.
+
+    `EXPIRE … GT` only ever lengthens a key's life: a renewal that lands after the request
+    stored its answer (kept for a day) or released its claim changes nothing."""
+
+    def __init__(self, cache: Cache, seconds: int) -> None:
+        self.cache = cache
+        self.seconds = seconds
+        self.held: set[str] = set()
+        self.renewer: asyncio.Task[None] | None = None
+
+    def hold(self, key: str) -> None:
+        self.held.add(key)
+        if self.renewer is None or self.renewer.done():
+            self.renewer = asyncio.create_task(self._renew())
+
+    def release(self, key: str) -> None:
+        self.held.discard(key)
+
+    async def _renew(self) -> None:
+        while self.held:
+            await asyncio.sleep(self.seconds / 3)
+            ttl = str(self.seconds)
+            try:
+                await self.cache.write([("EXPIRE", key, ttl, "GT") for key in self.held])
+            except RedisError as exc:
+                self.cache.degraded("idempotency_lease", exc)
+
+
+_leases: weakref.WeakKeyDictionary[Cache, Leases] = weakref.WeakKeyDictionary()
+
+
+def leases(cache: Cache, seconds: int) -> Leases:
+    """The one set of leases of this cache (a worker has one cache)."""
+    held = _leases.get(cache)
+    if held is None:
+        held = _leases[cache] = Leases(cache, seconds)
+    return held
+
+
 @dataclass(slots=True)
 class IdempotentRequest:
     """One request's key, scoped to its caller, and the fingerprint of what it asks."""
@@ -120,6 +165,7 @@ class IdempotentRequest:
     scope: str
     fingerprint: str
     ttl_seconds: int
+    leases: Leases
 
     @property
     def redis_key(self) -> str:
@@ -148,13 +194,16 @@ class IdempotentRequest:
             raise stored
         if stored is not None:
             return self.replay(stored)
+        self.leases.hold(self.redis_key)
         try:
             response = await handler()
         except AppError as exc:
             response = render(exc)
         except BaseException:
+            self.leases.release(self.redis_key)
             await self.cache.write([("DEL", self.redis_key)])
             raise
+        self.leases.release(self.redis_key)
         await self.finish(response)
         return response
 
@@ -164,7 +213,7 @@ class IdempotentRequest:
         try:
             (previous,) = await self.cache.run(
                 lambda pipe: pipe.set(
-                    self.redis_key, marker, nx=True, get=True, ex=RUNNING_TTL_SECONDS
+                    self.redis_key, marker, nx=True, get=True, ex=self.leases.seconds
                 )
             )
         except RedisError as exc:
@@ -200,7 +249,13 @@ class IdempotentRequest:
 
 
 async def open_request(
-    request: Request, cache: Cache, scope: str, ttl_seconds: int, *, required: bool
+    request: Request,
+    cache: Cache,
+    scope: str,
+    ttl_seconds: int,
+    lease_seconds: int,
+    *,
+    required: bool,
 ) -> IdempotentRequest:
     """The guard for this request (400 for a missing required or malformed key)."""
     key = parse_key(request.headers.get(HEADER), required=required)
@@ -211,4 +266,5 @@ async def open_request(
         # The scope's path, not `request.url.path`: building a URL object costs ~2% of a booking.
         fingerprint=fingerprint(request.method, request.scope["path"], await request.body()),
         ttl_seconds=ttl_seconds,
+        leases=leases(cache, lease_seconds),
     )

@@ -1,4 +1,5 @@
-"""Pure ASGI middleware: request id, access log, metrics, security headers, body size limit."""
+"""Pure ASGI middleware: request id, access log, metrics, security headers, body size limit,
+load shedding."""
 
 from __future__ import annotations
 
@@ -6,13 +7,13 @@ import json
 import os
 import re
 import time
-from typing import Any
 
 import structlog
 from starlette.exceptions import HTTPException
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from core.errors import envelope_body
 from core.logging import get_logger
 from core.metrics import REQUEST_LATENCY
 
@@ -108,6 +109,45 @@ class RequestContextMiddleware:
             )
 
 
+class LoadShedding:
+    """Past `max_in_flight` requests this worker has accepted and not yet begun to answer,
+    answer 503 with Retry-After at once: before authentication, storage or Redis, so an
+    overloaded worker spends almost nothing on what it refuses. A request stops counting
+    when its response starts, so an open event stream holds no slot (streams have their own
+    caps). /health and /ready are never refused: they are how operators see the overload."""
+
+    EXEMPT = frozenset({"/health", "/ready"})
+
+    def __init__(self, app: ASGIApp, max_in_flight: int, retry_after_seconds: int) -> None:
+        self.app = app
+        self.max_in_flight = max_in_flight
+        self.retry_after = str(retry_after_seconds).encode()
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.EXEMPT:
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.max_in_flight:
+            await _overloaded(send, self.retry_after)
+            return
+        self.in_flight += 1
+        counted = True
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal counted
+            if counted and message["type"] == "http.response.start":
+                counted = False
+                self.in_flight -= 1
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            if counted:
+                self.in_flight -= 1
+
+
 def _policy(headers: list[tuple[bytes, bytes]]) -> tuple[bytes, bytes] | None:
     """The page policy for HTML, the API's for anything else; none if the route set one."""
     html = False
@@ -158,21 +198,33 @@ def _limited(receive: Receive, limit: int) -> Receive:
 
 
 async def _too_large(send: Send, request_id: str) -> None:
-    body: dict[str, Any] = {
-        "success": False,
-        "message": "The request body is too large",
-        "code": "PAYLOAD_TOO_LARGE",
-        "errors": [],
-        "requestId": request_id,
-    }
-    payload = json.dumps(body).encode()
+    await _send_error(send, 413, "PAYLOAD_TOO_LARGE", "The request body is too large", request_id)
+
+
+async def _overloaded(send: Send, retry_after: bytes) -> None:
+    request_id = structlog.contextvars.get_contextvars().get("request_id")
+    message = "The server is busy; retry shortly"
+    await _send_error(send, 503, "OVERLOADED", message, request_id, [(b"retry-after", retry_after)])
+
+
+async def _send_error(
+    send: Send,
+    status: int,
+    code: str,
+    message: str,
+    request_id: str | None,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    """An error in the envelope, sent below the app (no route, no exception handler)."""
+    payload = json.dumps(envelope_body(code, message, request_id)).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
+            "status": status,
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(payload)).encode()),
+                *(headers or []),
             ],
         }
     )

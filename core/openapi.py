@@ -31,7 +31,7 @@ DESCRIPTIONS = {
     413: "The request body is larger than MAX_BODY_BYTES",
     422: "The request does not validate: `errors` names each field",
     429: "Too many requests; retry after `Retry-After` seconds",
-    503: "The database is busy; retry after `Retry-After` seconds",
+    503: "The database is busy, or the worker is overloaded; retry after `Retry-After` seconds",
 }
 
 

@@ -270,6 +270,7 @@ async def open_guard(request: Request, *, required: bool) -> IdempotentRequest:
         ctx.cache,
         caller_scope(request, ctx),
         ctx.settings.idempotency_ttl_seconds,
+        ctx.settings.idempotency_lease_seconds,
         required=required,
     )
 

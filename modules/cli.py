@@ -32,6 +32,8 @@ from modules.webhooks.dispatcher import Dispatcher
 from modules.webhooks.fanout import start_fan_out
 
 APP_FACTORY = "modules.api:serve_api"
+# uvicorn's h11 protocol, closing as proxies do (core/http_protocol.py).
+HTTP_PROTOCOL = "core.http_protocol:TicketBossProtocol"
 
 
 class CommandError(Exception):
@@ -77,11 +79,13 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
             # timeout was set.
             if settings.redis_timeout_seconds is None:
                 os.environ["REDIS_TIMEOUT_SECONDS"] = "5"
-        _run_uvicorn(uvicorn, args)
+        _run_uvicorn(uvicorn, settings, args)
 
 
-def _run_uvicorn(uvicorn: Any, args: argparse.Namespace) -> None:
-    uvicorn.run(
+def _run_uvicorn(uvicorn: Any, settings: Settings, args: argparse.Namespace) -> None:
+    from core.supervisor import Supervisor
+
+    config = uvicorn.Config(
         APP_FACTORY,
         factory=True,
         host=args.host,
@@ -92,7 +96,18 @@ def _run_uvicorn(uvicorn: Any, args: argparse.Namespace) -> None:
         timeout_graceful_shutdown=30,
         proxy_headers=True,
         timeout_keep_alive=args.keep_alive,
+        http=HTTP_PROTOCOL,
+        # A replacement worker on a loaded machine can miss uvicorn's 5 s health ping while it
+        # starts, and is killed for it, one after another.
+        timeout_worker_healthcheck=settings.worker_healthcheck_seconds,
     )
+    if args.workers > 1:
+        Supervisor(config, sockets=[config.bind_socket()]).run()
+    else:
+        server = uvicorn.Server(config)
+        server.run()
+        if not server.started:
+            sys.exit(3)  # uvicorn's STARTUP_FAILURE
 
 
 def cmd_migrate(settings: Settings, _: argparse.Namespace) -> None:
