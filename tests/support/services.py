@@ -25,7 +25,7 @@ REQUIRE_SERVICES = os.environ.get("TICKETBOSS_REQUIRE_SERVICES") == "1"
 
 def service_missing(what: str) -> None:
     """Skip locally, fail in CI."""
-    message = f"{what} is not reachable; start it with ../shared/services.sh"
+    message = f"{what} is not reachable; start it with .ci/services.sh"
     if REQUIRE_SERVICES:
         pytest.fail(message)
     pytest.skip(message)
