@@ -20,6 +20,11 @@ import pytest
 PG_HOST, PG_PORT = "127.0.0.1", 5432
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 REDIS_URL = os.environ.get("TEST_REDIS_URL", f"redis://{REDIS_HOST}:{REDIS_PORT}/9")
+# A Redis Cluster has one database only: tests that share it use keys of their own.
+REDIS_CLUSTER_PORT = 7001
+REDIS_CLUSTER_URL = os.environ.get(
+    "TEST_REDIS_CLUSTER_URL", f"redis+cluster://{REDIS_HOST}:{REDIS_CLUSTER_PORT}"
+)
 REQUIRE_SERVICES = os.environ.get("TICKETBOSS_REQUIRE_SERVICES") == "1"
 
 
