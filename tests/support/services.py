@@ -26,6 +26,11 @@ REDIS_CLUSTER_URL = os.environ.get(
     "TEST_REDIS_CLUSTER_URL", f"redis+cluster://{REDIS_HOST}:{REDIS_CLUSTER_PORT}"
 )
 REQUIRE_SERVICES = os.environ.get("TICKETBOSS_REQUIRE_SERVICES") == "1"
+# TEST_POSTGRESQL_VIA=pgbouncer: the tests reach their PostgreSQL databases through the local
+# PgBouncer in transaction mode (.ci/services.sh starts it; .ci/run runs the PostgreSQL
+# contract tests and a booking race that way).
+PGBOUNCER_PORT = 6432
+VIA_PGBOUNCER = os.environ.get("TEST_POSTGRESQL_VIA") == "pgbouncer"
 
 
 def service_missing(what: str) -> None:
@@ -64,11 +69,16 @@ def fresh_postgresql() -> Iterator[str]:
     """A new, migrated PostgreSQL database, dropped afterwards."""
     if not port_open(PG_HOST, PG_PORT):
         service_missing(f"PostgreSQL on {PG_HOST}:{PG_PORT}")
+    if VIA_PGBOUNCER and not port_open(PG_HOST, PGBOUNCER_PORT):
+        service_missing(f"PgBouncer on {PG_HOST}:{PGBOUNCER_PORT}")
     from core.storage import build_storage
 
     name = f"tb_test_{uuid.uuid4().hex[:10]}"
     asyncio.run(pg_admin(f'CREATE DATABASE "{name}"'))
-    url = f"postgresql://postgres@{PG_HOST}:{PG_PORT}/{name}"
+    if VIA_PGBOUNCER:
+        url = f"postgresql://postgres@{PG_HOST}:{PGBOUNCER_PORT}/{name}?pooler=pgbouncer"
+    else:
+        url = f"postgresql://postgres@{PG_HOST}:{PG_PORT}/{name}"
 
     async def migrate() -> None:
         storage = build_storage(url)
