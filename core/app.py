@@ -80,6 +80,7 @@ async def open_context(settings: Settings, *, migrate: bool | None = None) -> Ap
 
 async def close_context(ctx: AppContext) -> None:
     await ctx.storage.close()
+    await ctx.limiter.close()
     await ctx.cache.close()
 
 

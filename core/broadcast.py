@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 from redis.exceptions import RedisError
 
-from core.cache import Cache
+from core.cache import AnyPipeline, Cache
 from core.logging import get_logger
 
 log = get_logger(__name__)
@@ -34,9 +34,10 @@ class Broadcast:
         if not topics:
             return
 
-        def queue(pipe: object) -> None:
+        def queue(pipe: AnyPipeline) -> None:
             for topic in topics:
-                pipe.publish(CHANNEL, topic)  # type: ignore[attr-defined]
+                # A raw command: redis-py refuses `publish` in a cluster pipeline.
+                pipe.execute_command("PUBLISH", CHANNEL, topic)
 
         try:
             await self.cache.run(queue)

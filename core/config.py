@@ -139,8 +139,12 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("REDIS_URL must start with redis:// or rediss://")
+        schemes = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
+        if value is not None and not value.startswith(schemes):
+            raise ValueError(
+                "REDIS_URL must start with redis://, rediss://, or redis+cluster:// "
+                "(rediss+cluster://) for a Redis Cluster"
+            )
         return value
 
     @model_validator(mode="after")

@@ -10,31 +10,60 @@ import math
 import time
 
 from limits import RateLimitItem, parse
-from limits.aio.storage import RedisStorage
+from limits.aio.storage import RedisClusterStorage, RedisStorage
+from limits.aio.storage.redis.redispy import RedispyBridge
 from limits.aio.strategies import FixedWindowRateLimiter
-from redis.exceptions import RedisError
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisClusterException, RedisError
 
 from core.cache import Cache
 from core.config import Settings
 from core.errors import RateLimited
 
 
-class RateLimiter:
-    def __init__(self, settings: Settings, cache: Cache) -> None:
-        self.enabled = settings.rate_limit_enabled
-        self.cache = cache
-        # Share the cache's connection pool (real Redis or the in-process fakeredis).
-        storage = RedisStorage(
+def _storage(settings: Settings, cache: Cache) -> RedisStorage:
+    """The limits library's storage on the cache's Redis.
+
+    One server (or the in-process fakeredis): the cache's own connection pool. A cluster:
+    the library's cluster storage, with a client of its own (it cannot take one). Each fixed
+    window is one key, counted by a one-key script, so nothing here spans two slots."""
+    if not isinstance(cache.client, RedisCluster):
+        return RedisStorage(
             "async+redis://",
             implementation="redispy",
             connection_pool=cache.client.connection_pool,  # type: ignore[arg-type]  # passed through to redis-py
         )
-        self.limiter = FixedWindowRateLimiter(storage)
+    url = cache.url or ""
+    tls = url.startswith("rediss")
+    return RedisClusterStorage(
+        "async+redis+cluster://" + url.split("://", 1)[1],
+        implementation="redispy",
+        socket_timeout=cache.timeout,
+        socket_connect_timeout=cache.timeout,
+        ssl=tls,
+    )
+
+
+class RateLimiter:
+    def __init__(self, settings: Settings, cache: Cache) -> None:
+        self.enabled = settings.rate_limit_enabled
+        self.cache = cache
+        self.storage = _storage(settings, cache)
+        self.limiter = FixedWindowRateLimiter(self.storage)
         self.anonymous = parse(settings.rate_limit_anonymous)
         self.authenticated = parse(settings.rate_limit_authenticated)
         self.login_ip = parse(settings.rate_limit_login_ip)
         self.login_account = parse(settings.rate_limit_login_account)
         self.login_account_ip = parse(settings.rate_limit_login_account_ip)
+
+    async def close(self) -> None:
+        """Close the cluster client the library made for itself (a single server's pool is
+        the cache's, closed with it)."""
+        bridge = self.storage.bridge
+        if isinstance(bridge, RedispyBridge):
+            client = bridge.get_connection()
+            if isinstance(client, RedisCluster):
+                await client.aclose()
 
     async def before_login(self, kind: str, account: str, ip: str) -> None:
         """Throttle a password check (`kind`: login, token) before it runs.
@@ -58,7 +87,7 @@ class RateLimiter:
                     self.login_account, *everywhere
                 )
                 raise self._refusal(self.login_account, reset_at, left)
-        except (RedisError, OSError) as exc:
+        except (RedisError, RedisClusterException, OSError) as exc:
             self.cache.degraded("rate_limit", exc)
 
     async def login_failed(self, kind: str, account: str, ip: str) -> None:
@@ -68,7 +97,7 @@ class RateLimiter:
         try:
             await self.limiter.hit(self.login_account_ip, f"{kind}-fail", account, ip)
             await self.limiter.hit(self.login_account, f"{kind}-fail-account", account)
-        except (RedisError, OSError) as exc:
+        except (RedisError, RedisClusterException, OSError) as exc:
             self.cache.degraded("rate_limit", exc)
 
     async def hit(self, item: RateLimitItem, *identifiers: str) -> None:
@@ -80,7 +109,7 @@ class RateLimiter:
             if allowed:
                 return
             reset_at, remaining = await self.limiter.get_window_stats(item, *identifiers)
-        except (RedisError, OSError) as exc:
+        except (RedisError, RedisClusterException, OSError) as exc:
             self.cache.degraded("rate_limit", exc)
             return
         raise self._refusal(item, reset_at, remaining)

@@ -14,6 +14,8 @@ import pytest
 
 from tests.support.api import Api, make_settings, running_api
 from tests.support.services import (
+    REDIS_CLUSTER_PORT,
+    REDIS_CLUSTER_URL,
     REDIS_HOST,
     REDIS_PORT,
     REDIS_URL,
@@ -75,13 +77,37 @@ def redis_url() -> str:
     return REDIS_URL
 
 
-@pytest.fixture(params=[pytest.param("fakeredis"), pytest.param("redis", marks=pytest.mark.redis)])
-def cache_url(request: pytest.FixtureRequest) -> str | None:
-    """The test runs against the in-process fakeredis and the real Redis."""
-    if request.param == "fakeredis":
-        return None
-    url: str = request.getfixturevalue("redis_url")
+@pytest.fixture
+def redis_cluster_url() -> str:
+    """The local 3-node Redis Cluster (.ci/services.sh starts it)."""
+    if not port_open(REDIS_HOST, REDIS_CLUSTER_PORT):
+        service_missing(f"the Redis Cluster on {REDIS_HOST}:{REDIS_CLUSTER_PORT}")
+    return REDIS_CLUSTER_URL
+
+
+REDIS_KINDS = [
+    pytest.param("redis", marks=pytest.mark.redis),
+    pytest.param("redis-cluster", marks=pytest.mark.redis_cluster),
+]
+
+
+def real_redis(request: pytest.FixtureRequest) -> str:
+    url: str = request.getfixturevalue(
+        "redis_url" if request.param == "redis" else "redis_cluster_url"
+    )
     return url
+
+
+@pytest.fixture(params=REDIS_KINDS)
+def shared_redis_url(request: pytest.FixtureRequest) -> str:
+    """The test runs against one real Redis server and against a real Redis Cluster."""
+    return real_redis(request)
+
+
+@pytest.fixture(params=[pytest.param("fakeredis"), *REDIS_KINDS])
+def cache_url(request: pytest.FixtureRequest) -> str | None:
+    """The test runs against the in-process fakeredis, the real Redis and a Redis Cluster."""
+    return None if request.param == "fakeredis" else real_redis(request)
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ def count_round_trips(cache: Cache) -> list[int]:
         execute = pipe.execute
 
         async def counted(*a: Any, **kw: Any) -> Any:
-            sent.append(len(pipe.command_stack))
+            sent.append(len(pipe))
             return await execute(*a, **kw)
 
         pipe.execute = counted  # type: ignore[method-assign]
@@ -77,28 +77,52 @@ async def test_a_cancelled_caller_does_not_disturb_the_others(cache: Cache) -> N
     assert cancelled.cancelled()
 
 
-async def test_unreachable_redis_fails_each_caller_and_writes_fail_open() -> None:
-    cache = Cache("redis://127.0.0.1:1/0")  # nothing listens there
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:1/0", "redis+cluster://127.0.0.1:1"])
+async def test_unreachable_redis_fails_each_caller_and_writes_fail_open(url: str) -> None:
+    cache = Cache(url)  # nothing listens there
     try:
         results = await asyncio.gather(
             *(cache.run(lambda p: p.incr("k")) for _ in range(3)), return_exceptions=True
         )
         assert all(isinstance(r, RedisError) for r in results)
         await cache.write([("SET", "k", "v")], [("gen", 60)])  # logged, not raised
-        assert await cache.get_many_json("a", "b") == [None, None]
+        assert await cache.get_many_json("a:{t}", "b:{t}") == [None, None]
     finally:
         await cache.close()
 
 
-async def test_close_sends_what_is_still_queued(redis_url: str) -> None:
+async def test_close_sends_what_is_still_queued(shared_redis_url: str) -> None:
     key = f"test:counter:{uuid.uuid4().hex}"
-    cache = Cache(redis_url)
+    cache = Cache(shared_redis_url)
     pending = asyncio.ensure_future(cache.run(lambda p: p.incr(key).expire(key, 60)))
     await asyncio.sleep(0)  # queued, not yet sent
     await cache.close()
     assert pending.done() and pending.result() == [1, True]
-    reader = Cache(redis_url)
+    reader = Cache(shared_redis_url)
     try:
         assert await reader.run(lambda p: p.get(key)) == [b"1"]
     finally:
         await reader.close()
+
+
+@pytest.mark.redis_cluster
+async def test_keys_read_together_must_share_a_cluster_slot(redis_cluster_url: str) -> None:
+    cache = Cache(redis_cluster_url)
+    try:
+        tag = uuid.uuid4().hex
+        await cache.set_json(f"a:{{{tag}}}", 1, 60)
+        assert await cache.get_many_json(f"a:{{{tag}}}", f"b:{{{tag}}}") == [1, None]
+        with pytest.raises(ValueError, match="cluster slots"):
+            await cache.get_many_json(f"a:{tag}", f"b:{tag}")  # no tag: two slots
+    finally:
+        await cache.close()
+
+
+async def test_availability_keys_share_a_slot() -> None:
+    from redis.crc import key_slot
+
+    from modules.events.service import availability_key, generation_key
+
+    for event_id in ("e1", "tiered-show", "with}brace", "{odd"):
+        slots = {key_slot(k(event_id).encode()) for k in (availability_key, generation_key)}
+        assert len(slots) == 1, event_id

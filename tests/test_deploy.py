@@ -36,10 +36,22 @@ def test_compose_services_healthchecks_and_dependencies() -> None:
         "redis": {"condition": "service_healthy"},
     }
     assert services["api-postgres"]["depends_on"]["postgres"] == {"condition": "service_healthy"}
-    assert services["api-postgres"]["profiles"] == ["postgres"] and services["postgres"][
-        "profiles"
-    ] == ["postgres"]
+    assert services["api-postgres"]["profiles"] == ["postgres"]
+    assert set(services["postgres"]["profiles"]) == {"postgres", "pgbouncer"}
     assert "profiles" not in services["api"] and "profiles" not in services["mongo"]
+
+
+def test_pgbouncer_profile_pools_transactions_in_front_of_postgres() -> None:
+    services = compose()["services"]
+    bouncer, api = services["pgbouncer"], services["api-pgbouncer"]
+    assert bouncer["profiles"] == api["profiles"] == ["pgbouncer"]
+    assert bouncer["environment"]["POOL_MODE"] == "transaction"
+    assert bouncer["environment"]["DB_HOST"] == "postgres"
+    assert bouncer["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+    assert "test" in bouncer["healthcheck"]
+    assert api["depends_on"]["pgbouncer"] == {"condition": "service_healthy"}
+    url = api["environment"]["DATABASE_URL"]
+    assert "@pgbouncer:6432/" in url and url.endswith("?pooler=pgbouncer")
 
 
 def test_mongo_runs_as_an_initiated_replica_set() -> None:
@@ -63,7 +75,7 @@ def test_redis_persists_with_aof() -> None:
 
 def test_environment_names_match_the_settings() -> None:
     known = {name.upper() for name in Settings.model_fields} | {"WEB_WORKERS"}
-    for name in ("api", "api-postgres"):
+    for name in ("api", "api-postgres", "api-pgbouncer"):
         env = compose()["services"][name]["environment"]
         assert set(env) <= known, set(env) - known
         assert {"DATABASE_URL", "REDIS_URL", "JWT_SECRET", "ENVIRONMENT"} <= set(env)

@@ -82,11 +82,12 @@ class ContractEventProtected(Conflict):
 
 
 def availability_key(event_id: str) -> str:
-    return f"avail:{event_id}"
+    # One hash tag with the generation key: they are read in one MGET (one cluster slot).
+    return f"avail:{{{event_id}}}"
 
 
 def generation_key(event_id: str) -> str:
-    return f"avail-gen:{event_id}"
+    return f"avail-gen:{{{event_id}}}"
 
 
 def changed_topic(event_id: str) -> str:

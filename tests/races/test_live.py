@@ -26,8 +26,9 @@ async def watch(base_url: str, event_id: str, seen: list[tuple[float, int]]) -> 
 
 
 async def test_a_booking_reaches_streams_on_other_processes(
-    postgresql_url: str, redis_url: str
+    postgresql_url: str, shared_redis_url: str
 ) -> None:
+    redis_url = shared_redis_url
     with (
         Server(postgresql_url, workers=1, redis_url=redis_url) as one,
         Server(postgresql_url, workers=1, redis_url=redis_url) as two,

@@ -246,10 +246,11 @@ async def test_kill_9_mid_storm_loses_nothing(database_url: str) -> None:
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-async def test_rate_limit_is_exact_across_workers(database_url: str, redis_url: str) -> None:
-    import redis.asyncio as aioredis
+async def test_rate_limit_is_exact_across_workers(database_url: str, shared_redis_url: str) -> None:
+    from core.cache import connect
 
-    r = aioredis.Redis.from_url(redis_url)
+    redis_url = shared_redis_url
+    r = connect(redis_url)
     await r.flushdb()
     await r.aclose()
     env = {

@@ -38,6 +38,9 @@ async def connections(stack: AsyncExitStack, base_url: str) -> list[httpx.AsyncC
     params=[
         pytest.param("embedded", marks=pytest.mark.sqlite),
         pytest.param("postgresql", marks=[pytest.mark.postgresql, pytest.mark.redis]),
+        pytest.param(
+            "postgresql-cluster", marks=[pytest.mark.postgresql, pytest.mark.redis_cluster]
+        ),
     ]
 )
 def deployment(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Server, str]:
@@ -46,7 +49,9 @@ def deployment(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Server, 
         database_url = f"sqlite:///{tmp_path / 'ticketboss.db'}"
         return Server(database_url, workers=2), database_url
     database_url = request.getfixturevalue("postgresql_url")
-    redis_url = request.getfixturevalue("redis_url")
+    redis_url = request.getfixturevalue(
+        "redis_cluster_url" if request.param == "postgresql-cluster" else "redis_url"
+    )
     return Server(database_url, workers=2, redis_url=redis_url), database_url
 
 

@@ -33,7 +33,10 @@ async def _set(
         case "postgresql":
             import asyncpg
 
-            conn = await asyncpg.connect(database_url.replace("+asyncpg", ""))
+            # Without the URL's `pooler` parameter, and no statement cache (PgBouncer's
+            # transaction mode, see core/storage/sql).
+            url = database_url.replace("+asyncpg", "").split("?", 1)[0]
+            conn = await asyncpg.connect(url, statement_cache_size=0)
             try:
                 await conn.execute(
                     f"UPDATE {table} SET active = $1 WHERE {first[0]} = $2 AND {second[0]} = $3",

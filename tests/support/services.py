@@ -20,12 +20,22 @@ import pytest
 PG_HOST, PG_PORT = "127.0.0.1", 5432
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 REDIS_URL = os.environ.get("TEST_REDIS_URL", f"redis://{REDIS_HOST}:{REDIS_PORT}/9")
+# A Redis Cluster has one database only: tests that share it use keys of their own.
+REDIS_CLUSTER_PORT = 7001
+REDIS_CLUSTER_URL = os.environ.get(
+    "TEST_REDIS_CLUSTER_URL", f"redis+cluster://{REDIS_HOST}:{REDIS_CLUSTER_PORT}"
+)
 REQUIRE_SERVICES = os.environ.get("TICKETBOSS_REQUIRE_SERVICES") == "1"
+# TEST_POSTGRESQL_VIA=pgbouncer: the tests reach their PostgreSQL databases through the local
+# PgBouncer in transaction mode (.ci/services.sh starts it; .ci/run runs the PostgreSQL
+# contract tests and a booking race that way).
+PGBOUNCER_PORT = 6432
+VIA_PGBOUNCER = os.environ.get("TEST_POSTGRESQL_VIA") == "pgbouncer"
 
 
 def service_missing(what: str) -> None:
     """Skip locally, fail in CI."""
-    message = f"{what} is not reachable; start it with ../shared/services.sh"
+    message = f"{what} is not reachable; start it with .ci/services.sh"
     if REQUIRE_SERVICES:
         pytest.fail(message)
     pytest.skip(message)
@@ -59,11 +69,16 @@ def fresh_postgresql() -> Iterator[str]:
     """A new, migrated PostgreSQL database, dropped afterwards."""
     if not port_open(PG_HOST, PG_PORT):
         service_missing(f"PostgreSQL on {PG_HOST}:{PG_PORT}")
+    if VIA_PGBOUNCER and not port_open(PG_HOST, PGBOUNCER_PORT):
+        service_missing(f"PgBouncer on {PG_HOST}:{PGBOUNCER_PORT}")
     from core.storage import build_storage
 
     name = f"tb_test_{uuid.uuid4().hex[:10]}"
     asyncio.run(pg_admin(f'CREATE DATABASE "{name}"'))
-    url = f"postgresql://postgres@{PG_HOST}:{PG_PORT}/{name}"
+    if VIA_PGBOUNCER:
+        url = f"postgresql://postgres@{PG_HOST}:{PGBOUNCER_PORT}/{name}?pooler=pgbouncer"
+    else:
+        url = f"postgresql://postgres@{PG_HOST}:{PG_PORT}/{name}"
 
     async def migrate() -> None:
         storage = build_storage(url)

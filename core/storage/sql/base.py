@@ -143,9 +143,13 @@ class Engines:
     snapshot: AsyncEngine
     lock: contextlib.AbstractAsyncContextManager[Any]
     """SQLite's writers queue here (see WriterLock); a no-op on PostgreSQL."""
+    reads_in_transaction: bool = False
+    """Behind PgBouncer in transaction mode: SQLAlchemy prepares a statement, then runs it;
+    outside a transaction the two may reach different server connections, so a read (or
+    single statement) runs in a transaction of its own there, committed at its end."""
 
     @classmethod
-    def of(cls, engine: AsyncEngine, dialect: str) -> Engines:
+    def of(cls, engine: AsyncEngine, dialect: str, *, pooled: bool = False) -> Engines:
         if dialect == "sqlite":
             database = engine.url.database
             in_memory = not database or database == ":memory:" or database.startswith("file::")
@@ -157,11 +161,12 @@ class Engines:
             )
         return cls(
             writer=engine,
-            reader=engine.execution_options(isolation_level="AUTOCOMMIT"),
+            reader=engine if pooled else engine.execution_options(isolation_level="AUTOCOMMIT"),
             snapshot=engine.execution_options(
                 isolation_level="REPEATABLE READ", postgresql_readonly=True
             ),
             lock=contextlib.nullcontext(),
+            reads_in_transaction=pooled,
         )
 
 
@@ -265,7 +270,7 @@ class SQLBase:
         engine = self.engines.snapshot if snapshot else self.engines.reader
         for attempt in range(READ_ATTEMPTS):
             try:
-                if snapshot:
+                if snapshot or self.engines.reads_in_transaction:
                     async with engine.begin() as conn:
                         return await work(conn)
                 async with engine.connect() as conn:
