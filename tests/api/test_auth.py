@@ -230,6 +230,26 @@ async def test_refresh_reuse_revokes_the_whole_family(api: Api) -> None:
     assert after.status_code == 401
 
 
+async def test_refresh_reuse_also_ends_the_accounts_access_tokens(api: Api) -> None:
+    user = await api.user()
+    r = await api.client.post("/api/v1/auth/refresh", json={"refreshToken": user.refresh})
+    rotated = r.json()["data"]["accessToken"]
+    for token in (user.access_token, rotated):
+        me = await api.client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
+        assert me.status_code == 200
+    reuse = await api.client.post("/api/v1/auth/refresh", json={"refreshToken": user.refresh})
+    assert reuse.status_code == 401
+    for token in (user.access_token, rotated):
+        me = await api.client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
+        assert me.status_code == 401 and me.json()["code"] == "INVALID_TOKEN", me.text
+    again = await api.client.post(
+        "/api/v1/auth/login", json={"email": user.email, "password": user.password}
+    )
+    fresh = again.json()["data"]["accessToken"]
+    me = await api.client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {fresh}"})
+    assert me.status_code == 200  # the owner signs in again
+
+
 @pytest.mark.parametrize("password", ["short1", "password123", "1234567890", "Qwertyuiop"])
 async def test_weak_passwords_are_422(sqlite_api: Api, password: str) -> None:
     api = sqlite_api
