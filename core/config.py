@@ -103,6 +103,8 @@ class Settings(BaseSettings):
     webhook_poll_seconds: float = Field(default=1.0, gt=0)
 
     prometheus_multiproc_dir: str | None = None
+    metrics_token: str | None = None
+    """Bearer token for /metrics; unset: /metrics answers loopback clients only."""
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     cors_origins: str = ""
     log_level: str = "INFO"
@@ -115,6 +117,7 @@ class Settings(BaseSettings):
         "jwt_private_key_file",
         "log_format",
         "prometheus_multiproc_dir",
+        "metrics_token",
         mode="before",
     )
     @classmethod
