@@ -59,6 +59,7 @@ async def login(body: LoginIn, request: Request, auth: Auth, ctx: Context) -> JS
     except InvalidCredentials:
         await ctx.limiter.login_failed("login", account, ip)
         raise
+    await ctx.limiter.login_succeeded("login", account, ip)
     return ok(_pair(tokens))
 
 
@@ -135,6 +136,7 @@ async def client_token(request: Request, auth: Auth, ctx: Context) -> JSONRespon
     except InvalidClient:
         await ctx.limiter.login_failed("token", body.client_id, ip)
         raise
+    await ctx.limiter.login_succeeded("token", body.client_id, ip)
     out = ClientTokenOut(access_token=token, expires_in=ctx.tokens.access_ttl)
     return JSONResponse(out.model_dump(), headers={"Cache-Control": "no-store"})
 
