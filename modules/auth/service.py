@@ -17,6 +17,7 @@ from core.security import (
 )
 from core.storage.errors import DuplicateKey, Missing
 from core.storage.records import Partner, RefreshToken, Role, User, new_id, utcnow
+from modules.auth import audit
 
 
 class EmailTaken(Conflict):
@@ -29,6 +30,7 @@ class InvalidClient(InvalidCredentials):
 
 class AuthService:
     def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
         self.storage = ctx.storage
         self.tokens = ctx.tokens
         self.versions = TokenVersions(ctx.cache, ctx.storage)
@@ -68,6 +70,9 @@ class AuthService:
         if outcome == "spent":
             # Someone holds a copy of the session: its access tokens are theirs too.
             await self.storage.tokens.revoke_family(claims.family_id)
+            await audit.record(
+                self.ctx, "refresh_reused", account_id=claims.user_id, ip=None, family_revoked=True
+            )
             await self._end_access_tokens(claims.user_id)
             raise InvalidToken("This refresh token was already used; the session has been revoked")
         user = await self.storage.users.get(claims.user_id) if outcome == "ok" else None
