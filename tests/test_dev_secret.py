@@ -3,33 +3,14 @@
 from __future__ import annotations
 
 import stat
-import uuid
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-import jwt
 
 from tests.support.server import Server
+from tests.support.tokens import forge
 
 OLD_CONSTANT = "dev-only-secret-change-me-in-production-0123456789"
-
-
-def forged_admin(key: str) -> str:
-    now = datetime.now(UTC)
-    claims = {
-        "sub": "u1",
-        "role": "admin",
-        "tv": 0,
-        "typ": "access",
-        "iss": "ticketboss",
-        "aud": "ticketboss-api",
-        "iat": now,
-        "nbf": now,
-        "exp": now + timedelta(minutes=5),
-        "jti": uuid.uuid4().hex,
-    }
-    return jwt.encode(claims, key, algorithm="HS256", headers={"kid": "k1"})
 
 
 def me(base_url: str, token: str) -> int:
@@ -44,7 +25,7 @@ def test_a_default_server_makes_keeps_and_shares_its_secret(tmp_path: Path) -> N
         assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
         secret = secret_file.read_text().strip()
         assert len(secret) >= 32 and secret != OLD_CONSTANT
-        assert me(s.base_url, forged_admin(OLD_CONSTANT)) == 401
+        assert me(s.base_url, forge({}, key=OLD_CONSTANT)) == 401
         r = httpx.post(
             f"{s.base_url}/api/v1/auth/register",
             json={"email": "dev@example.com", "password": "correct horse battery", "name": "D"},

@@ -14,22 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.support.api import Api
-
-
-def forge(claims: dict, *, key: object, alg: str = "HS256", kid: str = "k1") -> str:
-    now = datetime.now(UTC)
-    base = {
-        "sub": "u1",
-        "role": "admin",
-        "typ": "access",
-        "iss": "ticketboss",
-        "aud": "ticketboss-api",
-        "iat": now,
-        "nbf": now,
-        "exp": now + timedelta(minutes=5),
-        "jti": uuid.uuid4().hex,
-    }
-    return jwt.encode({**base, **claims}, key, algorithm=alg, headers={"kid": kid})  # type: ignore[arg-type]
+from tests.support.tokens import forge
 
 
 def rsa_key_pem() -> tuple[object, bytes]:
