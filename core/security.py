@@ -92,9 +92,9 @@ class KeySet:
         self.kid = settings.jwt_kid
         self.verify_keys: dict[str, Any] = {}
         if self.algorithm == "HS256":
-            secret = settings.jwt_secret or development_secret(settings.data_dir)
-            self.signing_key: Any = secret
-            self.verify_keys[self.kid] = secret
+            current = settings.jwt_secret or development_secret(settings.data_dir)
+            self.signing_key: Any = current
+            self.verify_keys[self.kid] = current
             for kid, secret in _pairs(settings.jwt_previous_secrets):
                 self.verify_keys[kid] = secret
         else:

@@ -41,3 +41,17 @@ async def record(
         await ctx.storage.changes.note(change)
     except Exception as exc:  # the sign-in's answer must not depend on the audit store
         log.error("audit_not_recorded", type=change.type, error=type(exc).__name__)
+
+
+async def record_refusal(
+    ctx: AppContext, what: str, account: str, *, ip: str, retry_after: str, **data: Any
+) -> None:
+    """A refusal is recorded once per account and address until its window ends: refusals
+    cost an attacker nothing, and one entry each would let a flood fill the log."""
+    key = f"audit-refused:{what}:{account}:{ip}"
+    try:
+        first = bool(await ctx.cache.client.set(key, "1", nx=True, ex=max(1, int(retry_after))))
+    except Exception:  # no cache: record it rather than lose it
+        first = True
+    if first:
+        await record(ctx, what, account_id=None, ip=ip, retry_after=retry_after, **data)

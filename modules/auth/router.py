@@ -54,17 +54,20 @@ async def register(body: RegisterIn, auth: Auth) -> JSONResponse:
 @router.post("/auth/login", response_model=Envelope[TokenPairOut], responses=declare(401))
 async def login(body: LoginIn, request: Request, auth: Auth, ctx: Context) -> JSONResponse:
     ip, account = client_ip(request), body.email.lower()
-    masked = {"email": audit.mask_email(account), "ip": ip, "account_id": None}
+    email = audit.mask_email(account)
     try:
         await ctx.limiter.before_login("login", account, ip)
     except RateLimited as exc:
-        await audit.record(ctx, "login_refused", **masked, retry_after=exc.headers["Retry-After"])
+        retry_after = exc.headers["Retry-After"]
+        await audit.record_refusal(
+            ctx, "login_refused", account, ip=ip, retry_after=retry_after, email=email
+        )
         raise
     try:
         tokens = await auth.login(body.email, body.password)
     except InvalidCredentials:
         await ctx.limiter.login_failed("login", account, ip)
-        await audit.record(ctx, "login_failed", **masked)
+        await audit.record(ctx, "login_failed", account_id=None, ip=ip, email=email)
         raise
     await ctx.limiter.login_succeeded("login", account, ip)
     return ok(_pair(tokens))
@@ -137,17 +140,20 @@ async def client_token(request: Request, auth: Auth, ctx: Context) -> JSONRespon
     if body.grant_type != "client_credentials":
         raise UnsupportedGrant(extra={"error": "unsupported_grant_type"})
     ip = client_ip(request)
-    named = {"client_id": body.client_id[:64], "ip": ip, "account_id": None}
+    client_id = body.client_id[:64]
     try:
         await ctx.limiter.before_login("token", body.client_id, ip)
     except RateLimited as exc:
-        await audit.record(ctx, "token_refused", **named, retry_after=exc.headers["Retry-After"])
+        retry_after = exc.headers["Retry-After"]
+        await audit.record_refusal(
+            ctx, "token_refused", client_id, ip=ip, retry_after=retry_after, client_id=client_id
+        )
         raise
     try:
         token = await auth.client_credentials(body.client_id, body.client_secret)
     except InvalidClient:
         await ctx.limiter.login_failed("token", body.client_id, ip)
-        await audit.record(ctx, "token_failed", **named)
+        await audit.record(ctx, "token_failed", account_id=None, ip=ip, client_id=client_id)
         raise
     await ctx.limiter.login_succeeded("token", body.client_id, ip)
     out = ClientTokenOut(access_token=token, expires_in=ctx.tokens.access_ttl)
