@@ -115,7 +115,7 @@ def race_reservations(api: Http, args: argparse.Namespace) -> list[str]:
         token = json.loads(reply.read())["access_token"]
         headers["Authorization"] = f"Bearer {token}"
         partner_id = partner_id or args.client_id
-    status, before = api.call("GET", "/reservations")
+    status, before = api.call("GET", "/reservations", headers=headers)
     if status != 200:
         return [f"GET /reservations answered {status}: {before}"]
     rng = random.Random(args.seed)
@@ -130,9 +130,12 @@ def race_reservations(api: Http, args: argparse.Namespace) -> list[str]:
     started = time.monotonic()
     answers = race(args.clients, reserve)
     elapsed = time.monotonic() - started
-    status, after = api.call("GET", "/reservations")
+    status, after = api.call("GET", "/reservations", headers=headers)
     made = [(asks[i], body) for i, (code, body) in enumerate(answers) if code == 201]
-    listed = {r["reservationId"] for r in api.call("GET", "/reservations/list?limit=1000")[1]}
+    listed = {
+        r["reservationId"]
+        for r in api.call("GET", "/reservations/list?limit=1000", headers=headers)[1]
+    }
     problems = _common_checks(
         "reservations",
         answers,

@@ -157,7 +157,10 @@ def batch_totals(server: Server) -> tuple[float, float]:
     """(statements, bookings) of the reserve batch-size histogram, all workers summed; zeros
     for a version without group commit."""
     totals = {"count": 0.0, "sum": 0.0}
-    for line in httpx.get(f"{server.base_url}/metrics", timeout=30).text.splitlines():
+    token = os.environ.get("METRICS_TOKEN")  # unset: the server answers loopback
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    scraped = httpx.get(f"{server.base_url}/metrics", headers=headers, timeout=30)
+    for line in scraped.text.splitlines():
         for kind in totals:
             if line.startswith(f"ticketboss_reserve_batch_size_{kind} "):
                 totals[kind] = float(line.split()[1])

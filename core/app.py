@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
+import ipaddress
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -22,8 +24,8 @@ from core import openapi
 from core.broadcast import Broadcast
 from core.cache import Cache, Memo
 from core.config import Settings, load_settings
-from core.deps import AppContext, Context
-from core.errors import install_error_handlers
+from core.deps import AppContext, Context, client_ip
+from core.errors import Forbidden, Unauthorized, install_error_handlers
 from core.logging import configure_logging, get_logger
 from core.metrics import render
 from core.middleware import LoadShedding, RequestContextMiddleware
@@ -153,12 +155,29 @@ def _operations_router() -> APIRouter:
         return JSONResponse(body, status_code=200 if ok else 503)
 
     @router.get("/metrics", include_in_schema=False)
-    async def metrics(ctx: Context) -> Response:
+    async def metrics(request: Request, ctx: Context) -> Response:
+        metrics_allowed(request, ctx.settings.metrics_token)
         return Response(
             render(ctx.settings.prometheus_multiproc_dir), media_type=CONTENT_TYPE_LATEST
         )
 
     return router
+
+
+def metrics_allowed(request: Request, token: str | None) -> None:
+    """/metrics tells the traffic, the errors and the sales: with METRICS_TOKEN set it wants
+    that bearer token; without, it answers this machine alone (a local Prometheus, the bench)."""
+    if token is not None:
+        sent = request.headers.get("authorization", "")
+        if not hmac.compare_digest(sent.encode(), f"Bearer {token}".encode()):
+            raise Unauthorized("Send METRICS_TOKEN as `Authorization: Bearer <token>`")
+        return
+    try:
+        loopback = ipaddress.ip_address(client_ip(request)).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise Forbidden("/metrics answers loopback only unless METRICS_TOKEN is set")
 
 
 def create_app(settings: Settings | None = None, features: Sequence[Feature] = ()) -> FastAPI:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import sys
 from datetime import UTC, datetime
 from functools import cached_property
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEV_JWT_SECRET = "dev-only-secret-change-me-in-production-0123456789"
 SQL_SCHEMES = ("sqlite", "postgresql", "postgres")
 MONGO_SCHEMES = ("mongodb", "mongodb+srv")
 
@@ -44,7 +44,8 @@ class Settings(BaseSettings):
     database_pool_size: int = Field(default=5, gt=0, le=100)
     reserve_batch_max: int = Field(default=64, ge=1, le=1000)
 
-    jwt_secret: str = DEV_JWT_SECRET
+    jwt_secret: str | None = None
+    """Unset in development: a random one kept in the data directory (core/security.py)."""
     jwt_algorithm: Literal["HS256", "RS256", "ES256"] = "HS256"
     jwt_private_key_file: str | None = None
     jwt_public_key_files: str = Field(
@@ -103,6 +104,8 @@ class Settings(BaseSettings):
     webhook_poll_seconds: float = Field(default=1.0, gt=0)
 
     prometheus_multiproc_dir: str | None = None
+    metrics_token: str | None = None
+    """Bearer token for /metrics; unset: /metrics answers loopback clients only."""
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     max_header_bytes: int = Field(default=16_384, ge=1024)
     header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
@@ -121,9 +124,11 @@ class Settings(BaseSettings):
     @field_validator(
         "redis_url",
         "redis_timeout_seconds",
+        "jwt_secret",
         "jwt_private_key_file",
         "log_format",
         "prometheus_multiproc_dir",
+        "metrics_token",
         mode="before",
     )
     @classmethod
@@ -150,7 +155,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _safe_in_production(self) -> Settings:
         if self.environment == "production" and self.jwt_algorithm == "HS256":
-            if self.jwt_secret == DEV_JWT_SECRET or len(self.jwt_secret.encode()) < 32:
+            if self.jwt_secret is None or len(self.jwt_secret.encode()) < 32:
                 raise ValueError(
                     "JWT_SECRET must be set to a random value of at least 32 bytes in production"
                 )
@@ -166,6 +171,15 @@ class Settings(BaseSettings):
     @cached_property
     def database_kind(self) -> Literal["sqlite", "postgresql", "mongodb"]:
         return database_kind(self.database_url)
+
+    @property
+    def data_dir(self) -> Path:
+        """Where the embedded default keeps its files: beside the SQLite database, else ./data."""
+        if self.database_kind == "sqlite" and ":///" in self.database_url:
+            database = self.database_url.split(":///", 1)[1].split("?", 1)[0]
+            if database and database != ":memory:" and not database.startswith("file:"):
+                return Path(database).parent
+        return Path("data")
 
     @property
     def cors_origin_list(self) -> list[str]:

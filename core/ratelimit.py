@@ -20,6 +20,13 @@ from core.cache import Cache
 from core.config import Settings
 from core.errors import RateLimited
 
+KNOWN_ADDRESS_SECONDS = 30 * 24 * 3600
+"""How long an address that signed in stays known to its account (renewed by each sign-in)."""
+
+
+def _known_key(kind: str, account: str) -> str:
+    return f"login-known:{kind}:{account}"
+
 
 def _storage(settings: Settings, cache: Cache) -> RedisStorage:
     """The limits library's storage on the cache's Redis.
@@ -70,7 +77,9 @@ class RateLimiter:
 
         Only failures count against an account, and an attacker who does not know the password
         must not keep its owner out: failures are limited tightly per (account, address), and
-        per account only loosely, refusing then just the addresses that have been failing.
+        per account loosely. Past the account's budget only the addresses that signed in to it
+        before (and have not been failing) are still heard: guesses per minute no longer grow
+        with the attacker's pool of addresses, and the owner's usual addresses keep working.
         """
         await self.hit(self.login_ip, f"{kind}-ip", ip)
         if not self.enabled:
@@ -81,12 +90,13 @@ class RateLimiter:
             reset_at, pair_left = await self.limiter.get_window_stats(self.login_account_ip, *pair)
             if pair_left <= 0:
                 raise self._refusal(self.login_account_ip, reset_at, pair_left)
-            failing_here = pair_left < self.login_account_ip.amount
-            if failing_here and not await self.limiter.test(self.login_account, *everywhere):
-                reset_at, left = await self.limiter.get_window_stats(
-                    self.login_account, *everywhere
-                )
-                raise self._refusal(self.login_account, reset_at, left)
+            if not await self.limiter.test(self.login_account, *everywhere):
+                failing_here = pair_left < self.login_account_ip.amount
+                if failing_here or not await self._known(kind, account, ip):
+                    reset_at, left = await self.limiter.get_window_stats(
+                        self.login_account, *everywhere
+                    )
+                    raise self._refusal(self.login_account, reset_at, left)
         except (RedisError, RedisClusterException, OSError) as exc:
             self.cache.degraded("rate_limit", exc)
 
@@ -99,6 +109,22 @@ class RateLimiter:
             await self.limiter.hit(self.login_account, f"{kind}-fail-account", account)
         except (RedisError, RedisClusterException, OSError) as exc:
             self.cache.degraded("rate_limit", exc)
+
+    async def login_succeeded(self, kind: str, account: str, ip: str) -> None:
+        """Remember `ip` as one the account signs in from (30 days, renewed by each sign-in)."""
+        if not self.enabled:
+            return
+        key = _known_key(kind, account)
+        try:
+            pipe = self.cache.client.pipeline(transaction=False)
+            pipe.sadd(key, ip)
+            pipe.expire(key, KNOWN_ADDRESS_SECONDS)
+            await pipe.execute()
+        except (RedisError, RedisClusterException, OSError) as exc:
+            self.cache.degraded("rate_limit", exc)
+
+    async def _known(self, kind: str, account: str, ip: str) -> bool:
+        return bool(await self.cache.client.sismember(_known_key(kind, account), ip))
 
     async def hit(self, item: RateLimitItem, *identifiers: str) -> None:
         """Count one request against `item`; raise RateLimited (429) when it is over."""

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import secrets
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -16,7 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 
-from core.config import Settings
+from core.config import ConfigError, Settings
 from core.errors import InvalidToken
 from core.storage.records import SYSTEM_ACTOR, Actor, Role, utcnow
 
@@ -89,8 +92,9 @@ class KeySet:
         self.kid = settings.jwt_kid
         self.verify_keys: dict[str, Any] = {}
         if self.algorithm == "HS256":
-            self.signing_key: Any = settings.jwt_secret
-            self.verify_keys[self.kid] = settings.jwt_secret
+            current = settings.jwt_secret or development_secret(settings.data_dir)
+            self.signing_key: Any = current
+            self.verify_keys[self.kid] = current
             for kid, secret in _pairs(settings.jwt_previous_secrets):
                 self.verify_keys[kid] = secret
         else:
@@ -101,6 +105,40 @@ class KeySet:
             self.verify_keys[self.kid] = private_key.public_key()
             for kid, path in _pairs(settings.jwt_public_key_files):
                 self.verify_keys[kid] = serialization.load_pem_public_key(Path(path).read_bytes())
+
+
+DEVELOPMENT_SECRET_FILE = "jwt-secret"
+
+
+def development_secret(directory: Path) -> str:
+    """The development signing secret: made at random on first start and kept (mode 0600) in
+    the data directory, so tokens survive a restart and every `serve --workers N` worker signs
+    with the same one. (Production refuses to start without JWT_SECRET: core/config.py.)"""
+    path = directory / DEVELOPMENT_SECRET_FILE
+    try:
+        return _read_secret(path)
+    except FileNotFoundError:
+        pass
+    directory.mkdir(parents=True, exist_ok=True)
+    # Written whole under another name, then linked into place: link fails if a worker won the
+    # race, and no worker ever reads a half-written file.
+    fd, draft = tempfile.mkstemp(dir=directory, prefix=".jwt-secret-")
+    try:
+        os.write(fd, secrets.token_urlsafe(48).encode())
+        os.fsync(fd)
+        os.close(fd)
+        with contextlib.suppress(FileExistsError):
+            os.link(draft, path)
+    finally:
+        os.unlink(draft)
+    return _read_secret(path)
+
+
+def _read_secret(path: Path) -> str:
+    secret = path.read_text().strip()
+    if len(secret.encode()) < 32:
+        raise ConfigError(f"{path} holds no usable secret: delete it to have a new one made")
+    return secret
 
 
 def _pairs(spec: str) -> list[tuple[str, str]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import os
 import shutil
 import sys
@@ -20,6 +21,7 @@ from typing import Any
 from core.app import close_context, open_context
 from core.config import ConfigError, Settings, load_settings
 from core.deps import AppContext
+from core.logging import configure_logging, get_logger
 from core.security import SYSTEM
 from core.storage.records import utcnow
 from modules.activity.service import ActivityService
@@ -63,6 +65,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
     import uvicorn
 
     asyncio.run(_with_context(settings, _migrate))
+    _warn_if_exposed(settings, args.host)
     with contextlib.ExitStack() as cleanup:
         if args.workers > 1 and not settings.prometheus_multiproc_dir:
             # Workers are separate processes: they share metrics through files in this folder.
@@ -80,6 +83,25 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
             if settings.redis_timeout_seconds is None:
                 os.environ["REDIS_TIMEOUT_SECONDS"] = "5"
         _run_uvicorn(uvicorn, settings, args)
+
+
+def _warn_if_exposed(settings: Settings, host: str) -> None:
+    """A development server is for this machine: its defaults (a secret kept in a local file,
+    fakeredis, open partner modes when enabled) are not meant for a network."""
+    if settings.environment != "development":
+        return
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        configure_logging(settings.log_level, settings.json_logs)
+        get_logger(__name__).warning(
+            "development_server_exposed",
+            host=host,
+            detail="ENVIRONMENT=development is for this machine: set ENVIRONMENT=production "
+            "and JWT_SECRET before listening on a network",
+        )
 
 
 def _run_uvicorn(uvicorn: Any, settings: Settings, args: argparse.Namespace) -> None:

@@ -191,6 +191,10 @@ class ChangeStore(Protocol):
     async def undispatched(self, limit: int) -> list[Change]:
         """The oldest changes not yet handed to the dispatcher, oldest first."""
 
+    async def note(self, change: Change) -> None:
+        """Append a change for the activity log alone: it is written as already dispatched,
+        so no consumer (webhooks, live availability) is handed it."""
+
     async def mark_dispatched(self, change_ids: Sequence[str], now: datetime) -> None: ...
 
     async def prune(self, before: datetime) -> int:

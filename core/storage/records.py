@@ -86,7 +86,9 @@ class Change:
     """`<subject>.<what happened>`: booking.created, event.published, order.cancelled…"""
     occurred_at: datetime
     actor: Actor
-    subject: Literal["booking", "event", "order"]
+    subject: Literal["booking", "event", "order", "account"]
+    """`account`: security notes (failed or refused sign-ins, refresh-token reuse), never
+    handed to the outbox's consumers; their `event_id` is empty."""
     subject_id: str
     seq: int
     """The subject's version after the change: changes of one subject are numbered in order."""

@@ -8,12 +8,13 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
 from core.deps import Context, CurrentPrincipal, client_ip, require_role
-from core.errors import AppError, InvalidCredentials, ValidationFailed
+from core.errors import AppError, InvalidCredentials, RateLimited, ValidationFailed
 from core.jsonbody import parse_json
 from core.openapi import declare
 from core.routing import ApiRoute
 from core.schemas import Envelope, ok
 from core.security import Principal, TokenPair
+from modules.auth import audit
 from modules.auth.dependencies import Admin, Auth
 from modules.auth.schemas import (
     ClientCredentialsIn,
@@ -53,12 +54,22 @@ async def register(body: RegisterIn, auth: Auth) -> JSONResponse:
 @router.post("/auth/login", response_model=Envelope[TokenPairOut], responses=declare(401))
 async def login(body: LoginIn, request: Request, auth: Auth, ctx: Context) -> JSONResponse:
     ip, account = client_ip(request), body.email.lower()
-    await ctx.limiter.before_login("login", account, ip)
+    email = audit.mask_email(account)
+    try:
+        await ctx.limiter.before_login("login", account, ip)
+    except RateLimited as exc:
+        retry_after = exc.headers["Retry-After"]
+        await audit.record_refusal(
+            ctx, "login_refused", account, ip=ip, retry_after=retry_after, email=email
+        )
+        raise
     try:
         tokens = await auth.login(body.email, body.password)
     except InvalidCredentials:
         await ctx.limiter.login_failed("login", account, ip)
+        await audit.record(ctx, "login_failed", account_id=None, ip=ip, email=email)
         raise
+    await ctx.limiter.login_succeeded("login", account, ip)
     return ok(_pair(tokens))
 
 
@@ -129,12 +140,22 @@ async def client_token(request: Request, auth: Auth, ctx: Context) -> JSONRespon
     if body.grant_type != "client_credentials":
         raise UnsupportedGrant(extra={"error": "unsupported_grant_type"})
     ip = client_ip(request)
-    await ctx.limiter.before_login("token", body.client_id, ip)
+    client_id = body.client_id[:64]
+    try:
+        await ctx.limiter.before_login("token", body.client_id, ip)
+    except RateLimited as exc:
+        retry_after = exc.headers["Retry-After"]
+        await audit.record_refusal(
+            ctx, "token_refused", client_id, ip=ip, retry_after=retry_after, client_id=client_id
+        )
+        raise
     try:
         token = await auth.client_credentials(body.client_id, body.client_secret)
     except InvalidClient:
         await ctx.limiter.login_failed("token", body.client_id, ip)
+        await audit.record(ctx, "token_failed", account_id=None, ip=ip, client_id=client_id)
         raise
+    await ctx.limiter.login_succeeded("token", body.client_id, ip)
     out = ClientTokenOut(access_token=token, expires_in=ctx.tokens.access_ttl)
     return JSONResponse(out.model_dump(), headers={"Cache-Control": "no-store"})
 

@@ -17,6 +17,7 @@ from core.security import (
 )
 from core.storage.errors import DuplicateKey, Missing
 from core.storage.records import Partner, RefreshToken, Role, User, new_id, utcnow
+from modules.auth import audit
 
 
 class EmailTaken(Conflict):
@@ -29,6 +30,7 @@ class InvalidClient(InvalidCredentials):
 
 class AuthService:
     def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
         self.storage = ctx.storage
         self.tokens = ctx.tokens
         self.versions = TokenVersions(ctx.cache, ctx.storage)
@@ -66,7 +68,12 @@ class AuthService:
         claims = self.tokens.refresh_claims(refresh_token)
         outcome = await self.storage.tokens.spend(claims.jti, utcnow())
         if outcome == "spent":
+            # Someone holds a copy of the session: its access tokens are theirs too.
             await self.storage.tokens.revoke_family(claims.family_id)
+            await audit.record(
+                self.ctx, "refresh_reused", account_id=claims.user_id, ip=None, family_revoked=True
+            )
+            await self._end_access_tokens(claims.user_id)
             raise InvalidToken("This refresh token was already used; the session has been revoked")
         user = await self.storage.users.get(claims.user_id) if outcome == "ok" else None
         if user is None:
@@ -81,8 +88,12 @@ class AuthService:
         if claims.user_id != principal.id:
             raise Forbidden("This refresh token belongs to another account")
         await self.storage.tokens.revoke_family(claims.family_id)
+        await self._end_access_tokens(principal.id)
+
+    async def _end_access_tokens(self, user_id: str) -> None:
+        """Every access token of the account issued so far stops working (its version moves)."""
         try:
-            user = await self.storage.users.bump_token_version(principal.id, utcnow())
+            user = await self.storage.users.bump_token_version(user_id, utcnow())
         except Missing:
             raise InvalidToken() from None
         await self.versions.bumped(user.id, user.token_version, partner=False)

@@ -94,7 +94,9 @@ async def cancel(reservation_id: str, partner: Partner, reservations: Reservatio
 
 
 @with_and_without_slash(router, "GET", "/reservations", response_model=EventSummary)
-async def summary(reservations: Reservations) -> JSONResponse:
+async def summary(_: Partner, reservations: Reservations) -> JSONResponse:
+    """The whole event's counts: availability is public on the events API anyway, and the
+    contract's shape (totalSeats − availableSeats, reservationCount) is event-wide."""
     return JSONResponse((await reservations.summary()).model_dump())
 
 
@@ -102,8 +104,11 @@ async def summary(reservations: Reservations) -> JSONResponse:
     router, "GET", "/reservations/list", response_model=list[ReservationListItem]
 )
 async def list_reservations(
-    reservations: Reservations, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    partner: Partner,
+    reservations: Reservations,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> JSONResponse:
+    """The caller's own reservations, newest first (everyone's in anonymous mode)."""
     items = [
         ReservationListItem(
             reservationId=b.id,
@@ -112,6 +117,6 @@ async def list_reservations(
             status=b.status,
             createdAt=b.created_at.isoformat(),
         ).model_dump()
-        for b in await reservations.find(limit)
+        for b in await reservations.find(partner, limit)
     ]
     return JSONResponse(items)

@@ -96,5 +96,8 @@ class ReservationService:
             version=sum(t.version for t in event.tiers),
         )
 
-    async def find(self, limit: int) -> list[Booking]:
-        return await self.storage.bookings.find(BookingQuery(event_id=self.event_id, limit=limit))
+    async def find(self, partner: Principal | None, limit: int) -> list[Booking]:
+        """`partner`'s reservations (every reservation in anonymous mode, None)."""
+        owner = partner.id if partner else None
+        query = BookingQuery(owner_id=owner, event_id=self.event_id, limit=limit)
+        return await self.storage.bookings.find(query)

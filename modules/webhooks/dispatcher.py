@@ -18,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import socket
+import ssl
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -31,6 +33,7 @@ from core.deps import AppContext
 from core.logging import get_logger
 from core.storage.port import Storage
 from core.storage.records import Attempt, Delivery, DeliveryStatus, Webhook, utcnow
+from modules.webhooks.schemas import FailureCategory
 from modules.webhooks.urls import UnsafeUrl, resolve
 
 log = get_logger(__name__)
@@ -146,7 +149,7 @@ class Dispatcher:
         try:
             target = await resolve(webhook.url, allow_private=self.settings.webhook_allow_private)
         except UnsafeUrl as exc:
-            return Sent(None, None, exc.message[:500])
+            return Sent(None, None, REFUSAL_CATEGORY.get(exc.code, "address_refused"))
         body = body_of(delivery)
         headers = signed_headers(webhook, delivery, body, now) | {"host": target.host_header}
         started = time.perf_counter()
@@ -168,11 +171,9 @@ class Dispatcher:
                     read += len(chunk)
                     if read >= MAX_RESPONSE_BYTES:
                         break
-        except (httpx.TimeoutException, TimeoutError):
-            return Sent(None, _ms(started), "timed out")
-        except httpx.HTTPError as exc:
-            return Sent(None, _ms(started), f"{type(exc).__name__}: {str(exc)[:200]}")
-        error = None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
+        except (httpx.TimeoutException, TimeoutError, httpx.HTTPError) as exc:
+            return Sent(None, _ms(started), failure_category(exc))
+        error = None if 200 <= response.status_code < 300 else "http_status"
         return Sent(response.status_code, _ms(started), error)
 
     async def _settle(
@@ -220,6 +221,42 @@ class Dispatcher:
                 webhook.id, {"enabled": False, "disabled_reason": reason[:500]}, utcnow()
             )
             log.info("webhook_disabled", webhook_id=webhook.id, reason="failing")
+
+
+REFUSAL_CATEGORY: dict[str, FailureCategory] = {
+    "WEBHOOK_URL_UNRESOLVABLE": "dns_error",
+    "WEBHOOK_URL_FORBIDDEN_ADDRESS": "address_refused",
+}
+
+
+def failure_category(exc: BaseException) -> FailureCategory:
+    """What went wrong, as one of a few words: never the connection's own error text, which
+    names addresses, ports and the receiver's software (an oracle for a probing caller)."""
+    if isinstance(exc, httpx.ConnectTimeout):
+        return "connect_timeout"
+    if isinstance(exc, (httpx.TimeoutException, TimeoutError)):
+        return "timeout"
+    causes: list[BaseException] = []
+    cause: BaseException | None = exc
+    while cause is not None and len(causes) < 10:
+        causes.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    by_cause: tuple[tuple[type[BaseException], FailureCategory], ...] = (
+        (ssl.SSLError, "tls_error"),
+        (socket.gaierror, "dns_error"),
+        (ConnectionRefusedError, "connection_refused"),
+    )
+    for kind, category in by_cause:
+        if any(isinstance(c, kind) for c in causes):
+            return category
+    if isinstance(exc, httpx.ConnectError):
+        text = str(exc).lower()
+        if "ssl" in text or "certificate" in text:
+            return "tls_error"  # httpcore keeps the SSL error's text, not always its type
+        return "connection_refused" if "refused" in text else "connect_error"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return "protocol_error"
+    return "network_error"
 
 
 def _ms(started: float) -> int:

@@ -1,12 +1,37 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal, get_args
 
 from pydantic import Field, StringConstraints, field_validator
 
 from core.schemas import CamelModel, InputModel
 from core.storage.records import Delivery, DeliveryStatus, Webhook
+
+FailureCategory = Literal[
+    "dns_error",
+    "address_refused",
+    "connect_timeout",
+    "connection_refused",
+    "connect_error",
+    "tls_error",
+    "timeout",
+    "protocol_error",
+    "network_error",
+    "http_status",
+]
+"""Why an attempt failed, as partners see it: a category, never the connection's own text."""
+FAILURE_CATEGORIES: frozenset[str] = frozenset(get_args(FailureCategory))
+
+
+def failure_category_of(stored: str | None) -> FailureCategory | None:
+    """A stored error as its category (records written before categories kept raw text)."""
+    if stored is None or stored in FAILURE_CATEGORIES:
+        return stored  # type: ignore[return-value]
+    if stored.startswith("HTTP "):
+        return "http_status"
+    return "timeout" if stored == "timed out" else "network_error"
+
 
 CHANGE_TYPES: tuple[str, ...] = (
     "booking.created",
@@ -110,7 +135,12 @@ class DeliveryOut(CamelModel):
     attempts: int
     last_status_code: int | None
     last_latency_ms: int | None
-    last_error: str | None
+    last_error: FailureCategory | None = Field(
+        description="Why the last attempt failed: `http_status` (see lastStatusCode), "
+        "`dns_error`, `address_refused` (not a public address), `connect_timeout`, "
+        "`connection_refused`, `connect_error`, `tls_error`, `timeout`, `protocol_error`, "
+        "`network_error`"
+    )
     last_attempt_at: datetime | None
     next_attempt_at: datetime | None
     """When the next attempt is due (pending deliveries only)."""
@@ -127,7 +157,7 @@ class DeliveryOut(CamelModel):
             attempts=delivery.attempts,
             last_status_code=delivery.last_status_code,
             last_latency_ms=delivery.last_latency_ms,
-            last_error=delivery.last_error,
+            last_error=failure_category_of(delivery.last_error),
             last_attempt_at=delivery.last_attempt_at,
             next_attempt_at=delivery.next_attempt_at if delivery.status == "pending" else None,
             retry_until=delivery.retry_until,

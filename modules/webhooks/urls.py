@@ -127,9 +127,15 @@ async def resolve(url: str, *, allow_private: bool) -> Target:
     if not allow_private:
         for address in addresses:
             if (kind := why_refused(address)) is not None:
+                # A name gets neither the address nor its kind: the caller would learn what
+                # internal names resolve to, an oracle into the network behind us.
+                message = (
+                    f"{host} is a {kind} address"
+                    if literal is not None
+                    else f"The host {host!r} resolves to an address that is not public"
+                )
                 raise UnsafeUrl(
                     "WEBHOOK_URL_FORBIDDEN_ADDRESS",
-                    f"The host {host!r} resolves to {address}, a {kind} address: "
-                    "webhooks only reach public addresses",
+                    f"{message}: webhooks only reach public addresses",
                 )
     return Target(url=url, host=host, port=port, address=addresses[0])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,26 +13,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from core.config import DEV_JWT_SECRET
 from tests.support.api import Api
-
-
-def forge(
-    claims: dict, *, key: object = DEV_JWT_SECRET, alg: str = "HS256", kid: str = "k1"
-) -> str:
-    now = datetime.now(UTC)
-    base = {
-        "sub": "u1",
-        "role": "admin",
-        "typ": "access",
-        "iss": "ticketboss",
-        "aud": "ticketboss-api",
-        "iat": now,
-        "nbf": now,
-        "exp": now + timedelta(minutes=5),
-        "jti": uuid.uuid4().hex,
-    }
-    return jwt.encode({**base, **claims}, key, algorithm=alg, headers={"kid": kid})  # type: ignore[arg-type]
+from tests.support.tokens import forge
 
 
 def rsa_key_pem() -> tuple[object, bytes]:
@@ -42,32 +25,36 @@ def rsa_key_pem() -> tuple[object, bytes]:
     return key, public
 
 
-BAD_TOKENS = {
-    "tampered": lambda: forge({})[:-3] + ("AAA" if not forge({}).endswith("AAA") else "BBB"),
-    "expired": lambda: forge(
+BAD_TOKENS: dict[str, Callable[[object], str]] = {
+    "tampered": lambda k: (
+        forge({}, key=k)[:-3] + ("AAA" if not forge({}, key=k).endswith("AAA") else "BBB")
+    ),
+    "expired": lambda k: forge(
         {
             "exp": datetime.now(UTC) - timedelta(seconds=5),
             "iat": datetime.now(UTC) - timedelta(minutes=20),
-        }
+        },
+        key=k,
     ),
-    "not_yet_valid": lambda: forge(
+    "not_yet_valid": lambda k: forge(
         {
             "nbf": datetime.now(UTC) + timedelta(minutes=5),
             "iat": datetime.now(UTC) + timedelta(minutes=5),
-        }
+        },
+        key=k,
     ),
-    "wrong_issuer": lambda: forge({"iss": "evil"}),
-    "wrong_audience": lambda: forge({"aud": "someone-else"}),
-    "alg_none": lambda: jwt.encode(
+    "wrong_issuer": lambda k: forge({"iss": "evil"}, key=k),
+    "wrong_audience": lambda k: forge({"aud": "someone-else"}, key=k),
+    "alg_none": lambda k: jwt.encode(
         {"sub": "u1", "role": "admin", "typ": "access"},
         None,
         algorithm="none",
         headers={"kid": "k1"},
     ),  # type: ignore[arg-type]
-    "unknown_kid": lambda: forge({}, kid="k9"),
-    "other_secret": lambda: forge({}, key="x" * 40),
-    "refresh_as_access": lambda: forge({"typ": "refresh"}),
-    "garbage": lambda: "not.a.jwt",
+    "unknown_kid": lambda k: forge({}, key=k, kid="k9"),
+    "other_secret": lambda k: forge({}, key="x" * 40),
+    "refresh_as_access": lambda k: forge({"typ": "refresh"}, key=k),
+    "garbage": lambda k: "not.a.jwt",
 }
 
 
@@ -75,11 +62,22 @@ BAD_TOKENS = {
 async def test_bad_tokens_are_401_invalid_token(sqlite_api: Api, kind: str) -> None:
     api = sqlite_api
     r = await api.client.get(
-        "/api/v1/auth/me", headers={"Authorization": f"Bearer {BAD_TOKENS[kind]()}"}
+        "/api/v1/auth/me",
+        headers={"Authorization": f"Bearer {BAD_TOKENS[kind](api.ctx.tokens.keys.signing_key)}"},
     )
     assert r.status_code == 401
     assert r.json()["code"] == "INVALID_TOKEN"
     assert r.headers["WWW-Authenticate"] == "Bearer"
+
+
+async def test_a_token_made_with_the_apps_key_passes(sqlite_api: Api) -> None:
+    """The bad tokens above are one fault away from this one, so each fails for its fault."""
+    user = await sqlite_api.user()
+    token = forge(
+        {"sub": user.id, "role": "user", "tv": 0}, key=sqlite_api.ctx.tokens.keys.signing_key
+    )
+    r = await sqlite_api.client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 200, r.text
 
 
 async def test_hs_rs_confusion_is_rejected(sqlite_api: Api, tmp_path: Path) -> None:
@@ -228,6 +226,26 @@ async def test_refresh_reuse_revokes_the_whole_family(api: Api) -> None:
     assert reuse.status_code == 401 and reuse.json()["code"] == "INVALID_TOKEN"
     after = await api.client.post("/api/v1/auth/refresh", json={"refreshToken": newest})
     assert after.status_code == 401
+
+
+async def test_refresh_reuse_also_ends_the_accounts_access_tokens(api: Api) -> None:
+    user = await api.user()
+    r = await api.client.post("/api/v1/auth/refresh", json={"refreshToken": user.refresh})
+    rotated = r.json()["data"]["accessToken"]
+    for token in (user.access_token, rotated):
+        me = await api.client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
+        assert me.status_code == 200
+    reuse = await api.client.post("/api/v1/auth/refresh", json={"refreshToken": user.refresh})
+    assert reuse.status_code == 401
+    for token in (user.access_token, rotated):
+        me = await api.client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
+        assert me.status_code == 401 and me.json()["code"] == "INVALID_TOKEN", me.text
+    again = await api.client.post(
+        "/api/v1/auth/login", json={"email": user.email, "password": user.password}
+    )
+    fresh = again.json()["data"]["accessToken"]
+    me = await api.client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {fresh}"})
+    assert me.status_code == 200  # the owner signs in again
 
 
 @pytest.mark.parametrize("password", ["short1", "password123", "1234567890", "Qwertyuiop"])

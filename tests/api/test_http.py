@@ -108,13 +108,29 @@ async def test_gzip_for_large_responses(sqlite_api: Api) -> None:
     assert "Content-Encoding" not in small.headers
 
 
-async def test_openapi_and_metrics(sqlite_api: Api) -> None:
-    schema = (await sqlite_api.client.get("/openapi.json")).json()
-    assert "/api/v1/bookings" in schema["paths"] and "/reservations" in schema["paths"]
-    await sqlite_api.client.get("/health")
-    metrics = (await sqlite_api.client.get("/metrics")).text
-    assert "ticketboss_request_seconds_bucket" in metrics
-    assert "# HELP ticketboss_bookings_total" in metrics
+async def test_openapi_and_metrics(sqlite_url: str) -> None:
+    async with running_api(make_settings(sqlite_url), client="127.0.0.1") as local:
+        schema = (await local.client.get("/openapi.json")).json()
+        assert "/api/v1/bookings" in schema["paths"] and "/reservations" in schema["paths"]
+        await local.client.get("/health")
+        metrics = (await local.client.get("/metrics")).text
+        assert "ticketboss_request_seconds_bucket" in metrics
+        assert "# HELP ticketboss_bookings_total" in metrics
+
+
+async def test_metrics_answer_loopback_or_the_metrics_token(sqlite_url: str) -> None:
+    async with running_api(make_settings(sqlite_url)) as remote:
+        r = await remote.client.get("/metrics")
+        assert r.status_code == 403 and r.json()["success"] is False
+        assert "ticketboss_" not in r.text
+    settings = make_settings(sqlite_url, metrics_token="scrape-0123456789")
+    async with running_api(settings) as remote:
+        assert (await remote.client.get("/metrics")).status_code == 401
+        wrong = {"Authorization": "Bearer scrape-0123456788"}
+        assert (await remote.client.get("/metrics", headers=wrong)).status_code == 401
+        right = {"Authorization": "Bearer scrape-0123456789"}
+        r = await remote.client.get("/metrics", headers=right)
+        assert r.status_code == 200 and "ticketboss_request_seconds_bucket" in r.text
 
 
 async def test_ready_reports_components(sqlite_api: Api) -> None:

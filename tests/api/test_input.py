@@ -287,3 +287,31 @@ async def test_a_malformed_or_out_of_range_search_cursor_is_400(api: Api, cursor
     r = await api.client.get("/api/v1/events", params={"q": "jazz", "cursor": cursor})
     assert r.status_code == 400, r.text
     assert r.json()["code"] == "INVALID_CURSOR"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"eventId": "{event}", "tier": "GA", "quantity": 1, "quantity": 5}',
+        b'{"eventId": "{event}", "tier": "GA", "quantity": 1, "note": "at 10:00", "tier": "VIP"}',
+        b'{"eventId": "{event}", "tier": "GA", "quantity": 1, "x": {"a": 1, "a": 2}}',
+    ],
+    ids=["top-level", "with-colons-in-strings", "nested"],
+)
+async def test_a_key_given_twice_is_400_and_books_nothing(sqlite_api: Api, body: bytes) -> None:
+    organizer = await sqlite_api.user("organizer")
+    event = await sqlite_api.event(organizer)
+    user = await sqlite_api.user()
+    headers = user.headers | {"content-type": "application/json", "Idempotency-Key": "dup-1"}
+    raw = body.replace(b"{event}", event["id"].encode())
+    r = await sqlite_api.client.post("/api/v1/bookings", content=raw, headers=headers)
+    assert r.status_code == 400, r.text
+    assert r.json()["code"] == "INVALID_JSON" and r.json()["success"] is False
+    mine = await sqlite_api.client.get("/api/v1/bookings", headers=user.headers)
+    assert mine.json()["data"] == []
+    contract = await sqlite_api.client.post(
+        "/reservations",
+        content=b'{"partnerId": "p", "seats": 1, "seats": 2}',
+        headers=(await sqlite_api.partner()).headers | {"content-type": "application/json"},
+    )
+    assert contract.status_code == 400 and "error" in contract.json()

@@ -185,3 +185,30 @@ async def test_bearer_tokens_are_required_without_anonymous_mode(sqlite_url: str
             headers=partner.headers | key,
         )
         assert first.json() == again.json() and again.headers["Idempotent-Replayed"] == "true"
+
+
+async def test_reads_need_a_partner_token_and_list_only_its_own(sqlite_url: str) -> None:
+    import uuid
+
+    settings = make_settings(sqlite_url, ticketboss_event_id=f"meetup-{uuid.uuid4().hex[:8]}")
+    async with running_api(settings) as api:
+        for path in ("/reservations", "/reservations/list"):
+            r = await api.client.get(path)
+            assert r.status_code == 401 and "error" in r.json(), path
+        user = await api.user()
+        assert (await api.client.get("/reservations/list", headers=user.headers)).status_code == 403
+        mine, theirs = await api.partner(), await api.partner()
+        made = {}
+        for who in (mine, theirs):
+            r = await api.client.post(
+                "/reservations", json={"partnerId": who.id, "seats": 2}, headers=who.headers
+            )
+            assert r.status_code == 201, r.text
+            made[who.id] = r.json()["reservationId"]
+        for who in (mine, theirs):
+            listed = (await api.client.get("/reservations/list", headers=who.headers)).json()
+            assert [(x["reservationId"], x["partnerId"]) for x in listed] == [
+                (made[who.id], who.id)
+            ]
+        s = (await api.client.get("/reservations", headers=mine.headers)).json()
+        assert (s["availableSeats"], s["reservationCount"]) == (496, 2)  # the event's counts

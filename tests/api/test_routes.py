@@ -22,7 +22,7 @@ async def test_every_partner_contract_path_answers_with_and_without_a_slash(
     )
     assert r.status_code == 201, r.text  # not 307: supertest and others do not re-POST
     reservation = r.json()["reservationId"]
-    r = await c.get(f"/reservations{slash}")
+    r = await c.get(f"/reservations{slash}", headers=partner.headers)
     assert r.status_code == 200 and r.json()["reservationCount"] >= 1
     r = await c.get(f"/reservations/list{slash}", headers=partner.headers)
     assert r.status_code == 200 and any(i["reservationId"] == reservation for i in r.json())

@@ -131,9 +131,10 @@ class Api:
 
 
 @asynccontextmanager
-async def running_api(settings: Settings) -> AsyncIterator[Api]:
+async def running_api(settings: Settings, client: str = "203.0.113.7") -> AsyncIterator[Api]:
+    """`client`: the address the app sees calling (a remote one unless told)."""
     app = create_api(settings)
     async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))
+        transport = httpx.ASGITransport(app=app, client=(client, 40000))
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             yield Api(client, app.state.ctx)

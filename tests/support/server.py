@@ -18,7 +18,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 class Server:
     def __init__(
-        self, database_url: str, *, workers: int = 2, redis_url: str | None = None, **env: str
+        self,
+        database_url: str,
+        *,
+        workers: int = 2,
+        redis_url: str | None = None,
+        host: str | None = None,
+        **env: str,
     ) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -36,6 +42,7 @@ class Server:
             sys.executable,
             *("-m", "modules.cli", "serve"),
             *("--port", str(self.port), "--workers", str(workers)),
+            *(("--host", host) if host else ()),
         ]
         self.proc: subprocess.Popen[bytes] | None = None
         self.cwd = ROOT

@@ -161,7 +161,7 @@ async def test_a_webhook_failing_for_a_whole_window_is_disabled(database_url: st
         await api.book(buyer, event["id"])
         [gave_up] = await deliveries_when(api, organizer, hook, settled)
         assert gave_up["status"] == "failed" and gave_up["attempts"] >= 2
-        assert gave_up["lastError"] == "HTTP 500"
+        assert gave_up["lastError"] == "http_status"
         await asyncio.sleep(0.5)  # the webhook has now been failing for a whole window
         await api.book(buyer, event["id"])
         r = await api.client.get(f"/api/v1/webhooks/{hook['id']}", headers=organizer.headers)
@@ -189,6 +189,34 @@ async def test_a_receiver_that_never_answers_times_out_and_is_retried(sqlite_url
         hook = await subscribe(api, organizer, receiver.url, ["booking.created"])
         await api.book(buyer, event["id"])
         [late] = await deliveries_when(api, organizer, hook, lambda d: d and d[0]["attempts"] >= 2)
-    assert late["status"] == "pending" and late["lastError"] == "timed out"
+    assert late["status"] == "pending" and late["lastError"] == "timeout"
     assert late["lastStatusCode"] is None and late["nextAttemptAt"] is not None
     assert len({r.id for r in receiver.received}) == 1 and len(receiver.received) >= 2
+
+
+async def test_a_refused_connection_is_recorded_as_its_category(sqlite_url: str) -> None:
+    """Partners see why, as a category: never the connection's text (address, port, errno)."""
+    from tests.support.services import free_port
+
+    async with running_api(fast_settings(sqlite_url)) as api:
+        organizer, buyer = await api.user("organizer"), await api.user()
+        event = await api.event(organizer)
+        closed = f"http://127.0.0.1:{free_port()}/hook"  # nothing listens there
+        hook = await subscribe(api, organizer, closed, ["booking.created"])
+        await api.book(buyer, event["id"])
+        [failed] = await deliveries_when(api, organizer, hook, lambda d: d and d[0]["attempts"])
+        stored = await api.ctx.storage.webhooks.get_delivery(failed["id"])
+    assert failed["lastError"] == "connection_refused" and failed["lastStatusCode"] is None
+    assert stored is not None and stored.last_error == "connection_refused"
+
+
+async def test_a_refused_address_is_not_echoed(sqlite_api: Api) -> None:
+    organizer = await sqlite_api.user("organizer")
+    r = await sqlite_api.client.post(
+        "/api/v1/webhooks",
+        json={"url": "https://localhost/hook", "events": ["*"]},
+        headers=organizer.headers,
+    )
+    assert r.status_code == 422 and r.json()["code"] == "WEBHOOK_URL_FORBIDDEN_ADDRESS"
+    for leak in ("127.0.0.1", "::1", "loopback"):
+        assert leak not in r.text

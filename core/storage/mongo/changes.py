@@ -62,6 +62,9 @@ class MongoChanges(MongoBase):
         cursor = self.changes.find({"dispatched_at": None}).sort("_id", ASCENDING).limit(limit)
         return [change_of(d) for d in await cursor.to_list()]
 
+    async def note(self, change: Change) -> None:
+        await self.changes.insert_one(change_doc(change) | {"dispatched_at": change.occurred_at})
+
     async def mark_dispatched(self, change_ids: Sequence[str], now: datetime) -> None:
         await self.changes.update_many(
             {"_id": {"$in": list(change_ids)}}, {"$set": {"dispatched_at": now}}

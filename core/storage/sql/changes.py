@@ -71,6 +71,10 @@ class SQLChanges(SQLBase):
         stmt = select(c).where(c.c.dispatched_at.is_(None)).order_by(c.c.id).limit(limit)
         return [change_of(r) for r in await self.rows(stmt)]
 
+    async def note(self, change: Change) -> None:
+        row = change_row(change) | {"dispatched_at": change.occurred_at}
+        await self.tx(lambda conn: conn.execute(insert(t.changes).values(row)))
+
     async def mark_dispatched(self, change_ids: Sequence[str], now: datetime) -> None:
         c = t.changes
         stmt = update(c).where(c.c.id.in_(list(change_ids))).values(dispatched_at=now)
