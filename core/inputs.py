@@ -19,6 +19,10 @@ from pydantic import AwareDatetime, BeforeValidator, Strict
 
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 CONTROL_MESSAGE = "must not contain control characters"
+TEXT_PATTERN = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$"
+"""`CONTROL` as a JSON Schema pattern, for the OpenAPI document (core/openapi.py declares it on
+every text input). Lone surrogates are left out: no JSON text generator or client sends them,
+and a pattern cannot hold them portably."""
 
 
 def has_control(value: str) -> bool:
@@ -58,6 +62,7 @@ DateTimeText = Annotated[AwareDatetime, BeforeValidator(_date_text)]
 
 __all__ = [
     "CONTROL_MESSAGE",
+    "TEXT_PATTERN",
     "DateTimeText",
     "StrictCount",
     "StrictFlag",

@@ -15,6 +15,8 @@ from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.inputs import TEXT_PATTERN
+
 AUTH_ATTRIBUTE = "__ticketboss_auth__"
 AuthMode = Literal["optional", "required"]
 BEARER = "bearerAuth"
@@ -133,6 +135,41 @@ def error_responses(
     }
 
 
+def declare_text(document: dict[str, Any]) -> None:
+    """Give every text input the pattern the server enforces on it (no control characters,
+    core/inputs.py): query parameters, and request bodies followed through their `$ref`s.
+    Strings that already say more (a pattern, an enum, a format) keep what they say."""
+    components: dict[str, Any] = document.get("components", {}).get("schemas", {})
+    followed: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, list):
+            for item in node:
+                walk(item)
+        elif isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str):
+                name = ref.rsplit("/", 1)[-1]
+                if name in components and name not in followed:
+                    followed.add(name)
+                    walk(components[name])
+            elif node.get("type") == "string" and not node.keys() & TEXT_SAYS_MORE:
+                node["pattern"] = TEXT_PATTERN
+            for value in node.values():
+                walk(value)
+
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            for parameter in operation.get("parameters", []):
+                if parameter.get("in") == "query":
+                    walk(parameter.get("schema"))
+            for media in operation.get("requestBody", {}).get("content", {}).values():
+                walk(media.get("schema"))
+
+
+TEXT_SAYS_MORE = frozenset({"pattern", "enum", "const", "format"})
+
+
 def install(app: FastAPI) -> None:
     """Security schemes in the document; each operation's `security` comes from its route."""
 
@@ -159,6 +196,7 @@ def install(app: FastAPI) -> None:
                     },
                 },
             }
+            declare_text(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 

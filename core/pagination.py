@@ -4,11 +4,25 @@ from __future__ import annotations
 
 import base64
 import binascii
+from typing import Annotated
+
+from fastapi import Query
 
 from core.errors import AppError
 
 MAX_OFFSET = 10_000
 """Deepest page of a ranked search: further pages would make the database skip that many rows."""
+
+
+Cursor = Annotated[
+    str | None,
+    Query(
+        max_length=200,
+        description="`meta.nextCursor` of the previous page, as it was given: opaque; "
+        "anything the server did not make is 400 INVALID_CURSOR",
+    ),
+]
+"""The `cursor` query parameter of every list."""
 
 
 class InvalidCursor(AppError):

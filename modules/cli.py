@@ -136,7 +136,7 @@ def cmd_migrate(settings: Settings, _: argparse.Namespace) -> None:
     asyncio.run(_with_context(settings, _migrate))
 
 
-DEMO_EVENTS = (
+DEMO_EVENTS = (  # name, venue, days from now, tier prices in cents (VIP, Front Row, GA)
     ("Aurora Live at the Greek", "Greek Theatre, Los Angeles", 30, (5000, 3500, 2000)),
     ("Midnight Jazz Sessions", "Blue Note, New York", 45, (1200, 800, 300)),
     ("Berlin Techno Marathon", "Tresor, Berlin", 60, (800, 600, 250)),
@@ -157,12 +157,13 @@ async def _seed(ctx: AppContext) -> None:
             venue=venue,
             starts_at=starts,
             ends_at=starts + timedelta(hours=4),
-            description=f"{name} — demo event created by `ticketboss seed`.",
+            # Plain text: the event page shows descriptions as written, not as Markdown.
+            description=f"{name}: a demo event made by the ticketboss seed command.",
             max_per_user=8,
             tiers=[
-                TierIn(code="VIP", name="VIP", price_cents=vip * 100, capacity=50),
-                TierIn(code="FRONT_ROW", name="Front Row", price_cents=front * 100, capacity=150),
-                TierIn(code="GA", name="General Admission", price_cents=ga * 100, capacity=1000),
+                TierIn(code="VIP", name="VIP", price_cents=vip, capacity=50),
+                TierIn(code="FRONT_ROW", name="Front Row", price_cents=front, capacity=150),
+                TierIn(code="GA", name="General Admission", price_cents=ga, capacity=1000),
             ],
         )
         await events.create(SYSTEM, data, event_id=event_id)

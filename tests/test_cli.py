@@ -9,10 +9,13 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
+
 from core.storage import build_storage
 from core.storage.records import utcnow
 from core.storage.requests import EventQuery, ReserveRequest
 from tests.support.drift import corrupt_counter
+from tests.support.server import Server
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,6 +50,23 @@ def test_seed_is_safe_to_run_twice(tmp_path: Path) -> None:
     assert asyncio.run(published()) == [
         (f"demo-{i}", ("VIP", "FRONT_ROW", "GA")) for i in (1, 2, 3)
     ]
+
+
+def test_seeded_events_show_dollar_prices_and_plain_text(tmp_path: Path) -> None:
+    """Through the real server: the concert's VIP tier costs $50.00 (5000 cents, not 100× that),
+    and the description has no Markdown the event page would show raw (it renders text)."""
+    url = f"sqlite:///{tmp_path / 'demo.db'}"
+    assert ticketboss(url, "seed").returncode == 0
+    with Server(url, workers=1) as server:
+        answer = httpx.get(f"{server.base_url}/api/v1/events/demo-1", timeout=10)
+    assert answer.status_code == 200
+    event = answer.json()["data"]
+    assert {t["code"]: t["priceCents"] for t in event["tiers"]} == {
+        "VIP": 50_00,
+        "FRONT_ROW": 35_00,
+        "GA": 20_00,
+    }
+    assert event["description"] and not set("`*_#[]") & set(event["description"])
 
 
 def test_create_admin_creates_then_promotes(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime
 
 from core.deps import CurrentPrincipal, app_context, require_role
-from core.pagination import decode_cursor, encode_cursor
+from core.pagination import Cursor, decode_cursor, encode_cursor
 from core.routing import ApiRoute
 from core.schemas import Envelope, ok
 from core.security import Principal
@@ -19,7 +19,6 @@ from modules.activity.service import ActivityService
 router = APIRouter(tags=["activity"], route_class=ApiRoute)
 Admin = Annotated[Principal, Depends(require_role("admin"))]
 Limit = Annotated[int, Query(ge=1, le=100)]
-Cursor = Annotated[str | None, Query(max_length=200)]
 
 
 async def activity_service(request: Request) -> ActivityService:

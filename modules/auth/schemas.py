@@ -37,9 +37,19 @@ def _one_script(value: str) -> str:
 Email = Annotated[EmailStr, BeforeValidator(_nfkc), AfterValidator(_one_script)]
 
 
+EMAIL_RULES = (
+    "An email address (RFC 5322, normalized to NFKC); special-use domains (.test, .invalid, "
+    ".localhost, .local, .onion, .arpa) and parts mixing scripts are refused with 422"
+)
+
+
 class RegisterIn(InputModel):
-    email: Email
-    password: str = Field(min_length=MIN_PASSWORD_LENGTH, max_length=128)
+    email: Email = Field(description=EMAIL_RULES)
+    password: str = Field(
+        min_length=MIN_PASSWORD_LENGTH,
+        max_length=128,
+        description="Not one of the commonly used passwords (422 otherwise)",
+    )
     name: str = Field(min_length=1, max_length=100)
 
     @field_validator("password")
@@ -58,7 +68,7 @@ class RegisterIn(InputModel):
 
 
 class LoginIn(InputModel):
-    email: Email
+    email: Email = Field(description=EMAIL_RULES)
     password: str = Field(min_length=1, max_length=128)
 
 

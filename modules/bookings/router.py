@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 
 from core.deps import CurrentPrincipal
 from core.idempotency import REPLAYED_HEADER, idempotent
-from core.pagination import decode_cursor, encode_cursor
+from core.pagination import Cursor, decode_cursor, encode_cursor
 from core.routing import ApiRoute, Guard
 from core.schemas import Envelope, ok
 from core.storage.records import Booking, BookingStatus, utcnow
@@ -78,7 +78,7 @@ async def list_bookings(
     event_id: Annotated[str | None, Query(alias="eventId", max_length=64)] = None,
     user_id: Annotated[str | None, Query(alias="userId", max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Cursor = None,
 ) -> JSONResponse:
     found = await bookings.find(
         principal,

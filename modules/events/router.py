@@ -13,6 +13,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from core.deps import Context, CurrentPrincipal, optional_principal
 from core.errors import AppError
 from core.idempotency import idempotent
+from core.pagination import Cursor
 from core.routing import ApiRoute
 from core.schemas import Envelope, dump, ok
 from core.security import Principal
@@ -57,7 +58,7 @@ async def list_events(
     starts_to: Annotated[AwareDatetime | None, Query(alias="to")] = None,
     q: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Cursor = None,
 ) -> JSONResponse:
     found, next_cursor = await events.find(
         principal,

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -12,6 +12,9 @@ from core.storage.records import Event, TierCount
 TierCode = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,32}$", examples=["VIP", "GA"])]
 PriceCents = Annotated[StrictCount, Field(ge=0, le=100_000_000)]
 Capacity = Annotated[StrictCount, Field(ge=0, le=1_000_000)]
+
+
+STARTS_AT_RULE = "In the future when the event is created (422 otherwise)"
 
 
 class TierIn(InputModel):
@@ -40,8 +43,8 @@ class EventCreate(InputModel):
     name: str = Field(min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=5000)
     venue: str = Field(min_length=1, max_length=200)
-    starts_at: DateTimeText
-    ends_at: DateTimeText | None = None
+    starts_at: DateTimeText = Field(description=STARTS_AT_RULE)
+    ends_at: DateTimeText | None = Field(default=None, description="After startsAt (422 otherwise)")
     tiers: list[TierIn] = Field(min_length=1, max_length=20)
     max_per_user: StrictCount | None = Field(default=None, ge=1, le=100)
 
@@ -54,11 +57,24 @@ class EventCreate(InputModel):
         return self
 
 
+def _not_null(schema: dict[str, Any]) -> None:
+    """The document's side of `_required_fields_stay_set`: the type without its null."""
+    schema.pop("default", None)
+    for branch in schema.pop("anyOf", []):
+        if branch.get("type") != "null":
+            schema.update(branch)
+
+
+def _omittable(**constraints: Any) -> Any:
+    """A field that may be left out but not set to null."""
+    return Field(default=None, json_schema_extra=_not_null, **constraints)
+
+
 class EventPatch(InputModel):
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: str | None = _omittable(min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=5000)
-    venue: str | None = Field(default=None, min_length=1, max_length=200)
-    starts_at: DateTimeText | None = None
+    venue: str | None = _omittable(min_length=1, max_length=200)
+    starts_at: DateTimeText | None = _omittable()
     ends_at: DateTimeText | None = None
     max_per_user: StrictCount | None = Field(default=None, ge=1, le=100)
     tiers: list[TierPatchIn] | None = Field(default=None, max_length=20)

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from core.deps import CurrentPrincipal, app_context
-from core.pagination import decode_cursor, encode_cursor
+from core.pagination import Cursor, decode_cursor, encode_cursor
 from core.routing import ApiRoute
 from core.schemas import Envelope, ok
 from modules.webhooks.schemas import (
@@ -20,7 +20,6 @@ from modules.webhooks.service import WebhookService
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"], route_class=ApiRoute)
 Limit = Annotated[int, Query(ge=1, le=100)]
-Cursor = Annotated[str | None, Query(max_length=200)]
 
 
 async def webhook_service(request: Request) -> WebhookService:

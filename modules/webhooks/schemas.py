@@ -52,8 +52,18 @@ CHANGE_TYPES: tuple[str, ...] = (
 """The change types the change log records (core/storage/rules.py), which webhooks receive."""
 EVENT_FILTERS = frozenset({"*", *CHANGE_TYPES, *{f"{t.split('.')[0]}.*" for t in CHANGE_TYPES}})
 
-Url = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2048)]
-Events = Annotated[list[str], Field(min_length=1, max_length=len(EVENT_FILTERS))]
+Url = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=2048),
+    Field(
+        description="An absolute https:// URL without credentials or #fragment, whose host "
+        "resolves only to public addresses; checked when saved (422 `WEBHOOK_URL_*` otherwise) "
+        "and before every delivery",
+        examples=["https://hooks.example.com/ticketboss"],
+    ),
+]
+EventFilter = Annotated[str, Field(json_schema_extra={"enum": sorted(EVENT_FILTERS)})]
+Events = Annotated[list[EventFilter], Field(min_length=1, max_length=len(EVENT_FILTERS))]
 
 
 def _known_events(events: list[str] | None) -> list[str] | None:

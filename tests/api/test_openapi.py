@@ -3,10 +3,12 @@ the real envelope, the security schemes, the Idempotency-Key, and the hand-parse
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 
+from modules.webhooks.schemas import EVENT_FILTERS
 from tests.support.api import Api
 
 ENVELOPE = {"$ref": "#/components/schemas/ErrorEnvelope"}
@@ -116,3 +118,49 @@ async def test_a_validation_error_on_a_contract_route_is_in_the_contract_shape(
     r = await sqlite_api.client.get("/reservations/list?limit=abc")
     assert r.status_code == 422 and set(r.json()) == {"error"}
     assert "limit" in r.json()["error"]
+
+
+def _text_schemas(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    schemas = spec["components"]["schemas"]
+    events = next(
+        p for p in spec["paths"]["/api/v1/events"]["get"]["parameters"] if p["name"] == "q"
+    )
+    return {
+        "partner name": schemas["PartnerIn"]["properties"]["name"],
+        "refresh token": schemas["RefreshIn"]["properties"]["refreshToken"],
+        "event search": events["schema"]["anyOf"][0],
+        "webhook url": schemas["WebhookCreate"]["properties"]["url"],
+    }
+
+
+async def test_text_inputs_declare_the_control_characters_they_refuse(
+    spec: dict[str, Any], sqlite_api: Api
+) -> None:
+    """Issue 30: the document says what the server refuses, so a schema-valid text is accepted.
+    The declared pattern refuses exactly what the server refuses (core/inputs.py)."""
+    for where, schema in _text_schemas(spec).items():
+        pattern = re.compile(schema["pattern"])
+        assert pattern.match("two\tlines\nok") and not pattern.match("a\x85b"), where
+    admin = await sqlite_api.user("admin")
+    for name, status in (("Resale\x85Co", 422), ("Resale Co", 201)):
+        r = await sqlite_api.client.post(
+            "/api/v1/partners", json={"name": name}, headers=admin.headers
+        )
+        assert r.status_code == status
+        assert bool(re.match(_text_schemas(spec)["partner name"]["pattern"], name)) is (
+            status == 201
+        )
+
+
+async def test_patch_fields_that_cannot_be_null_are_not_nullable_in_the_document(
+    spec: dict[str, Any],
+) -> None:
+    patch = spec["components"]["schemas"]["EventPatch"]["properties"]
+    for name in ("name", "venue", "startsAt"):
+        assert patch[name]["type"] == "string" and "anyOf" not in patch[name], name
+    assert {"anyOf"} <= patch["description"].keys()  # a description may be cleared
+
+
+async def test_webhook_event_filters_are_an_enum(spec: dict[str, Any]) -> None:
+    items = spec["components"]["schemas"]["WebhookCreate"]["properties"]["events"]["items"]
+    assert set(items["enum"]) == set(EVENT_FILTERS) and "" not in items["enum"]
