@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_JWT_SECRET = "dev-only-secret-change-me-in-production-0123456789"
@@ -101,6 +101,17 @@ class Settings(BaseSettings):
     webhook_retry_window_seconds: float = Field(default=24 * 3600.0, gt=0)
     webhook_poll_seconds: float = Field(default=1.0, gt=0)
 
+    # Email (modules/notifications): SMTP_URL, or the embedded mailbox in MAIL_DIR.
+    smtp_url: SecretStr | None = None
+    """smtp://user:pass@host:587 (STARTTLS when offered) or smtps://user:pass@host:465."""
+    smtp_timeout_seconds: float = Field(default=15.0, gt=0, le=120)
+    mail_dir: str = "./data/mail"
+    mail_from: str = "TicketBoss <no-reply@ticketboss.localhost>"
+    mail_retry_base_seconds: float = Field(default=10.0, gt=0)
+    mail_retry_max_seconds: float = Field(default=3600.0, gt=0)
+    mail_retry_window_seconds: float = Field(default=3 * 24 * 3600.0, gt=0)
+    mail_poll_seconds: float = Field(default=1.0, gt=0)
+
     prometheus_multiproc_dir: str | None = None
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     cors_origins: str = ""
@@ -113,6 +124,7 @@ class Settings(BaseSettings):
         "jwt_private_key_file",
         "log_format",
         "prometheus_multiproc_dir",
+        "smtp_url",
         mode="before",
     )
     @classmethod
@@ -130,6 +142,13 @@ class Settings(BaseSettings):
     def _redis_scheme(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("REDIS_URL must start with redis:// or rediss://")
+        return value
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("smtp://", "smtps://")):
+            raise ValueError("SMTP_URL must start with smtp:// or smtps://")
         return value
 
     @model_validator(mode="after")

@@ -24,6 +24,7 @@ from core.storage.records import (
     Drift,
     Event,
     EventStatus,
+    Mail,
     Order,
     Ordered,
     Partner,
@@ -256,6 +257,25 @@ class WebhookStore(Protocol):
         NotPending-like InvalidTransition("pending") when it is pending already."""
 
 
+class MailStore(Protocol):
+    """The mail outbox (modules/notifications sends it)."""
+
+    async def enqueue(self, mails: Sequence[Mail]) -> int:
+        """Insert the mails whose id is new; how many were. Safe to repeat."""
+
+    async def claim(self, now: datetime, holder: str, until: datetime, limit: int) -> list[Mail]:
+        """Lease up to `limit` due pending mails to `holder` until `until`, atomically: nobody
+        else claims them until the lease ends (a sender killed mid-send: then they are due)."""
+
+    async def settle(self, mail_id: str, holder: str, attempt: Attempt) -> Mail | None:
+        """Record an attempt and release the lease, if `holder` still holds it (else None)."""
+
+    async def get(self, mail_id: str) -> Mail | None: ...
+
+    async def find(self, *, status: str | None, before_id: str | None, limit: int) -> list[Mail]:
+        """Newest first; of one status or all."""
+
+
 class Storage(Protocol):
     @property
     def kind(self) -> str: ...
@@ -275,6 +295,8 @@ class Storage(Protocol):
     def changes(self) -> ChangeStore: ...
     @property
     def webhooks(self) -> WebhookStore: ...
+    @property
+    def mail(self) -> MailStore: ...
 
     async def ping(self) -> None: ...
     async def close(self) -> None: ...

@@ -139,6 +139,7 @@ class MongoBase:
         self.leases = db["leases"]
         self.webhooks = db["webhooks"]
         self.webhook_deliveries = db["webhook_deliveries"]
+        self.mail = db["mail"]
 
     async def started(self, event_id: str, now: datetime, s: Session | None = None) -> bool:
         """Whether the event has started (sales, confirmations included, are over)."""

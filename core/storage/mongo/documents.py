@@ -147,6 +147,19 @@ class DeliveryDoc(Document):
         ]
 
 
+class MailDoc(Document):
+    """One message of the mail outbox; its id derived from its cause."""
+
+    id: str  # type: ignore[assignment]
+
+    class Settings:
+        name = "mail"
+        indexes = [
+            IndexModel([("status", ASCENDING), ("next_attempt_at", ASCENDING)]),
+            IndexModel([("status", ASCENDING), ("_id", DESCENDING)]),
+        ]
+
+
 DOCUMENTS: list[type[Document]] = [
     UserDoc,
     PartnerDoc,
@@ -160,4 +173,5 @@ DOCUMENTS: list[type[Document]] = [
     LeaseDoc,
     WebhookDoc,
     DeliveryDoc,
+    MailDoc,
 ]
