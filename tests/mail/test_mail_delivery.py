@@ -5,8 +5,8 @@ cancellation once per holder; a server that refuses is retried and never fails a
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
 from email.message import EmailMessage
 from typing import Any
 
@@ -118,7 +118,10 @@ async def test_an_order_gets_one_receipt_with_its_prices(api: Api, smtp: SmtpSer
         {"code": "GA", "name": "GA", "priceCents": 2500, "capacity": 10},
     ]
     event = await api.event(organizer, tiers=tiers)
-    body = {"eventId": event["id"], "items": [{"tier": "VIP", "quantity": 1}, {"tier": "GA", "quantity": 2}]}
+    body = {
+        "eventId": event["id"],
+        "items": [{"tier": "VIP", "quantity": 1}, {"tier": "GA", "quantity": 2}],
+    }
     r = await api.client.post(
         "/api/v1/orders", json=body, headers=buyer.headers | {"Idempotency-Key": "o-1"}
     )
