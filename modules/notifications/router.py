@@ -38,7 +38,7 @@ def _message(ctx: Context, name: str) -> EmailMessage:
 async def list_mail(ctx: Context) -> HTMLResponse:
     directory = _directory(ctx)
     page = environment.get_template("_mailbox.html")
-    return HTMLResponse(page.render(directory=directory, messages=mailbox(directory)))
+    return HTMLResponse(page.render(directory=directory, message=None, messages=mailbox(directory)))
 
 
 @router.get("/dev/mail/{name}", response_class=HTMLResponse)
