@@ -55,6 +55,7 @@ async def test_a_lease_that_ends_unsettled_makes_the_mail_due_again(
     assert not mine(await storage.mail.claim(now, "alive", now + timedelta(seconds=30), 100))
     later = now + timedelta(seconds=2)
     [again] = mine(await storage.mail.claim(later, "alive", later + timedelta(seconds=30), 100))
+    assert again.lease_holder == "alive"
     sent = Attempt(status="succeeded", at=later, next_attempt_at=later)
     assert await storage.mail.settle(mail.id, "dead", sent) is None  # the lease is not theirs
     settled = await storage.mail.settle(mail.id, "alive", sent)
