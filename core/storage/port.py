@@ -61,6 +61,10 @@ class UserStore(Protocol):
     async def bump_token_version(self, user_id: str, now: datetime) -> User:
         """End every access token issued so far (logout); Missing."""
 
+    async def set_password(self, user_id: str, password_hash: str, now: datetime) -> User:
+        """Replace the password and end every session of the account in one atomic step: the
+        token version moves on and every refresh token is revoked; Missing."""
+
 
 class PartnerStore(Protocol):
     async def create(self, partner: Partner) -> Partner: ...

@@ -16,6 +16,7 @@ from core.schemas import Envelope, ok
 from core.security import Principal, TokenPair
 from modules.auth.dependencies import Admin, Auth
 from modules.auth.schemas import (
+    ChangePasswordIn,
     ClientCredentialsIn,
     ClientTokenOut,
     LoginIn,
@@ -71,6 +72,23 @@ async def refresh(body: RefreshIn, auth: Auth) -> JSONResponse:
 async def logout(body: RefreshIn, auth: Auth, principal: UserOnly) -> Response:
     await auth.logout(body.refresh_token, principal)
     return Response(status_code=204)
+
+
+@router.post("/auth/change-password", response_model=Envelope[TokenPairOut], responses=declare(401))
+async def change_password(
+    body: ChangePasswordIn, request: Request, auth: Auth, ctx: Context, principal: UserOnly
+) -> JSONResponse:
+    """Replace the password (the current one is required): every session of the account
+    ends; the answer is a new token pair for this one. Wrong current passwords count
+    against the account like failed logins."""
+    ip = client_ip(request)
+    await ctx.limiter.before_login("change-password", principal.id, ip)
+    try:
+        tokens = await auth.change_password(principal, body.current_password, body.new_password)
+    except InvalidCredentials:
+        await ctx.limiter.login_failed("change-password", principal.id, ip)
+        raise
+    return ok(_pair(tokens), headers={"Cache-Control": "no-store"})
 
 
 @router.get("/auth/me", response_model=Envelope[UserOut | PartnerOut])

@@ -37,17 +37,22 @@ def _one_script(value: str) -> str:
 Email = Annotated[EmailStr, BeforeValidator(_nfkc), AfterValidator(_one_script)]
 
 
+def _not_common(value: str) -> str:
+    if value.lower() in COMMON_PASSWORDS:
+        raise ValueError("this password is too common; choose another")
+    return value
+
+
+NewPassword = Annotated[
+    str, Field(min_length=MIN_PASSWORD_LENGTH, max_length=128), AfterValidator(_not_common)
+]
+"""A password an account is given: long enough, not one of the common ones."""
+
+
 class RegisterIn(InputModel):
     email: Email
-    password: str = Field(min_length=MIN_PASSWORD_LENGTH, max_length=128)
+    password: NewPassword
     name: str = Field(min_length=1, max_length=100)
-
-    @field_validator("password")
-    @classmethod
-    def _not_common(cls, value: str) -> str:
-        if value.lower() in COMMON_PASSWORDS:
-            raise ValueError("this password is too common; choose another")
-        return value
 
     @field_validator("name")
     @classmethod
@@ -60,6 +65,11 @@ class RegisterIn(InputModel):
 class LoginIn(InputModel):
     email: Email
     password: str = Field(min_length=1, max_length=128)
+
+
+class ChangePasswordIn(InputModel):
+    current_password: str = Field(min_length=1, max_length=128)
+    new_password: NewPassword
 
 
 class RefreshIn(InputModel):

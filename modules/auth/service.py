@@ -87,6 +87,21 @@ class AuthService:
             raise InvalidToken() from None
         await self.versions.bumped(user.id, user.token_version, partner=False)
 
+    async def change_password(self, principal: Principal, current: str, new: str) -> TokenPair:
+        """Needs the current password. Every session of the account ends (its access tokens,
+        its refresh tokens); the caller gets a fresh pair, a session of its own."""
+        user = await self.storage.users.get(principal.id)
+        if user is None or not await verify_password(current, user.password_hash):
+            raise InvalidCredentials()
+        try:
+            user = await self.storage.users.set_password(
+                user.id, await hash_password(new), utcnow()
+            )
+        except Missing:
+            raise InvalidToken() from None
+        await self.versions.bumped(user.id, user.token_version, partner=False)
+        return await self._issue(user, family_id=uuid.uuid4().hex)
+
     async def _issue(self, user: User, family_id: str) -> TokenPair:
         refresh_token, claims = self.tokens.refresh_token(user.id, family_id)
         await self.storage.tokens.add(
