@@ -111,6 +111,9 @@ class Settings(BaseSettings):
     mail_retry_max_seconds: float = Field(default=3600.0, gt=0)
     mail_retry_window_seconds: float = Field(default=3 * 24 * 3600.0, gt=0)
     mail_poll_seconds: float = Field(default=1.0, gt=0)
+    public_url: str = "http://127.0.0.1:8000"
+    """Where people reach the web front: the base of links in messages (password reset)."""
+    reset_token_ttl_seconds: int = Field(default=30 * 60, gt=0)
 
     prometheus_multiproc_dir: str | None = None
     max_body_bytes: int = Field(default=1_048_576, gt=0)

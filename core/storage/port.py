@@ -30,6 +30,7 @@ from core.storage.records import (
     Partner,
     RefreshToken,
     Reservation,
+    ResetToken,
     Role,
     TierCount,
     User,
@@ -280,6 +281,19 @@ class MailStore(Protocol):
         """Newest first; of one status or all."""
 
 
+class ResetStore(Protocol):
+    """Password-reset tokens (hashed) and the mail that carries each."""
+
+    async def issue(self, token: ResetToken, mail: Mail) -> None:
+        """Store the token (replacing the account's live one) and enqueue its mail, in one
+        atomic step."""
+
+    async def spend(self, token_hash: str, now: datetime) -> tuple[SpendOutcome, str | None]:
+        """Remove the token whose hash this is: ("ok", its account) if it was live; "spent"
+        (None) if it had expired (it is gone now too); "unknown" if there is none (never
+        issued, used already, or replaced by a newer one)."""
+
+
 class Storage(Protocol):
     @property
     def kind(self) -> str: ...
@@ -301,6 +315,8 @@ class Storage(Protocol):
     def webhooks(self) -> WebhookStore: ...
     @property
     def mail(self) -> MailStore: ...
+    @property
+    def resets(self) -> ResetStore: ...
 
     async def ping(self) -> None: ...
     async def close(self) -> None: ...

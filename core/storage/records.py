@@ -356,3 +356,14 @@ class Mail:
     last_attempt_at: datetime | None = None
     lease_holder: str | None = None
     lease_until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResetToken:
+    """A password-reset token: only its hash is stored, one live per account (a new request
+    replaces it), spent once."""
+
+    user_id: str
+    token_hash: str
+    expires_at: datetime
+    created_at: datetime

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -19,6 +20,7 @@ from modules.auth.schemas import (
     ChangePasswordIn,
     ClientCredentialsIn,
     ClientTokenOut,
+    ForgotPasswordIn,
     LoginIn,
     PartnerCredentialsOut,
     PartnerIn,
@@ -26,6 +28,7 @@ from modules.auth.schemas import (
     RefreshIn,
     RegisteredOut,
     RegisterIn,
+    ResetPasswordIn,
     RoleIn,
     TokenPairOut,
     UserOut,
@@ -89,6 +92,42 @@ async def change_password(
         await ctx.limiter.login_failed("change-password", principal.id, ip)
         raise
     return ok(_pair(tokens), headers={"Cache-Control": "no-store"})
+
+
+_forgotten: set[asyncio.Task[None]] = set()
+
+
+@router.post("/auth/forgot-password", status_code=202, responses=declare(429))
+async def forgot_password(
+    body: ForgotPasswordIn, request: Request, auth: Auth, ctx: Context
+) -> Response:
+    """Mail a reset link, valid RESET_TOKEN_TTL_SECONDS and once, if the account exists.
+    Always 202, answered before any of the work runs, so neither the answer nor its timing
+    says whether the address has an account. Limited like logins, every request counting."""
+    ip, account = client_ip(request), body.email.lower()
+    await ctx.limiter.before_login("forgot", account, ip)
+    await ctx.limiter.login_failed("forgot", account, ip)
+    task = asyncio.create_task(auth.forgot_password(account))
+    _forgotten.add(task)
+    task.add_done_callback(_forgotten.discard)
+    return Response(status_code=202)
+
+
+@router.post("/auth/reset-password", status_code=204, responses=declare(400, 429))
+async def reset_password(
+    body: ResetPasswordIn, request: Request, auth: Auth, ctx: Context
+) -> Response:
+    """Set a new password with the token of a reset link: every session of the account ends.
+    400 `RESET_TOKEN_INVALID` (unknown, used, replaced) or `RESET_TOKEN_EXPIRED`; nothing
+    changes then."""
+    ip = client_ip(request)
+    await ctx.limiter.before_login("reset", "token", ip)
+    try:
+        await auth.reset_password(body.token, body.password)
+    except AppError:
+        await ctx.limiter.login_failed("reset", "token", ip)
+        raise
+    return Response(status_code=204)
 
 
 @router.get("/auth/me", response_model=Envelope[UserOut | PartnerOut])

@@ -72,6 +72,15 @@ class ChangePasswordIn(InputModel):
     new_password: NewPassword
 
 
+class ForgotPasswordIn(InputModel):
+    email: Email
+
+
+class ResetPasswordIn(InputModel):
+    token: str = Field(min_length=1, max_length=200)
+    password: NewPassword
+
+
 class RefreshIn(InputModel):
     refresh_token: str = Field(min_length=1, max_length=4096)
 

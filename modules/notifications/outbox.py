@@ -72,10 +72,26 @@ def ended_by_event(event: Event | None, at: datetime) -> bool:
     return event is not None and event.status == "cancelled" and event.updated_at == at
 
 
+def new_mail(
+    mail_id: str, template: str, to: str, params: dict[str, Any], settings: Settings
+) -> Mail:
+    """A mail row, due now, retried for MAIL_RETRY_WINDOW_SECONDS."""
+    created = utcnow()
+    return Mail(
+        id=mail_id,
+        template=template,
+        to=to,
+        params=params,
+        created_at=created,
+        next_attempt_at=created,
+        retry_until=created + timedelta(seconds=settings.mail_retry_window_seconds),
+    )
+
+
 class MailFromChanges:
     def __init__(self, storage: Storage, settings: Settings) -> None:
         self.storage = storage
-        self.window = timedelta(seconds=settings.mail_retry_window_seconds)
+        self.settings = settings
 
     async def __call__(self, changes: Sequence[Change]) -> None:
         mails: list[Mail] = []
@@ -136,22 +152,14 @@ class MailFromChanges:
         user = await self.storage.users.get(owner_id) if owner_id else None
         if user is None:
             return None
-        created = utcnow()
-        return Mail(
-            id=mail_id(change, user.id),
-            template=template,
-            to=user.email,
-            params={
-                "name": user.name,
-                "subject_id": change.subject_id,
-                "occurred_at": change.occurred_at.isoformat(),
-                **event_params(event),
-                **params,
-            },
-            created_at=created,
-            next_attempt_at=created,
-            retry_until=created + self.window,
-        )
+        params = {
+            "name": user.name,
+            "subject_id": change.subject_id,
+            "occurred_at": change.occurred_at.isoformat(),
+            **event_params(event),
+            **params,
+        }
+        return new_mail(mail_id(change, user.id), template, user.email, params, self.settings)
 
 
 async def start_mail_from_changes(ctx: AppContext) -> None:

@@ -27,6 +27,7 @@ SUBJECTS = {
     "order_receipt": "Your order for {event_name}: receipt and tickets",
     "booking_cancelled": "Booking cancelled: {event_name}",
     "event_cancelled": "Cancelled: {event_name}",
+    "password_reset": "Reset your TicketBoss password",
 }
 WITH_TICKETS = ("booking_confirmed", "order_receipt")
 MAX_QR_CODES = 50
@@ -98,7 +99,7 @@ def calendar(mail: Mail, sender: str) -> bytes:
 
 def render(mail: Mail, sender: str) -> EmailMessage:
     p = mail.params
-    lines: list[dict[str, Any]] = p["lines"]
+    lines: list[dict[str, Any]] = p.get("lines", [])
     priced = mail.template in WITH_TICKETS
     total = (
         money(sum(ln["unit_price_cents"] * ln["quantity"] for ln in lines), lines[0]["currency"])

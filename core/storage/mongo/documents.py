@@ -160,6 +160,16 @@ class MailDoc(Document):
         ]
 
 
+class ResetDoc(Document):
+    """One live password-reset token per account (its id), by its SHA-256 only."""
+
+    id: str  # type: ignore[assignment]
+
+    class Settings:
+        name = "password_resets"
+        indexes = [IndexModel([("token_hash", ASCENDING)], unique=True)]
+
+
 DOCUMENTS: list[type[Document]] = [
     UserDoc,
     PartnerDoc,
@@ -174,4 +184,5 @@ DOCUMENTS: list[type[Document]] = [
     WebhookDoc,
     DeliveryDoc,
     MailDoc,
+    ResetDoc,
 ]

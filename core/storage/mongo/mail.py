@@ -1,4 +1,4 @@
-"""The mail outbox on MongoDB: a claim is a conditional `find_one_and_update` per message,
+"""The mail outbox and password-reset tokens on MongoDB: a claim is a conditional `find_one_and_update` per message,
 so two senders never lease the same one."""
 
 from __future__ import annotations
@@ -9,8 +9,9 @@ from datetime import datetime
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.errors import BulkWriteError
 
-from core.storage.mongo.base import Doc, MongoBase, record
-from core.storage.records import Attempt, Mail, as_fields
+from core.storage.mongo.base import Doc, MongoBase, Session, record
+from core.storage.port import SpendOutcome
+from core.storage.records import Attempt, Mail, ResetToken, as_fields
 
 DUPLICATE_KEY = 11000
 
@@ -85,3 +86,23 @@ class MongoMail(MongoBase):
             match["_id"] = {"$lt": before_id}
         cursor = self.mail.find(match).sort("_id", DESCENDING).limit(limit)
         return [mail_of(d) for d in await cursor.to_list()]
+
+
+class MongoResets(MongoBase):
+    async def issue(self, token: ResetToken, mail: Mail) -> None:
+        doc = {"_id": token.user_id, **as_fields(token, exclude=("user_id",))}
+
+        async def work(s: Session) -> None:
+            await self.resets.replace_one({"_id": token.user_id}, doc, upsert=True, session=s)
+            await self.mail.insert_one(
+                {"_id": mail.id, **as_fields(mail, exclude=("id",))}, session=s
+            )
+
+        await self.tx(work)
+
+    async def spend(self, token_hash: str, now: datetime) -> tuple[SpendOutcome, str | None]:
+        doc = await self.resets.find_one_and_delete({"token_hash": token_hash})
+        if doc is None:
+            return "unknown", None
+        token = record(ResetToken, doc | {"user_id": doc["_id"]})
+        return ("ok", token.user_id) if token.expires_at > now else ("spent", None)

@@ -1,4 +1,4 @@
-"""The mail outbox on SQL: a claim is one guarded statement (`FOR UPDATE SKIP LOCKED` on
+"""The mail outbox and password-reset tokens on SQL: a claim is one guarded statement (`FOR UPDATE SKIP LOCKED` on
 PostgreSQL; SQLite's single writer makes it atomic anyway)."""
 
 from __future__ import annotations
@@ -7,9 +7,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, or_, select, update
+from sqlalchemy import Row, delete, insert, or_, select, update
 
-from core.storage.records import Attempt, Mail, as_fields, from_fields
+from core.storage.port import SpendOutcome
+from core.storage.records import Attempt, Mail, ResetToken, as_fields, from_fields
 from core.storage.sql import schema as t
 from core.storage.sql.base import SQLBase, first
 
@@ -83,3 +84,28 @@ class SQLMail(SQLBase):
         if before_id is not None:
             stmt = stmt.where(m.c.id < before_id)
         return [mail_of(r) for r in await self.rows(stmt)]
+
+
+class SQLResets(SQLBase):
+    async def issue(self, token: ResetToken, mail: Mail) -> None:
+        r = t.password_resets
+        fields = as_fields(token)
+        replace = (
+            self.upsert(r)
+            .values(**fields)
+            .on_conflict_do_update(index_elements=[r.c.user_id], set_=fields)
+        )
+
+        async def work(conn: Any) -> None:
+            await conn.execute(replace)
+            await conn.execute(insert(t.mail).values(**as_fields(mail)))
+
+        await self.tx(work)
+
+    async def spend(self, token_hash: str, now: datetime) -> tuple[SpendOutcome, str | None]:
+        r = t.password_resets
+        stmt = delete(r).where(r.c.token_hash == token_hash).returning(r.c.user_id, r.c.expires_at)
+        row = await self.tx(lambda c: first(c, stmt))
+        if row is None:
+            return "unknown", None
+        return ("ok", row.user_id) if row.expires_at > now else ("spent", None)

@@ -297,3 +297,13 @@ mail = Table(
     ),
 )
 """The mail outbox: one row per message, its id derived from its cause."""
+
+password_resets = Table(
+    "password_resets",
+    metadata,
+    Column("user_id", String(32), primary_key=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+"""One live password-reset token per account, by its SHA-256 only."""

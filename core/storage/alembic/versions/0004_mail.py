@@ -1,4 +1,4 @@
-"""The mail outbox.
+"""The mail outbox and password-reset tokens.
 
 Revision ID: 0004
 Revises: 0003
@@ -38,7 +38,15 @@ def upgrade() -> None:
     op.create_index(
         "ix_mail_due", "mail", ["next_attempt_at"], postgresql_where=pending, sqlite_where=pending
     )
+    op.create_table(
+        "password_resets",
+        sa.Column("user_id", sa.String(32), primary_key=True),
+        sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+        sa.Column("expires_at", UTC_TS, nullable=False),
+        sa.Column("created_at", UTC_TS, nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("password_resets")
     op.drop_table("mail")
