@@ -246,7 +246,8 @@ class WebhookStore(Protocol):
         claims them until the lease ends. `delivery_id` claims that one only (if it is due)."""
 
     async def settle(self, delivery_id: str, holder: str, attempt: Attempt) -> Delivery | None:
-        """Record an attempt and release the lease, if `holder` still holds it (else None)."""
+        """Record an attempt and release the lease, if `holder` still holds it (else None).
+        A mail sent (`succeeded`) keeps no params: a reset link must not outlive its sending."""
 
     async def get_delivery(self, delivery_id: str) -> Delivery | None: ...
 

@@ -346,7 +346,7 @@ class Mail:
     """Which message (`verify_email`, `booking_confirmed`…): modules/notifications renders it."""
     to: str
     params: dict[str, Any]
-    """What the template needs (JSON)."""
+    """What the template needs (JSON); emptied once the mail is sent."""
     created_at: datetime
     next_attempt_at: datetime
     retry_until: datetime

@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException
 from core.deps import Context, CurrentPrincipal, client_ip, require_role
 from core.errors import AppError, InvalidCredentials, ValidationFailed
 from core.jsonbody import parse_json
+from core.logging import get_logger
 from core.openapi import declare
 from core.routing import ApiRoute
 from core.schemas import Envelope, ok
@@ -33,8 +34,9 @@ from modules.auth.schemas import (
     TokenPairOut,
     UserOut,
 )
-from modules.auth.service import InvalidClient
+from modules.auth.service import AuthService, InvalidClient
 
+log = get_logger(__name__)
 router = APIRouter(tags=["auth"], route_class=ApiRoute)
 UserOnly = Annotated[Principal, Depends(require_role("user", "organizer", "admin"))]
 
@@ -95,9 +97,25 @@ async def change_password(
 
 
 _forgotten: set[asyncio.Task[None]] = set()
+"""Reset requests under way after their answer (a task nobody holds may be collected)."""
 
 
-@router.post("/auth/forgot-password", status_code=202, responses=declare(429))
+async def _forget(auth: AuthService, account: str) -> None:
+    try:
+        await auth.forgot_password(account)
+    except Exception as exc:  # answered already: the requester simply asks again
+        log.warning("forgot_password_failed", error=type(exc).__name__)
+
+
+@router.post(
+    "/auth/forgot-password",
+    status_code=202,
+    response_class=Response,
+    responses={
+        **declare(429),
+        202: {"description": "Accepted (whether or not the account exists); no body"},
+    },
+)
 async def forgot_password(
     body: ForgotPasswordIn, request: Request, auth: Auth, ctx: Context
 ) -> Response:
@@ -107,7 +125,7 @@ async def forgot_password(
     ip, account = client_ip(request), body.email.lower()
     await ctx.limiter.before_login("forgot", account, ip)
     await ctx.limiter.login_failed("forgot", account, ip)
-    task = asyncio.create_task(auth.forgot_password(account))
+    task = asyncio.create_task(_forget(auth, account))
     _forgotten.add(task)
     task.add_done_callback(_forgotten.discard)
     return Response(status_code=202)

@@ -72,12 +72,13 @@ class Sender:
                 await asyncio.sleep(self.settings.mail_poll_seconds)
 
     async def send(self, mail: Mail) -> Mail | None:
-        message = render(mail, self.settings.mail_from)
         error: MailFailed | None = None
         try:
-            await self.transport.send(message)
+            await self.transport.send(render(mail, self.settings.mail_from))
         except MailFailed as exc:
             error = exc
+        except (KeyError, TypeError, ValueError) as exc:  # a row no template can render
+            error = MailFailed(f"cannot render: {type(exc).__name__}", permanent=True)
         now = utcnow()
         s = self.settings
         if error is None:

@@ -60,7 +60,7 @@ async def test_a_lease_that_ends_unsettled_makes_the_mail_due_again(
     assert await storage.mail.settle(mail.id, "dead", sent) is None  # the lease is not theirs
     settled = await storage.mail.settle(mail.id, "alive", sent)
     assert settled is not None and settled.status == "succeeded" and settled.attempts == 1
-    assert settled.lease_holder is None
+    assert settled.lease_holder is None and settled.params == {}  # nothing kept once sent
     assert not mine(await storage.mail.claim(later, "x", later + timedelta(seconds=30), 100))
     [listed] = [
         m

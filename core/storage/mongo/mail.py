@@ -57,19 +57,19 @@ class MongoMail(MongoBase):
         return claimed
 
     async def settle(self, mail_id: str, holder: str, attempt: Attempt) -> Mail | None:
+        values: Doc = {
+            "status": attempt.status,
+            "next_attempt_at": attempt.next_attempt_at,
+            "last_error": attempt.error,
+            "last_attempt_at": attempt.at,
+            "lease_holder": None,
+            "lease_until": None,
+        }
+        if attempt.status == "succeeded":
+            values["params"] = {}
         doc = await self.mail.find_one_and_update(
             {"_id": mail_id, "lease_holder": holder},
-            {
-                "$set": {
-                    "status": attempt.status,
-                    "next_attempt_at": attempt.next_attempt_at,
-                    "last_error": attempt.error,
-                    "last_attempt_at": attempt.at,
-                    "lease_holder": None,
-                    "lease_until": None,
-                },
-                "$inc": {"attempts": 1},
-            },
+            {"$set": values, "$inc": {"attempts": 1}},
             return_document=ReturnDocument.AFTER,
         )
         return mail_of(doc) if doc else None

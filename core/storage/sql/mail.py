@@ -55,18 +55,21 @@ class SQLMail(SQLBase):
 
     async def settle(self, mail_id: str, holder: str, attempt: Attempt) -> Mail | None:
         m = t.mail
+        values: dict[str, Any] = {
+            "status": attempt.status,
+            "attempts": m.c.attempts + 1,
+            "next_attempt_at": attempt.next_attempt_at,
+            "last_error": attempt.error,
+            "last_attempt_at": attempt.at,
+            "lease_holder": None,
+            "lease_until": None,
+        }
+        if attempt.status == "succeeded":
+            values["params"] = {}
         stmt = (
             update(m)
             .where(m.c.id == mail_id, m.c.lease_holder == holder)
-            .values(
-                status=attempt.status,
-                attempts=m.c.attempts + 1,
-                next_attempt_at=attempt.next_attempt_at,
-                last_error=attempt.error,
-                last_attempt_at=attempt.at,
-                lease_holder=None,
-                lease_until=None,
-            )
+            .values(**values)
             .returning(*m.c)
         )
         row = await self.tx(lambda c: first(c, stmt))
