@@ -8,7 +8,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SQL_SCHEMES = ("sqlite", "postgresql", "postgres")
@@ -103,6 +103,20 @@ class Settings(BaseSettings):
     webhook_retry_window_seconds: float = Field(default=24 * 3600.0, gt=0)
     webhook_poll_seconds: float = Field(default=1.0, gt=0)
 
+    # Email (modules/notifications): SMTP_URL, or the embedded mailbox in MAIL_DIR.
+    smtp_url: SecretStr | None = None
+    """smtp://user:pass@host:587 (STARTTLS when offered) or smtps://user:pass@host:465."""
+    smtp_timeout_seconds: float = Field(default=15.0, gt=0, le=120)
+    mail_dir: str = "./data/mail"
+    mail_from: str = "TicketBoss <no-reply@ticketboss.localhost>"
+    mail_retry_base_seconds: float = Field(default=10.0, gt=0)
+    mail_retry_max_seconds: float = Field(default=3600.0, gt=0)
+    mail_retry_window_seconds: float = Field(default=3 * 24 * 3600.0, gt=0)
+    mail_poll_seconds: float = Field(default=1.0, gt=0)
+    public_url: str = "http://127.0.0.1:8000"
+    """Where people reach the web front: the base of links in messages (password reset)."""
+    reset_token_ttl_seconds: int = Field(default=30 * 60, gt=0)
+
     prometheus_multiproc_dir: str | None = None
     metrics_token: str | None = None
     """Bearer token for /metrics; unset: /metrics answers loopback clients only."""
@@ -129,6 +143,7 @@ class Settings(BaseSettings):
         "log_format",
         "prometheus_multiproc_dir",
         "metrics_token",
+        "smtp_url",
         mode="before",
     )
     @classmethod
@@ -150,6 +165,13 @@ class Settings(BaseSettings):
                 "REDIS_URL must start with redis://, rediss://, or redis+cluster:// "
                 "(rediss+cluster://) for a Redis Cluster"
             )
+        return value
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("smtp://", "smtps://")):
+            raise ValueError("SMTP_URL must start with smtp:// or smtps://")
         return value
 
     @model_validator(mode="after")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 
@@ -28,6 +29,14 @@ RELEASE_SECONDS = 2.0
 LEASE = "outbox-relay"
 
 type Consumer = Callable[[Sequence[Change]], Awaitable[None]]
+
+
+def retry_delay(attempts: int, base: float, cap: float) -> float:
+    """Seconds before a consumer's next attempt after `attempts` failed ones (a webhook
+    delivery, a mail): doubling from `base`, at most `cap`, with jitter (between half and all
+    of it) so retries do not stampede."""
+    delay = min(cap, base * 2 ** max(0, attempts - 1))
+    return random.uniform(delay / 2, delay)  # noqa: S311 - jitter, not a secret
 
 
 class Relay:

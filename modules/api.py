@@ -14,6 +14,9 @@ from modules.bookings.router import router as bookings_router
 from modules.bookings.service import sweep_expired_holds
 from modules.events.router import router as events_router
 from modules.events.service import announce_changes
+from modules.notifications.outbox import start_mail_from_changes
+from modules.notifications.router import router as mail_router
+from modules.notifications.sender import send_mail
 from modules.orders.router import router as orders_router
 from modules.reservations.router import router as reservations_router
 from modules.reservations.service import bootstrap_event
@@ -32,6 +35,7 @@ FEATURES = (
     Feature(events_router, on_startup=(announce_changes,)),
     Feature(activity_router),
     Feature(webhooks_router, on_startup=(start_fan_out,), background=(dispatch_webhooks,)),
+    Feature(mail_router, api=False, on_startup=(start_mail_from_changes,), background=(send_mail,)),
     Feature(reservations_router, api=False, on_startup=(bootstrap_event,)),
     Feature(tickets_router, api=False, on_startup=(bootstrap_show,)),
     # Pages, static files and the docs: last, so no API route is shadowed.

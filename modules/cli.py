@@ -1,5 +1,5 @@
 """`ticketboss`: serve, migrate, seed, create-admin, reconcile, expire-holds, prune-changes,
-deliver-webhooks.
+deliver-webhooks, mail.
 
 The commands act through the same services as the HTTP API, on a context built the same way.
 """
@@ -30,6 +30,8 @@ from modules.auth.service import AuthService
 from modules.bookings.service import BookingService
 from modules.events.schemas import EventCreate, TierIn
 from modules.events.service import EventService, announce_changes
+from modules.notifications.outbox import start_mail_from_changes
+from modules.notifications.sender import masked, sender_of
 from modules.webhooks.dispatcher import Dispatcher
 from modules.webhooks.fanout import start_fan_out
 
@@ -228,6 +230,7 @@ def cmd_deliver_webhooks(settings: Settings, _: argparse.Namespace) -> None:
     async def work(ctx: AppContext) -> None:
         await announce_changes(ctx)
         await start_fan_out(ctx)
+        await start_mail_from_changes(ctx)  # the relay's every consumer, or its mail is lost
         relayed = 0
         while batch := await ctx.outbox.run_once():
             relayed += batch
@@ -239,6 +242,24 @@ def cmd_deliver_webhooks(settings: Settings, _: argparse.Namespace) -> None:
         finally:
             await dispatcher.close()
         print(f"relayed {relayed} change record(s); attempted {sent} webhook delivery(ies)")
+
+    asyncio.run(_with_context(settings, work))
+
+
+def cmd_mail(settings: Settings, args: argparse.Namespace) -> None:
+    """The mail outbox, newest first (addresses masked); `--send` sends what is due first."""
+
+    async def work(ctx: AppContext) -> None:
+        if args.send:
+            sender, sent = sender_of(ctx), 0
+            while claimed := await sender.run_once():
+                sent += claimed
+            print(f"attempted {sent} message(s)")
+        for m in await ctx.storage.mail.find(status=args.status, before_id=None, limit=args.limit):
+            print(
+                f"{m.id}  {m.status:<9}  attempts={m.attempts}  {m.template:<17}  "
+                f"{masked(m.to)}  {m.last_error or ''}".rstrip()
+            )
 
     asyncio.run(_with_context(settings, work))
 
@@ -275,6 +296,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "deliver-webhooks", help="relay the change log and send due webhook deliveries (cron)"
     ).set_defaults(run=cmd_deliver_webhooks)
+    mail = sub.add_parser("mail", help="list the mail outbox; --send sends due mail (cron)")
+    mail.add_argument("--status", choices=("pending", "succeeded", "failed"))
+    mail.add_argument("--limit", type=int, default=50)
+    mail.add_argument("--send", action="store_true", help="send due mail first")
+    mail.set_defaults(run=cmd_mail)
     return parser
 
 

@@ -24,11 +24,13 @@ from core.storage.records import (
     Drift,
     Event,
     EventStatus,
+    Mail,
     Order,
     Ordered,
     Partner,
     RefreshToken,
     Reservation,
+    ResetToken,
     Role,
     TierCount,
     User,
@@ -59,6 +61,10 @@ class UserStore(Protocol):
 
     async def bump_token_version(self, user_id: str, now: datetime) -> User:
         """End every access token issued so far (logout); Missing."""
+
+    async def set_password(self, user_id: str, password_hash: str, now: datetime) -> User:
+        """Replace the password and end every session of the account in one atomic step: the
+        token version moves on and every refresh token is revoked; Missing."""
 
 
 class PartnerStore(Protocol):
@@ -244,7 +250,8 @@ class WebhookStore(Protocol):
         claims them until the lease ends. `delivery_id` claims that one only (if it is due)."""
 
     async def settle(self, delivery_id: str, holder: str, attempt: Attempt) -> Delivery | None:
-        """Record an attempt and release the lease, if `holder` still holds it (else None)."""
+        """Record an attempt and release the lease, if `holder` still holds it (else None).
+        A mail sent (`succeeded`) keeps no params: a reset link must not outlive its sending."""
 
     async def get_delivery(self, delivery_id: str) -> Delivery | None: ...
 
@@ -258,6 +265,38 @@ class WebhookStore(Protocol):
     ) -> Delivery:
         """A delivery that is not pending becomes pending again, due now; Missing,
         NotPending-like InvalidTransition("pending") when it is pending already."""
+
+
+class MailStore(Protocol):
+    """The mail outbox (modules/notifications sends it)."""
+
+    async def enqueue(self, mails: Sequence[Mail]) -> int:
+        """Insert the mails whose id is new; how many were. Safe to repeat."""
+
+    async def claim(self, now: datetime, holder: str, until: datetime, limit: int) -> list[Mail]:
+        """Lease up to `limit` due pending mails to `holder` until `until`, atomically: nobody
+        else claims them until the lease ends (a sender killed mid-send: then they are due)."""
+
+    async def settle(self, mail_id: str, holder: str, attempt: Attempt) -> Mail | None:
+        """Record an attempt and release the lease, if `holder` still holds it (else None)."""
+
+    async def get(self, mail_id: str) -> Mail | None: ...
+
+    async def find(self, *, status: str | None, before_id: str | None, limit: int) -> list[Mail]:
+        """Newest first; of one status or all."""
+
+
+class ResetStore(Protocol):
+    """Password-reset tokens (hashed) and the mail that carries each."""
+
+    async def issue(self, token: ResetToken, mail: Mail) -> None:
+        """Store the token (replacing the account's live one) and enqueue its mail, in one
+        atomic step."""
+
+    async def spend(self, token_hash: str, now: datetime) -> tuple[SpendOutcome, str | None]:
+        """Remove the token whose hash this is: ("ok", its account) if it was live; "spent"
+        (None) if it had expired (it is gone now too); "unknown" if there is none (never
+        issued, used already, or replaced by a newer one)."""
 
 
 class Storage(Protocol):
@@ -279,6 +318,10 @@ class Storage(Protocol):
     def changes(self) -> ChangeStore: ...
     @property
     def webhooks(self) -> WebhookStore: ...
+    @property
+    def mail(self) -> MailStore: ...
+    @property
+    def resets(self) -> ResetStore: ...
 
     async def ping(self) -> None: ...
     async def close(self) -> None: ...

@@ -334,3 +334,38 @@ class Attempt:
     status_code: int | None = None
     latency_ms: int | None = None
     error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Mail:
+    """One email in the mail outbox, made by the relay's consumer from its cause's change
+    record (which was written in the same atomic step as the cause). Its id is derived from the cause, so a
+    cause handed over twice makes one row, and it is the Message-ID's local part, the same on
+    every attempt: receivers dedupe a message sent twice after a crash."""
+
+    id: str
+    template: str
+    """Which message (`verify_email`, `booking_confirmed`…): modules/notifications renders it."""
+    to: str
+    params: dict[str, Any]
+    """What the template needs (JSON); emptied once the mail is sent."""
+    created_at: datetime
+    next_attempt_at: datetime
+    retry_until: datetime
+    status: DeliveryStatus = "pending"
+    attempts: int = 0
+    last_error: str | None = None
+    last_attempt_at: datetime | None = None
+    lease_holder: str | None = None
+    lease_until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResetToken:
+    """A password-reset token: only its hash is stored, one live per account (a new request
+    replaces it), spent once."""
+
+    user_id: str
+    token_hash: str
+    expires_at: datetime
+    created_at: datetime

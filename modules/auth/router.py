@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -10,6 +11,7 @@ from starlette.exceptions import HTTPException
 from core.deps import Context, CurrentPrincipal, client_ip, require_role
 from core.errors import AppError, InvalidCredentials, RateLimited, ValidationFailed
 from core.jsonbody import parse_json
+from core.logging import get_logger
 from core.openapi import declare
 from core.routing import ApiRoute
 from core.schemas import Envelope, ok
@@ -17,8 +19,10 @@ from core.security import Principal, TokenPair
 from modules.auth import audit
 from modules.auth.dependencies import Admin, Auth
 from modules.auth.schemas import (
+    ChangePasswordIn,
     ClientCredentialsIn,
     ClientTokenOut,
+    ForgotPasswordIn,
     LoginIn,
     PartnerCredentialsOut,
     PartnerIn,
@@ -26,12 +30,14 @@ from modules.auth.schemas import (
     RefreshIn,
     RegisteredOut,
     RegisterIn,
+    ResetPasswordIn,
     RoleIn,
     TokenPairOut,
     UserOut,
 )
-from modules.auth.service import InvalidClient
+from modules.auth.service import AuthService, InvalidClient
 
+log = get_logger(__name__)
 router = APIRouter(tags=["auth"], route_class=ApiRoute)
 UserOnly = Annotated[Principal, Depends(require_role("user", "organizer", "admin"))]
 
@@ -81,6 +87,75 @@ async def refresh(body: RefreshIn, auth: Auth) -> JSONResponse:
 @router.post("/auth/logout", status_code=204)
 async def logout(body: RefreshIn, auth: Auth, principal: UserOnly) -> Response:
     await auth.logout(body.refresh_token, principal)
+    return Response(status_code=204)
+
+
+@router.post("/auth/change-password", response_model=Envelope[TokenPairOut], responses=declare(401))
+async def change_password(
+    body: ChangePasswordIn, request: Request, auth: Auth, ctx: Context, principal: UserOnly
+) -> JSONResponse:
+    """Replace the password (the current one is required): every session of the account
+    ends; the answer is a new token pair for this one. Wrong current passwords count
+    against the account like failed logins."""
+    ip = client_ip(request)
+    await ctx.limiter.before_login("change-password", principal.id, ip)
+    try:
+        tokens = await auth.change_password(principal, body.current_password, body.new_password)
+    except InvalidCredentials:
+        await ctx.limiter.login_failed("change-password", principal.id, ip)
+        raise
+    return ok(_pair(tokens), headers={"Cache-Control": "no-store"})
+
+
+_forgotten: set[asyncio.Task[None]] = set()
+"""Reset requests under way after their answer (a task nobody holds may be collected)."""
+
+
+async def _forget(auth: AuthService, account: str) -> None:
+    try:
+        await auth.forgot_password(account)
+    except Exception as exc:  # answered already: the requester simply asks again
+        log.warning("forgot_password_failed", error=type(exc).__name__)
+
+
+@router.post(
+    "/auth/forgot-password",
+    status_code=202,
+    response_class=Response,
+    responses={
+        **declare(429),
+        202: {"description": "Accepted (whether or not the account exists); no body"},
+    },
+)
+async def forgot_password(
+    body: ForgotPasswordIn, request: Request, auth: Auth, ctx: Context
+) -> Response:
+    """Mail a reset link, valid RESET_TOKEN_TTL_SECONDS and once, if the account exists.
+    Always 202, answered before any of the work runs, so neither the answer nor its timing
+    says whether the address has an account. Limited like logins, every request counting."""
+    ip, account = client_ip(request), body.email.lower()
+    await ctx.limiter.before_login("forgot", account, ip)
+    await ctx.limiter.login_failed("forgot", account, ip)
+    task = asyncio.create_task(_forget(auth, account))
+    _forgotten.add(task)
+    task.add_done_callback(_forgotten.discard)
+    return Response(status_code=202)
+
+
+@router.post("/auth/reset-password", status_code=204, responses=declare(400, 429))
+async def reset_password(
+    body: ResetPasswordIn, request: Request, auth: Auth, ctx: Context
+) -> Response:
+    """Set a new password with the token of a reset link: every session of the account ends.
+    400 `RESET_TOKEN_INVALID` (unknown, used, replaced) or `RESET_TOKEN_EXPIRED`; nothing
+    changes then."""
+    ip = client_ip(request)
+    await ctx.limiter.before_login("reset", "token", ip)
+    try:
+        await auth.reset_password(body.token, body.password)
+    except AppError:
+        await ctx.limiter.login_failed("reset", "token", ip)
+        raise
     return Response(status_code=204)
 
 

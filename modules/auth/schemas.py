@@ -43,21 +43,28 @@ EMAIL_RULES = (
 )
 
 
-class RegisterIn(InputModel):
-    email: Email = Field(description=EMAIL_RULES)
-    password: str = Field(
+def _not_common(value: str) -> str:
+    if value.lower() in COMMON_PASSWORDS:
+        raise ValueError("this password is too common; choose another")
+    return value
+
+
+NewPassword = Annotated[
+    str,
+    Field(
         min_length=MIN_PASSWORD_LENGTH,
         max_length=128,
         description="Not one of the commonly used passwords (422 otherwise)",
-    )
-    name: str = Field(min_length=1, max_length=100)
+    ),
+    AfterValidator(_not_common),
+]
+"""A password an account is given: long enough, not one of the common ones."""
 
-    @field_validator("password")
-    @classmethod
-    def _not_common(cls, value: str) -> str:
-        if value.lower() in COMMON_PASSWORDS:
-            raise ValueError("this password is too common; choose another")
-        return value
+
+class RegisterIn(InputModel):
+    email: Email = Field(description=EMAIL_RULES)
+    password: NewPassword
+    name: str = Field(min_length=1, max_length=100)
 
     @field_validator("name")
     @classmethod
@@ -70,6 +77,20 @@ class RegisterIn(InputModel):
 class LoginIn(InputModel):
     email: Email = Field(description=EMAIL_RULES)
     password: str = Field(min_length=1, max_length=128)
+
+
+class ChangePasswordIn(InputModel):
+    current_password: str = Field(min_length=1, max_length=128)
+    new_password: NewPassword
+
+
+class ForgotPasswordIn(InputModel):
+    email: Email
+
+
+class ResetPasswordIn(InputModel):
+    token: str = Field(min_length=1, max_length=200)
+    password: NewPassword
 
 
 class RefreshIn(InputModel):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import uuid
+from datetime import timedelta
 
 from core.deps import AppContext
-from core.errors import Conflict, Forbidden, InvalidCredentials, InvalidToken, NotFound
+from core.errors import AppError, Conflict, Forbidden, InvalidCredentials, InvalidToken, NotFound
 from core.revocation import TokenVersions
 from core.security import (
     Principal,
@@ -16,12 +18,27 @@ from core.security import (
     verify_password,
 )
 from core.storage.errors import DuplicateKey, Missing
-from core.storage.records import Partner, RefreshToken, Role, User, new_id, utcnow
+from core.storage.records import Partner, RefreshToken, ResetToken, Role, User, new_id, utcnow
 from modules.auth import audit
+from modules.notifications.outbox import new_mail
 
 
 class EmailTaken(Conflict):
     code, message = "EMAIL_TAKEN", "An account with this email already exists"
+
+
+class ResetTokenInvalid(AppError):
+    status_code, code = 400, "RESET_TOKEN_INVALID"
+    message = "This reset link is not valid (already used, replaced by a newer one, or unknown)"
+
+
+class ResetTokenExpired(AppError):
+    status_code, code, message = 400, "RESET_TOKEN_EXPIRED", "This reset link has expired"
+
+
+def token_hash(token: str) -> str:
+    """Reset tokens are 256 random bits: a plain SHA-256 is enough to keep them useless at rest."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 class InvalidClient(InvalidCredentials):
@@ -34,6 +51,7 @@ class AuthService:
         self.storage = ctx.storage
         self.tokens = ctx.tokens
         self.versions = TokenVersions(ctx.cache, ctx.storage)
+        self.settings = ctx.settings
 
     async def register(
         self, email: str, password: str, name: str, role: Role = "user"
@@ -96,6 +114,53 @@ class AuthService:
             user = await self.storage.users.bump_token_version(user_id, utcnow())
         except Missing:
             raise InvalidToken() from None
+        await self.versions.bumped(user.id, user.token_version, partner=False)
+
+    async def change_password(self, principal: Principal, current: str, new: str) -> TokenPair:
+        """Needs the current password. Every session of the account ends (its access tokens,
+        its refresh tokens); the caller gets a fresh pair, a session of its own."""
+        user = await self.storage.users.get(principal.id)
+        if user is None or not await verify_password(current, user.password_hash):
+            raise InvalidCredentials()
+        try:
+            user = await self.storage.users.set_password(
+                user.id, await hash_password(new), utcnow()
+            )
+        except Missing:
+            raise InvalidToken() from None
+        await self.versions.bumped(user.id, user.token_version, partner=False)
+        return await self._issue(user, family_id=uuid.uuid4().hex)
+
+    async def forgot_password(self, email: str) -> None:
+        """Mail a single-use reset link to the account, if there is one (the caller answers
+        the same either way). A new request replaces the previous link."""
+        token = secrets.token_urlsafe(32)
+        hashed = token_hash(token)
+        user = await self.storage.users.get_by_email(email.lower())
+        if user is None:
+            return
+        s, now = self.settings, utcnow()
+        params = {
+            "name": user.name,
+            "link": f"{s.public_url.rstrip('/')}/reset-password#token={token}",
+            "minutes": s.reset_token_ttl_seconds // 60,
+        }
+        mail = new_mail(f"{new_id()}-reset", "password_reset", user.email, params, s)
+        expires = now + timedelta(seconds=s.reset_token_ttl_seconds)
+        await self.storage.resets.issue(ResetToken(user.id, hashed, expires, now), mail)
+
+    async def reset_password(self, token: str, password: str) -> None:
+        """Spend the token and set the password; every session of the account ends."""
+        password_hash = await hash_password(password)
+        outcome, user_id = await self.storage.resets.spend(token_hash(token), utcnow())
+        if outcome == "spent":
+            raise ResetTokenExpired()
+        if user_id is None:
+            raise ResetTokenInvalid()
+        try:
+            user = await self.storage.users.set_password(user_id, password_hash, utcnow())
+        except Missing:
+            raise ResetTokenInvalid() from None
         await self.versions.bumped(user.id, user.token_version, partner=False)
 
     async def _issue(self, user: User, family_id: str) -> TokenPair:

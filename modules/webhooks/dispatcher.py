@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import socket
 import ssl
 import time
@@ -31,6 +30,7 @@ from standardwebhooks.webhooks import Webhook as Signer
 from core.config import Settings
 from core.deps import AppContext
 from core.logging import get_logger
+from core.outbox import retry_delay
 from core.storage.port import Storage
 from core.storage.records import Attempt, Delivery, DeliveryStatus, Webhook, utcnow
 from modules.webhooks.schemas import FailureCategory
@@ -41,13 +41,6 @@ MAX_RESPONSE_BYTES = 64 * 1024
 """A receiver's answer is read up to this much, then dropped: only its status matters."""
 CLAIM_BATCH = 32
 USER_AGENT = "TicketBoss-Webhooks/1"
-
-
-def retry_delay(attempts: int, base: float, cap: float) -> float:
-    """Seconds before the next attempt after `attempts` failed ones: doubling from `base`,
-    at most `cap`, with jitter (between half and all of it) so retries do not stampede."""
-    delay = min(cap, base * 2 ** max(0, attempts - 1))
-    return random.uniform(delay / 2, delay)  # noqa: S311 - jitter, not a secret
 
 
 def body_of(delivery: Delivery) -> bytes:

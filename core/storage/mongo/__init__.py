@@ -16,6 +16,7 @@ from core.storage.mongo.bookings import MongoBookings
 from core.storage.mongo.changes import MongoChanges
 from core.storage.mongo.documents import DOCUMENTS
 from core.storage.mongo.events import MongoEvents
+from core.storage.mongo.mail import MongoMail, MongoResets
 from core.storage.mongo.orders import MongoOrders
 from core.storage.mongo.webhooks import MongoWebhooks
 
@@ -39,6 +40,8 @@ class MongoStorage:
         self.orders = MongoOrders(self.client, self.db_name, lanes)
         self.changes = MongoChanges(self.client, self.db_name)
         self.webhooks = MongoWebhooks(self.client, self.db_name)
+        self.mail = MongoMail(self.client, self.db_name)
+        self.resets = MongoResets(self.client, self.db_name)
         self.bookings.batch_size = batch_size
 
     async def migrate(self) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 from pymongo import ASCENDING, ReturnDocument
 
 from core.storage.errors import Missing
-from core.storage.mongo.base import Doc, MongoBase, record
+from core.storage.mongo.base import Doc, MongoBase, Session, record
 from core.storage.port import SpendOutcome
 from core.storage.records import Partner, RefreshToken, Role, User, as_fields
 
@@ -36,6 +36,28 @@ class MongoUsers(MongoBase):
 
     async def bump_token_version(self, user_id: str, now: datetime) -> User:
         return await self._change(user_id, now)
+
+    async def set_password(self, user_id: str, password_hash: str, now: datetime) -> User:
+        async def work(s: Session) -> Doc | None:
+            d = await self.users.find_one_and_update(
+                {"_id": user_id},
+                {
+                    "$set": {"password_hash": password_hash, "updated_at": now},
+                    "$inc": {"token_version": 1},
+                },
+                return_document=ReturnDocument.AFTER,
+                session=s,
+            )
+            if d is not None:
+                await self.tokens.update_many(
+                    {"user_id": user_id}, {"$set": {"revoked": True}}, session=s
+                )
+            return d
+
+        d = await self.tx(work)
+        if d is None:
+            raise Missing()
+        return record(User, d)
 
     async def _change(self, user_id: str, now: datetime, **values: Any) -> User:
         d = await self.users.find_one_and_update(

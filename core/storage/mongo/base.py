@@ -31,6 +31,7 @@ UNIQUE_INDEXES = {
     "ticket_number_1": "ticket_number",
     "owner_id_1_idempotency_key_1": "idempotency_key",
     "webhook_id_1_change_id_1": "change_id",
+    "token_hash_1": "token_hash",
 }
 _INDEX_NAME = re.compile(r"index: (\S+)")
 
@@ -139,6 +140,8 @@ class MongoBase:
         self.leases = db["leases"]
         self.webhooks = db["webhooks"]
         self.webhook_deliveries = db["webhook_deliveries"]
+        self.mail = db["mail"]
+        self.resets = db["password_resets"]
 
     async def started(self, event_id: str, now: datetime, s: Session | None = None) -> bool:
         """Whether the event has started (sales, confirmations included, are over)."""

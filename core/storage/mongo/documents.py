@@ -147,6 +147,29 @@ class DeliveryDoc(Document):
         ]
 
 
+class MailDoc(Document):
+    """One message of the mail outbox; its id derived from its cause."""
+
+    id: str  # type: ignore[assignment]
+
+    class Settings:
+        name = "mail"
+        indexes = [
+            IndexModel([("status", ASCENDING), ("next_attempt_at", ASCENDING)]),
+            IndexModel([("status", ASCENDING), ("_id", DESCENDING)]),
+        ]
+
+
+class ResetDoc(Document):
+    """One live password-reset token per account (its id), by its SHA-256 only."""
+
+    id: str  # type: ignore[assignment]
+
+    class Settings:
+        name = "password_resets"
+        indexes = [IndexModel([("token_hash", ASCENDING)], unique=True)]
+
+
 DOCUMENTS: list[type[Document]] = [
     UserDoc,
     PartnerDoc,
@@ -160,4 +183,6 @@ DOCUMENTS: list[type[Document]] = [
     LeaseDoc,
     WebhookDoc,
     DeliveryDoc,
+    MailDoc,
+    ResetDoc,
 ]

@@ -19,6 +19,7 @@ from core.storage.sql.base import Engines, async_url, sqlite_begin
 from core.storage.sql.bookings import SQLBookings
 from core.storage.sql.changes import SQLChanges
 from core.storage.sql.events import SQLEvents
+from core.storage.sql.mail import SQLMail, SQLResets
 from core.storage.sql.orders import SQLOrders
 from core.storage.sql.webhooks import SQLWebhooks
 
@@ -54,6 +55,8 @@ class SQLStorage:
         self.orders = SQLOrders(engines, self.kind)
         self.changes = SQLChanges(engines, self.kind)
         self.webhooks = SQLWebhooks(engines, self.kind)
+        self.mail = SQLMail(engines, self.kind)
+        self.resets = SQLResets(engines, self.kind)
         self.bookings.batch_size = batch_size
         # PostgreSQL: while one batch of a tier runs, the next can already be on its way (the
         # tier row's lock orders them inside the database); SQLite has one writer anyway.

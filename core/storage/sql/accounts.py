@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Row, insert, select, update
 
 from core.storage.errors import Missing
 from core.storage.port import SpendOutcome
@@ -33,14 +33,31 @@ class SQLUsers(SQLBase):
     async def bump_token_version(self, user_id: str, now: datetime) -> User:
         return await self._change(user_id, now)
 
-    async def _change(self, user_id: str, now: datetime, **values: Any) -> User:
+    async def set_password(self, user_id: str, password_hash: str, now: datetime) -> User:
+        rt = t.refresh_tokens
+
+        async def work(conn: Any) -> Row[Any] | None:
+            row = await first(conn, self._bump(user_id, now, password_hash=password_hash))
+            if row is not None:
+                await conn.execute(update(rt).where(rt.c.user_id == user_id).values(revoked=True))
+            return row
+
+        row = await self.tx(work)
+        if row is None:
+            raise Missing()
+        return from_fields(User, row._mapping)
+
+    def _bump(self, user_id: str, now: datetime, **values: Any) -> Any:
         u = t.users
-        stmt = (
+        return (
             update(u)
             .where(u.c.id == user_id)
             .values(**values, token_version=u.c.token_version + 1, updated_at=now)
             .returning(*u.c)
         )
+
+    async def _change(self, user_id: str, now: datetime, **values: Any) -> User:
+        stmt = self._bump(user_id, now, **values)
         row = await self.tx(lambda c: first(c, stmt))
         if row is None:
             raise Missing()

@@ -57,6 +57,7 @@ UNIQUE_KEYS: list[tuple[str, tuple[str, ...], str, str]] = [
     ("orders", ("id",), "orders_pkey", "order_id"),
     ("orders", ("owner_id", "idempotency_key"), "uq_orders_owner_key", "order_key"),
     ("webhooks", ("id",), "webhooks_pkey", "webhook_id"),
+    ("mail", ("id",), "mail_pkey", "mail_id"),
 ]
 _BY_CONSTRAINT = {name: key for _, _, name, key in UNIQUE_KEYS}
 _BY_COLUMNS = {(table, columns): key for table, columns, _, key in UNIQUE_KEYS}

@@ -272,3 +272,38 @@ webhook_deliveries = Table(
 )
 """One change record to send to one webhook, exactly once per (webhook, change); its id is
 the `webhook-id` every attempt carries."""
+
+mail = Table(
+    "mail",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("template", String(40), nullable=False),
+    Column("to", String(320), nullable=False),
+    Column("params", JSON().with_variant(JSONB(), "postgresql"), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("retry_until", UTCDateTime, nullable=False),
+    Column("last_error", String(500)),
+    Column("last_attempt_at", UTCDateTime),
+    Column("lease_holder", String(64)),
+    Column("lease_until", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index(
+        "ix_mail_due",
+        "next_attempt_at",
+        postgresql_where=text("status = 'pending'"),
+        sqlite_where=text("status = 'pending'"),
+    ),
+)
+"""The mail outbox: one row per message, its id derived from its cause."""
+
+password_resets = Table(
+    "password_resets",
+    metadata,
+    Column("user_id", String(32), primary_key=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+"""One live password-reset token per account, by its SHA-256 only."""
