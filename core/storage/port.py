@@ -46,7 +46,9 @@ from core.storage.requests import (
     TierPatch,
 )
 
-SpendOutcome = Literal["ok", "spent", "unknown"]
+SpendOutcome = Literal["ok", "spent", "revoked", "unknown"]
+"""`spent`: used before (a copy is being replayed); `revoked`: ended unused (logout, a new
+password): only the first is a sign that someone else holds the token."""
 
 
 class UserStore(Protocol):

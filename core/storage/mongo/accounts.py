@@ -111,7 +111,10 @@ class MongoTokens(MongoBase):
         )
         if result.modified_count:
             return "ok"
-        return "spent" if await self.tokens.find_one({"_id": jti}, {"_id": 1}) else "unknown"
+        found = await self.tokens.find_one({"_id": jti}, {"spent_at": 1})
+        if found is None:
+            return "unknown"
+        return "revoked" if found.get("spent_at") is None else "spent"
 
     async def revoke_family(self, family_id: str) -> None:
         await self.tokens.update_many({"family_id": family_id}, {"$set": {"revoked": True}})

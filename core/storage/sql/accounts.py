@@ -113,8 +113,10 @@ class SQLTokens(SQLBase):
         )
         if await self.tx(lambda c: first(c, stmt)):
             return "ok"
-        exists = await self.first(select(rt.c.jti).where(rt.c.jti == jti))
-        return "spent" if exists else "unknown"
+        row = await self.first(select(rt.c.spent_at).where(rt.c.jti == jti))
+        if row is None:
+            return "unknown"
+        return "revoked" if row.spent_at is None else "spent"
 
     async def revoke_family(self, family_id: str) -> None:
         rt = t.refresh_tokens
