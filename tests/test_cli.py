@@ -9,8 +9,8 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
+from core import clock
 from core.storage import build_storage
-from core.storage.records import utcnow
 from core.storage.requests import EventQuery, ReserveRequest
 from tests.support.drift import corrupt_counter
 
@@ -71,7 +71,7 @@ def test_reconcile_reports_and_repairs_drift_and_expire_holds_releases(tmp_path:
     async def book_and_corrupt() -> None:
         storage = build_storage(url)
         try:
-            now = utcnow()
+            now = clock.now()
             await storage.bookings.reserve(ReserveRequest("demo-1", "GA", 3, "buyer", now))
             await storage.bookings.reserve(
                 ReserveRequest(

@@ -10,8 +10,10 @@ from typing import Any, Protocol
 from core.storage import retries
 from core.storage.errors import DuplicateKey, ItemsShort, Refused, StorageBusy
 from core.storage.records import Order, Ordered, Tier
+from core.storage.refusals import refusal
 from core.storage.requests import OrderRequest
-from core.storage.rules import refusal, releasing_expired, sale_values
+from core.storage.reserving import releasing_expired
+from core.storage.sale_rows import sale_values
 
 
 class SeatsShort(Exception):

@@ -7,14 +7,13 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
-from core.deps import Context, CurrentPrincipal, client_ip, require_role
+from core.deps import Context, CurrentPrincipal, app_context, client_ip, require_role
 from core.errors import AppError, InvalidCredentials, ValidationFailed
 from core.jsonbody import parse_json
 from core.openapi import declare
 from core.routing import ApiRoute
 from core.schemas import Envelope, ok
 from core.security import Principal, TokenPair
-from modules.auth.dependencies import Admin, Auth
 from modules.auth.schemas import (
     ClientCredentialsIn,
     ClientTokenOut,
@@ -29,10 +28,18 @@ from modules.auth.schemas import (
     TokenPairOut,
     UserOut,
 )
-from modules.auth.service import InvalidClient
+from modules.auth.service import AuthService, InvalidClient
 
 router = APIRouter(tags=["auth"], route_class=ApiRoute)
 UserOnly = Annotated[Principal, Depends(require_role("user", "organizer", "admin"))]
+Admin = Annotated[Principal, Depends(require_role("admin"))]
+
+
+async def auth_service(request: Request) -> AuthService:
+    return AuthService(app_context(request))
+
+
+Auth = Annotated[AuthService, Depends(auth_service)]
 
 
 def _pair(tokens: TokenPair) -> TokenPairOut:

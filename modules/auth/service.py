@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import uuid
 
+from core import clock
 from core.deps import AppContext
 from core.errors import Conflict, Forbidden, InvalidCredentials, InvalidToken, NotFound
 from core.revocation import TokenVersions
@@ -16,7 +17,7 @@ from core.security import (
     verify_password,
 )
 from core.storage.errors import DuplicateKey, Missing
-from core.storage.records import Partner, RefreshToken, Role, User, new_id, utcnow
+from core.storage.records import Partner, RefreshToken, Role, User, new_id
 
 
 class EmailTaken(Conflict):
@@ -36,7 +37,7 @@ class AuthService:
     async def register(
         self, email: str, password: str, name: str, role: Role = "user"
     ) -> tuple[User, TokenPair]:
-        now = utcnow()
+        now = clock.now()
         user = User(
             id=new_id(),
             email=email.lower(),
@@ -64,7 +65,7 @@ class AuthService:
     async def refresh(self, refresh_token: str) -> TokenPair:
         """Rotate: the presented token is spent; presenting a spent one revokes its family."""
         claims = self.tokens.refresh_claims(refresh_token)
-        outcome = await self.storage.tokens.spend(claims.jti, utcnow())
+        outcome = await self.storage.tokens.spend(claims.jti, clock.now())
         if outcome == "spent":
             await self.storage.tokens.revoke_family(claims.family_id)
             raise InvalidToken("This refresh token was already used; the session has been revoked")
@@ -82,7 +83,7 @@ class AuthService:
             raise Forbidden("This refresh token belongs to another account")
         await self.storage.tokens.revoke_family(claims.family_id)
         try:
-            user = await self.storage.users.bump_token_version(principal.id, utcnow())
+            user = await self.storage.users.bump_token_version(principal.id, clock.now())
         except Missing:
             raise InvalidToken() from None
         await self.versions.bumped(user.id, user.token_version, partner=False)
@@ -110,7 +111,7 @@ class AuthService:
     async def set_role(self, user_id: str, role: Role) -> User:
         """Change the role; the account's access tokens issued so far stop working at once."""
         try:
-            user = await self.storage.users.set_role(user_id, role, utcnow())
+            user = await self.storage.users.set_role(user_id, role, clock.now())
         except Missing:
             raise NotFound("User not found") from None
         await self.versions.bumped(user.id, user.token_version, partner=False)
@@ -123,7 +124,7 @@ class AuthService:
             name=name,
             client_id=f"tbp_{secrets.token_hex(12)}",
             secret_hash=await hash_password(secret),
-            created_at=utcnow(),
+            created_at=clock.now(),
         )
         await self.storage.partners.create(partner)
         return partner, secret

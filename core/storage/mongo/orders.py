@@ -10,9 +10,17 @@ from datetime import datetime
 
 from pymongo import DESCENDING, ReturnDocument
 
-from core.storage import changelog, ordering, rules
+from core.storage import changelog, ordering, refusals
 from core.storage.errors import NotOnSale
-from core.storage.mongo.base import Doc, MongoBase, Session, buyer_id, fields_of, record
+from core.storage.mongo.base import (
+    Doc,
+    MongoBase,
+    Session,
+    buyer_id,
+    fields_of,
+    hold_active,
+    record,
+)
 from core.storage.mongo.changes import record_changes
 from core.storage.mongo.reserve import (
     count_buyer_within_limits,
@@ -74,8 +82,7 @@ class MongoOrders(MongoBase):
                 {
                     "_id": order_id,
                     "owner_id": owner_id,
-                    "status": "pending",
-                    "expires_at": {"$gt": now},
+                    **hold_active(now),
                 },
                 {
                     "$set": {"status": "confirmed", "expires_at": None, "updated_at": now},
@@ -114,14 +121,14 @@ class MongoOrders(MongoBase):
 
         if await self.tx(work) is not None and (changed := await self.get(order_id)):
             return changed
-        raise await rules.confirmation_refused(self.get, self.started, order_id, owner_id, now)
+        raise await refusals.confirmation_refused(self.get, self.started, order_id, owner_id, now)
 
     async def cancel(
         self, order_id: str, owner_id: str | None, now: datetime, actor: Actor
     ) -> Order:
         mine: Doc = {"_id": order_id} | ({"owner_id": owner_id} if owner_id is not None else {})
         was: dict[str, Doc] = {
-            "pending": {"status": "pending", "expires_at": {"$gt": now}},
+            "pending": hold_active(now),
             "confirmed": {"status": "confirmed"},
         }
 
@@ -160,7 +167,7 @@ class MongoOrders(MongoBase):
 
         if await self.tx(work) is not None and (changed := await self.get(order_id)):
             return changed
-        raise rules.not_cancelled(await self.get(order_id), owner_id)
+        raise refusals.not_cancelled(await self.get(order_id), owner_id)
 
     async def find(self, query: OrderQuery) -> list[Order]:
         match: Doc = {
