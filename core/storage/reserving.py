@@ -35,6 +35,16 @@ from core.storage.refusals import check_request_limits
 from core.storage.requests import BuyerSeats, ReserveRequest
 
 
+def seats_by_buyer(requests: Sequence[BuyerSeats]) -> list[tuple[str, tuple[int, int]]]:
+    """(owner, (seats, of which pending)) for each buyer of a batch, in owner order (so that
+    concurrent batches lock buyer rows in the same order)."""
+    seats: dict[str, tuple[int, int]] = {}
+    for r in requests:
+        active, pending = seats.get(r.owner_id, (0, 0))
+        seats[r.owner_id] = (active + r.quantity, pending + r.pending_quantity)
+    return sorted(seats.items())
+
+
 async def releasing_expired[R](
     attempt: Callable[[], Awaitable[R]], release: Callable[[], Awaitable[int]], request: BuyerSeats
 ) -> R:

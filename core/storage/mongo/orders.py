@@ -10,7 +10,7 @@ from datetime import datetime
 
 from pymongo import DESCENDING, ReturnDocument
 
-from core.storage import changelog, ordering, refusals
+from core.storage import changelog, ordering
 from core.storage.errors import NotOnSale
 from core.storage.mongo.base import (
     Doc,
@@ -119,9 +119,7 @@ class MongoOrders(MongoBase):
             )
             return order
 
-        if await self.tx(work) is not None and (changed := await self.get(order_id)):
-            return changed
-        raise await refusals.confirmation_refused(self.get, self.started, order_id, owner_id, now)
+        return await ordering.confirmed(self, await self.tx(work), order_id, owner_id, now)
 
     async def cancel(
         self, order_id: str, owner_id: str | None, now: datetime, actor: Actor
@@ -165,9 +163,7 @@ class MongoOrders(MongoBase):
                 return order
             return None
 
-        if await self.tx(work) is not None and (changed := await self.get(order_id)):
-            return changed
-        raise refusals.not_cancelled(await self.get(order_id), owner_id)
+        return await ordering.cancelled(self, await self.tx(work), order_id, owner_id)
 
     async def find(self, query: OrderQuery) -> list[Order]:
         match: Doc = {

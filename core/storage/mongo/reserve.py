@@ -6,7 +6,6 @@ Seats are guarded as on SQL: a conditional `$inc` on the tier document (`on_sale
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
@@ -124,11 +123,7 @@ async def count_buyers(
     base: MongoBase, s: Session, event_id: str, requests: Sequence[BuyerSeats]
 ) -> None:
     """Add the requests' seats to their buyers' counts (no limit applies to them)."""
-    seats: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for r in requests:
-        seats[r.owner_id][0] += r.quantity
-        seats[r.owner_id][1] += r.pending_quantity
-    for owner_id, (active, pending) in sorted(seats.items()):
+    for owner_id, (active, pending) in reserving.seats_by_buyer(requests):
         await base.buyers.update_one(
             {"_id": buyer_id(event_id, owner_id)},
             {

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Row, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.storage import changelog, ordering, refusals, sale_rows
+from core.storage import changelog, ordering, sale_rows
 from core.storage.records import Actor, Booking, Order, Ordered, Tier, from_fields
 from core.storage.requests import OrderQuery, OrderRequest
 from core.storage.sql import schema as t
@@ -113,9 +113,7 @@ class SQLOrders(SQLBase):
             )
             return order
 
-        if await self.tx(work) is not None and (changed := await self.get(order_id)):
-            return changed
-        raise await refusals.confirmation_refused(self.get, self.started, order_id, owner_id, now)
+        return await ordering.confirmed(self, await self.tx(work), order_id, owner_id, now)
 
     async def cancel(
         self, order_id: str, owner_id: str | None, now: datetime, actor: Actor
@@ -156,9 +154,7 @@ class SQLOrders(SQLBase):
                 return order
             return None
 
-        if await self.tx(work) is not None and (changed := await self.get(order_id)):
-            return changed
-        raise refusals.not_cancelled(await self.get(order_id), owner_id)
+        return await ordering.cancelled(self, await self.tx(work), order_id, owner_id)
 
     async def find(self, query: OrderQuery) -> list[Order]:
         o = t.orders

@@ -10,7 +10,6 @@ database, never across an event-loop turn; a batch is the same statement over ma
 from __future__ import annotations
 
 import dataclasses
-from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
@@ -204,12 +203,8 @@ async def count_buyers(
     conn: AsyncConnection, upsert: Any, event_id: str, requests: Sequence[BuyerSeats]
 ) -> None:
     """Add the requests' seats to their buyers' counts (no limit applies to them)."""
-    seats: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for r in requests:
-        seats[r.owner_id][0] += r.quantity
-        seats[r.owner_id][1] += r.pending_quantity
     u = t.user_event_counts
-    for owner_id, (active, pending) in sorted(seats.items()):
+    for owner_id, (active, pending) in reserving.seats_by_buyer(requests):
         stmt = upsert(u).values(
             event_id=event_id, owner_id=owner_id, active=active, pending=pending
         )
