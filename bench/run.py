@@ -44,8 +44,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from core import clock  # noqa: E402
 from core.storage import build_storage  # noqa: E402
-from core.storage.records import utcnow  # noqa: E402
 from tests.support.accounts import Account  # noqa: E402
 from tests.support.server import Server  # noqa: E402 (the launcher the race tests use)
 
@@ -231,9 +231,11 @@ async def verify(
     """A fast wrong answer must not pass: no drift, no oversell, every 201 stored."""
     storage = build_storage(database_url)
     try:
-        counts = await storage.events.availability(event_id, utcnow())
+        counts = await storage.events.availability(event_id, clock.now())
         drift = [
-            d for d in await storage.bookings.recount(utcnow(), fix=False) if d.event_id == event_id
+            d
+            for d in await storage.bookings.recount(clock.now(), fix=False)
+            if d.event_id == event_id
         ]
         sold = sum(c.confirmed + c.pending for c in counts)
     finally:

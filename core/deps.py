@@ -97,12 +97,12 @@ async def resolve_principal(request: Request, ctx: AppContext) -> Principal | No
 
 @authenticates("optional")
 async def optional_principal(request: Request) -> Principal | None:
-    return await resolve_principal(request, request.app.state.ctx)
+    return await resolve_principal(request, app_context(request))
 
 
 @authenticates("required")
 async def current_principal(request: Request) -> Principal:
-    principal = await resolve_principal(request, request.app.state.ctx)
+    principal = await resolve_principal(request, app_context(request))
     if principal is None:
         raise Unauthorized()
     return principal
@@ -130,7 +130,7 @@ def client_ip(request: Request) -> str:
 
 async def rate_limit(request: Request) -> None:
     """Per caller when authenticated, per IP otherwise; applied to every API route."""
-    ctx: AppContext = request.app.state.ctx
+    ctx = app_context(request)
     try:
         principal = await resolve_principal(request, ctx)
     except AppError:

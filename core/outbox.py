@@ -20,9 +20,10 @@ import random
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 
+from core import clock
 from core.logging import get_logger
 from core.storage.port import Storage
-from core.storage.records import Change, utcnow
+from core.storage.records import Change
 
 log = get_logger(__name__)
 RELEASE_SECONDS = 2.0
@@ -65,7 +66,7 @@ class Relay:
 
     async def run_once(self) -> int:
         """Relay one batch if this process holds the lease; how many changes it relayed."""
-        now = utcnow()
+        now = clock.now()
         if not await self.storage.changes.hold_lease(LEASE, self.holder, now + self.lease, now):
             return 0
         changes = await self.storage.changes.undispatched(self.batch_size)
@@ -73,13 +74,13 @@ class Relay:
             return 0
         for consumer in self.consumers:
             await consumer(changes)
-        await self.storage.changes.mark_dispatched([c.id for c in changes], utcnow())
+        await self.storage.changes.mark_dispatched([c.id for c in changes], clock.now())
         return len(changes)
 
     async def release(self) -> None:
         """Give the lease up at shutdown, so another process relays at once rather than when
         the lease runs out (a rolling restart, the next app on the same database)."""
-        now = utcnow()
+        now = clock.now()
         try:
             # Bounded: a write lock still held by a connection whose task was cancelled must
             # not hold the shutdown up (seen on SQLite).

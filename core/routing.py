@@ -22,7 +22,13 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from core import openapi
-from core.deps import AppContext, caller_scope, claimed_principal, rate_limit, resolve_principal
+from core.deps import (
+    app_context,
+    caller_scope,
+    claimed_principal,
+    rate_limit,
+    resolve_principal,
+)
 from core.errors import (
     AppError,
     NotFound,
@@ -102,7 +108,7 @@ class ApiRoute(APIRoute):
                 guard = await open_guard(request, required=mode == "required")
                 request.scope.setdefault("state", {})["idempotency"] = guard
                 # The token's version check and the key's claim travel to Redis together.
-                checked = resolve_principal(request, request.app.state.ctx)
+                checked = resolve_principal(request, app_context(request))
                 return await guard.run(lambda: inner(request), self.render_error, checked)
             except AppError as exc:
                 return self.render_error(exc)
@@ -262,7 +268,7 @@ async def parse_body_once(request: Request) -> None:
 async def open_guard(request: Request, *, required: bool) -> IdempotentRequest:
     """The request's guard. A route that requires a key is for authenticated callers, whose
     keys are theirs: without a token it answers 401 before asking for the key."""
-    ctx: AppContext = request.app.state.ctx
+    ctx = app_context(request)
     if required and claimed_principal(request, ctx) is None:
         raise Unauthorized()
     return await open_request(

@@ -9,7 +9,7 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,9 +19,10 @@ from cryptography.hazmat.primitives import serialization
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 
+from core import clock
 from core.config import ConfigError, Settings
 from core.errors import InvalidToken
-from core.storage.records import SYSTEM_ACTOR, Actor, Role, utcnow
+from core.storage.records import SYSTEM_ACTOR, Actor, Role
 
 TokenType = Literal["access", "refresh"]
 VERIFIED_TOKENS_KEPT = 10_000
@@ -156,7 +157,7 @@ class TokenService:
         self._verified: dict[str, tuple[float, Principal]] = {}
 
     def _encode(self, claims: dict[str, Any], ttl: int) -> str:
-        now = utcnow()
+        now = datetime.now(UTC)  # the JWT library checks iat/nbf/exp against the wall clock
         payload = {
             **claims,
             "iss": self.issuer,
@@ -190,7 +191,7 @@ class TokenService:
             {"sub": user_id, "typ": "refresh", "fam": family_id, "jti": jti}, self.refresh_ttl
         )
         claims = RefreshClaims(
-            user_id, jti, family_id, utcnow() + timedelta(seconds=self.refresh_ttl)
+            user_id, jti, family_id, clock.now() + timedelta(seconds=self.refresh_ttl)
         )
         return token, claims
 
@@ -240,5 +241,5 @@ class TokenService:
             user_id=str(claims["sub"]),
             jti=str(claims["jti"]),
             family_id=str(claims.get("fam")),
-            expires_at=datetime.fromtimestamp(claims["exp"], tz=utcnow().tzinfo),
+            expires_at=datetime.fromtimestamp(claims["exp"], tz=clock.now().tzinfo),
         )

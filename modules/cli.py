@@ -18,12 +18,12 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
+from core import clock
 from core.app import close_context, open_context
 from core.config import ConfigError, Settings, load_settings
 from core.deps import AppContext
 from core.logging import configure_logging, get_logger
 from core.security import SYSTEM
-from core.storage.records import utcnow
 from modules.activity.service import ActivityService
 from modules.auth.schemas import MIN_PASSWORD_LENGTH
 from modules.auth.service import AuthService
@@ -147,7 +147,7 @@ DEMO_EVENTS = (  # name, venue, days from now, tier prices in cents (VIP, Front 
 
 async def _seed(ctx: AppContext) -> None:
     events = EventService(ctx)
-    now = utcnow()
+    now = clock.now()
     for index, (name, venue, days, (vip, front, ga)) in enumerate(DEMO_EVENTS):
         event_id = f"demo-{index + 1}"
         if await ctx.storage.events.get(event_id, include_deleted=True) is not None:
@@ -214,7 +214,7 @@ def cmd_expire_holds(settings: Settings, _: argparse.Namespace) -> None:
 
 def cmd_prune_changes(settings: Settings, _: argparse.Namespace) -> None:
     async def work(ctx: AppContext) -> None:
-        before = utcnow() - timedelta(days=settings.change_retention_days)
+        before = clock.now() - timedelta(days=settings.change_retention_days)
         pruned = await ActivityService(ctx).prune(before)
         print(
             f"pruned {pruned} change record(s) older than {settings.change_retention_days:g} days"

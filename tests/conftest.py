@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import timedelta
 
 import pytest
 
+from core import clock
 from tests.support.api import Api, make_settings, running_api
 from tests.support.services import (
     REDIS_CLUSTER_PORT,
@@ -122,3 +124,10 @@ async def sqlite_api(sqlite_url: str) -> AsyncIterator[Api]:
     """The app once, on SQLite: for HTTP concerns that do not depend on the backend."""
     async with running_api(make_settings(sqlite_url)) as running:
         yield running
+
+
+@pytest.fixture
+def advance_clock() -> Iterator[Callable[[timedelta], None]]:
+    """Move the app's clock (core/clock.py) forward instead of sleeping; reset afterwards."""
+    yield clock.advance
+    clock.reset()

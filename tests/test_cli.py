@@ -11,8 +11,8 @@ from pathlib import Path
 
 import httpx
 
+from core import clock
 from core.storage import build_storage
-from core.storage.records import utcnow
 from core.storage.requests import EventQuery, ReserveRequest
 from tests.support.drift import corrupt_counter
 from tests.support.server import Server
@@ -91,7 +91,7 @@ def test_reconcile_reports_and_repairs_drift_and_expire_holds_releases(tmp_path:
     async def book_and_corrupt() -> None:
         storage = build_storage(url)
         try:
-            now = utcnow()
+            now = clock.now()
             await storage.bookings.reserve(ReserveRequest("demo-1", "GA", 3, "buyer", now))
             await storage.bookings.reserve(
                 ReserveRequest(

@@ -7,11 +7,12 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
-from core.storage import retries
+from core.storage import refusals, retries
 from core.storage.errors import DuplicateKey, ItemsShort, Refused, StorageBusy
 from core.storage.records import Order, Ordered, Tier
 from core.storage.requests import OrderRequest
-from core.storage.rules import refusal, releasing_expired, sale_values
+from core.storage.reserving import releasing_expired
+from core.storage.sale_rows import sale_values
 
 
 class SeatsShort(Exception):
@@ -32,6 +33,27 @@ class OrderSteps(Protocol):
     async def get(self, order_id: str) -> Order | None: ...
 
     async def release_expired_of(self, now: datetime, event_id: str) -> int: ...
+
+    async def started(self, event_id: str, now: datetime) -> bool: ...
+
+
+async def confirmed(
+    steps: OrderSteps, written: object, order_id: str, owner_id: str, now: datetime
+) -> Order:
+    """The order a confirm wrote (`written`: its step's result, None if it matched nothing),
+    read back; else why it changed nothing."""
+    if written is not None and (changed := await steps.get(order_id)):
+        return changed
+    raise await refusals.confirmation_refused(steps.get, steps.started, order_id, owner_id, now)
+
+
+async def cancelled(
+    steps: OrderSteps, written: object, order_id: str, owner_id: str | None
+) -> Order:
+    """The order a cancel wrote, read back; else why it changed nothing."""
+    if written is not None and (changed := await steps.get(order_id)):
+        return changed
+    raise refusals.not_cancelled(await steps.get(order_id), owner_id)
 
 
 async def placing_order(steps: OrderSteps, request: OrderRequest) -> Ordered:
@@ -72,7 +94,7 @@ def order_refusal(request: OrderRequest, tiers: Mapping[str, Tier | None]) -> Re
     for item in request.items:
         tier = tiers.get(item.tier)
         if tier is None or not tier.on_sale:
-            return refusal(tier)
+            return refusals.refusal(tier)
     short = [
         (item.tier, item.quantity, max(0, tier.capacity - tier.active))
         for item in request.items

@@ -6,7 +6,7 @@ import os
 import secrets
 import time
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 Role = Literal["user", "organizer", "admin", "partner"]
@@ -31,12 +31,6 @@ def from_fields[R](cls: type[R], values: Any, **overrides: Any) -> R:
     record, a document): extra keys are ignored, missing ones take the field's default."""
     names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
     return cls(**{name: values[name] for name in names & set(values.keys())} | overrides)
-
-
-def utcnow() -> datetime:
-    """Now in UTC, to the millisecond: the precision every backend stores."""
-    now = datetime.now(UTC)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 _last_id = [0, 0]  # (ms, random part) of the last id made in this process
@@ -159,6 +153,13 @@ class Event:
         return next((t for t in self.tiers if t.code == code), None)
 
 
+def hold_active(status: BookingStatus, expires_at: datetime | None, now: datetime) -> bool:
+    """The hold rule: a pending booking or order holds its seats until its expiry. (The
+    backends state it in their query languages: `hold_active` in sql/base.py and
+    mongo/base.py.)"""
+    return status == "pending" and expires_at is not None and expires_at > now
+
+
 @dataclass(frozen=True, slots=True)
 class Booking:
     id: str
@@ -187,9 +188,7 @@ class Booking:
         return self.unit_price_cents * self.quantity
 
     def is_active(self, now: datetime) -> bool:
-        return self.status == "confirmed" or (
-            self.status == "pending" and self.expires_at is not None and self.expires_at > now
-        )
+        return self.status == "confirmed" or hold_active(self.status, self.expires_at, now)
 
 
 @dataclass(frozen=True, slots=True)

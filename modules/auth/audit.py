@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from core import clock
 from core.deps import AppContext
 from core.logging import get_logger
-from core.storage.records import SYSTEM_ACTOR, Change, new_id, utcnow
+from core.storage.records import SYSTEM_ACTOR, Change, new_id
 
 log = get_logger("audit")
 
@@ -28,7 +29,7 @@ async def record(
     change = Change(
         id=new_id(),
         type=f"account.{what}",
-        occurred_at=utcnow(),
+        occurred_at=clock.now(),
         actor=SYSTEM_ACTOR,
         subject="account",
         subject_id=account_id or "unknown",

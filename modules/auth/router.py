@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
-from core.deps import Context, CurrentPrincipal, client_ip, require_role
+from core.deps import Context, CurrentPrincipal, app_context, client_ip, require_role
 from core.errors import AppError, InvalidCredentials, RateLimited, ValidationFailed
 from core.jsonbody import parse_json
 from core.logging import get_logger
@@ -17,7 +17,6 @@ from core.routing import ApiRoute
 from core.schemas import Envelope, ok
 from core.security import Principal, TokenPair
 from modules.auth import audit
-from modules.auth.dependencies import Admin, Auth
 from modules.auth.schemas import (
     ChangePasswordIn,
     ClientCredentialsIn,
@@ -40,6 +39,14 @@ from modules.auth.service import AuthService, InvalidClient
 log = get_logger(__name__)
 router = APIRouter(tags=["auth"], route_class=ApiRoute)
 UserOnly = Annotated[Principal, Depends(require_role("user", "organizer", "admin"))]
+Admin = Annotated[Principal, Depends(require_role("admin"))]
+
+
+async def auth_service(request: Request) -> AuthService:
+    return AuthService(app_context(request))
+
+
+Auth = Annotated[AuthService, Depends(auth_service)]
 
 
 def _pair(tokens: TokenPair) -> TokenPairOut:

@@ -7,6 +7,7 @@ import secrets
 import uuid
 from datetime import timedelta
 
+from core import clock
 from core.deps import AppContext
 from core.errors import AppError, Conflict, Forbidden, InvalidCredentials, InvalidToken, NotFound
 from core.revocation import TokenVersions
@@ -18,7 +19,7 @@ from core.security import (
     verify_password,
 )
 from core.storage.errors import DuplicateKey, Missing
-from core.storage.records import Partner, RefreshToken, ResetToken, Role, User, new_id, utcnow
+from core.storage.records import Partner, RefreshToken, ResetToken, Role, User, new_id
 from modules.auth import audit
 from modules.notifications.outbox import new_mail
 
@@ -56,7 +57,7 @@ class AuthService:
     async def register(
         self, email: str, password: str, name: str, role: Role = "user"
     ) -> tuple[User, TokenPair]:
-        now = utcnow()
+        now = clock.now()
         user = User(
             id=new_id(),
             email=email.lower(),
@@ -84,7 +85,7 @@ class AuthService:
     async def refresh(self, refresh_token: str) -> TokenPair:
         """Rotate: the presented token is spent; presenting a spent one revokes its family."""
         claims = self.tokens.refresh_claims(refresh_token)
-        outcome = await self.storage.tokens.spend(claims.jti, utcnow())
+        outcome = await self.storage.tokens.spend(claims.jti, clock.now())
         if outcome == "spent":
             # Someone holds a copy of the session: its access tokens are theirs too.
             await self.storage.tokens.revoke_family(claims.family_id)
@@ -111,7 +112,7 @@ class AuthService:
     async def _end_access_tokens(self, user_id: str) -> None:
         """Every access token of the account issued so far stops working (its version moves)."""
         try:
-            user = await self.storage.users.bump_token_version(user_id, utcnow())
+            user = await self.storage.users.bump_token_version(user_id, clock.now())
         except Missing:
             raise InvalidToken() from None
         await self.versions.bumped(user.id, user.token_version, partner=False)
@@ -124,7 +125,7 @@ class AuthService:
             raise InvalidCredentials()
         try:
             user = await self.storage.users.set_password(
-                user.id, await hash_password(new), utcnow()
+                user.id, await hash_password(new), clock.now()
             )
         except Missing:
             raise InvalidToken() from None
@@ -139,7 +140,7 @@ class AuthService:
         user = await self.storage.users.get_by_email(email.lower())
         if user is None:
             return
-        s, now = self.settings, utcnow()
+        s, now = self.settings, clock.now()
         params = {
             "name": user.name,
             "link": f"{s.public_url.rstrip('/')}/reset-password#token={token}",
@@ -152,13 +153,13 @@ class AuthService:
     async def reset_password(self, token: str, password: str) -> None:
         """Spend the token and set the password; every session of the account ends."""
         password_hash = await hash_password(password)
-        outcome, user_id = await self.storage.resets.spend(token_hash(token), utcnow())
+        outcome, user_id = await self.storage.resets.spend(token_hash(token), clock.now())
         if outcome == "spent":
             raise ResetTokenExpired()
         if user_id is None:
             raise ResetTokenInvalid()
         try:
-            user = await self.storage.users.set_password(user_id, password_hash, utcnow())
+            user = await self.storage.users.set_password(user_id, password_hash, clock.now())
         except Missing:
             raise ResetTokenInvalid() from None
         await self.versions.bumped(user.id, user.token_version, partner=False)
@@ -186,7 +187,7 @@ class AuthService:
     async def set_role(self, user_id: str, role: Role) -> User:
         """Change the role; the account's access tokens issued so far stop working at once."""
         try:
-            user = await self.storage.users.set_role(user_id, role, utcnow())
+            user = await self.storage.users.set_role(user_id, role, clock.now())
         except Missing:
             raise NotFound("User not found") from None
         await self.versions.bumped(user.id, user.token_version, partner=False)
@@ -199,7 +200,7 @@ class AuthService:
             name=name,
             client_id=f"tbp_{secrets.token_hex(12)}",
             secret_hash=await hash_password(secret),
-            created_at=utcnow(),
+            created_at=clock.now(),
         )
         await self.storage.partners.create(partner)
         return partner, secret

@@ -2,26 +2,33 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from core.deps import CurrentPrincipal
+from core import clock
+from core.deps import CurrentPrincipal, app_context
 from core.idempotency import REPLAYED_HEADER, idempotent
 from core.pagination import Cursor, decode_cursor, encode_cursor
 from core.routing import ApiRoute, Guard
 from core.schemas import Envelope, ok
-from core.storage.records import Booking, BookingStatus, utcnow
-from modules.bookings.dependencies import Bookings
+from core.storage.records import Booking, BookingStatus
 from modules.bookings.schemas import BookingCreate, BookingOut
-from modules.bookings.service import BookingRequest
+from modules.bookings.service import BookingRequest, BookingService
 
 router = APIRouter(prefix="/bookings", tags=["bookings"], route_class=ApiRoute)
+
+
+async def booking_service(request: Request) -> BookingService:
+    return BookingService(app_context(request))
+
+
+Bookings = Annotated[BookingService, Depends(booking_service)]
 
 
 def _booking_response(
     booking: Booking, status: int = 200, headers: dict[str, str] | None = None
 ) -> JSONResponse:
-    return ok(BookingOut.of(booking, utcnow()), status=status, headers=headers)
+    return ok(BookingOut.of(booking, clock.now()), status=status, headers=headers)
 
 
 @router.post(
@@ -89,7 +96,7 @@ async def list_bookings(
         before_id=decode_cursor(cursor) if cursor else None,
     )
     next_cursor = encode_cursor(found[-1].id) if len(found) == limit else None
-    now = utcnow()
+    now = clock.now()
     return ok(
         [BookingOut.of(b, now) for b in found], meta={"limit": limit, "nextCursor": next_cursor}
     )

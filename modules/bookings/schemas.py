@@ -5,6 +5,7 @@ from datetime import datetime
 from pydantic import Field
 
 from core.inputs import StrictCount, StrictFlag
+from core.policy import display_status
 from core.schemas import CamelModel, InputModel
 from core.storage.records import Booking, BookingStatus
 
@@ -38,9 +39,6 @@ class BookingOut(CamelModel):
 
     @classmethod
     def of(cls, booking: Booking, now: datetime) -> BookingOut:
-        status: BookingStatus = booking.status
-        if status == "pending" and not booking.is_active(now):
-            status = "expired"  # past its expiry even if the sweeper has not run yet
         return cls(
             id=booking.id,
             ticket_number=booking.ticket_number,
@@ -50,7 +48,7 @@ class BookingOut(CamelModel):
             unit_price_cents=booking.unit_price_cents,
             total_cents=booking.total_cents,
             currency=booking.currency,
-            status=status,
+            status=display_status(booking.status, booking.expires_at, now),
             expires_at=booking.expires_at,
             partner_id=booking.partner_id,
             external_ref=booking.external_ref,

@@ -6,11 +6,13 @@ import asyncio
 from dataclasses import dataclass
 from datetime import timedelta
 
+from core import clock, policy
 from core.deps import AppContext
 from core.errors import Conflict, NotFound
 from core.idempotency import IdempotencyKeyReused
 from core.logging import get_logger
 from core.metrics import BOOKINGS
+from core.policy import STARTED_CONFIRM, EventNotBookable
 from core.security import Principal
 from core.storage.errors import (
     BookingExpired,
@@ -23,41 +25,11 @@ from core.storage.errors import (
     Refused,
     SoldOut,
 )
-from core.storage.records import Actor, Booking, BookingStatus, Drift, Event, utcnow
+from core.storage.records import Actor, Booking, BookingStatus, Drift
 from core.storage.requests import BookingQuery, ReserveRequest
-from modules.events.service import EventNotFound, EventService
+from modules.events.service import EventService
 
 log = get_logger(__name__)
-
-
-class InsufficientTickets(Conflict):
-    code, message = "INSUFFICIENT_TICKETS", "Not enough tickets left in this tier"
-
-
-class EventNotBookable(Conflict):
-    code, message = "EVENT_NOT_BOOKABLE", "This event is not on sale"
-
-
-STARTED_CONFIRM = "The event has started; holds can no longer be confirmed"
-
-
-class EventStarted(Conflict):
-    code, message = "EVENT_STARTED", "The event has started; only its organizer can cancel now"
-
-
-class PerUserLimitExceeded(Conflict):
-    code, message = "PER_USER_LIMIT_EXCEEDED", "This would exceed the event's limit per customer"
-
-
-class HoldLimitExceeded(Conflict):
-    code, message = (
-        "HOLD_LIMIT_EXCEEDED",
-        "You already hold the most unconfirmed seats allowed for this event; confirm or cancel",
-    )
-
-
-class TierNotFound(NotFound):
-    code, message = "TIER_NOT_FOUND", "The event has no such ticket tier"
 
 
 class BookingNotFound(NotFound):
@@ -107,12 +79,8 @@ class BookingService:
     async def book(self, principal: Principal, request: BookingRequest) -> Booked:
         """Reserve seats for the caller. Partners sell to many customers: neither the event's
         per-customer limit nor the hold cap applies to them (their rate limit does)."""
-        now = utcnow()
-        event = await self.events.for_booking(request.event_id)
-        if event is None or event.status == "draft":
-            raise EventNotFound()
-        if event.status != "published" or event.starts_at <= now:
-            raise EventNotBookable()
+        now = clock.now()
+        event = policy.bookable(await self.events.for_booking(request.event_id), now)
         consumer = not principal.is_partner
         reserve = ReserveRequest(
             event_id=event.id,
@@ -139,7 +107,7 @@ class BookingService:
                 )
                 if existing is not None:
                     return self._checked(existing, request, replayed=True)
-            raise refusal_error(refused, event, request.tier) from None
+            raise policy.refusal_error(refused, event, request.tier) from None
         BOOKINGS.labels("existing" if reservation.replayed else "created").inc()
         if not reservation.replayed:
             await self.events.invalidate(event.id)
@@ -159,7 +127,7 @@ class BookingService:
             raise BookingNotFound()  # an admin sees it, but only its buyer can confirm it
         try:
             booking = await self.storage.bookings.confirm(
-                booking_id, principal.id, utcnow(), principal.actor
+                booking_id, principal.id, clock.now(), principal.actor
             )
         except Missing:
             raise BookingNotFound() from None
@@ -181,20 +149,15 @@ class BookingService:
         if booking is None:
             raise BookingNotFound()
         event = await self.storage.events.get(booking.event_id, include_deleted=True)
-        staff = principal.role == "admin" or (
-            principal.role == "organizer" and event is not None and event.owner_id == principal.id
+        owner = policy.cancel_scope(
+            principal, booking.owner_id, event, clock.now(), BookingNotFound
         )
-        if not staff:
-            if booking.owner_id != principal.id:
-                raise BookingNotFound()
-            if event is not None and event.starts_at <= utcnow():
-                raise EventStarted()
-        return await self.cancel_owned(None if staff else principal.id, booking_id, principal.actor)
+        return await self.cancel_owned(owner, booking_id, principal.actor)
 
     async def cancel_owned(self, owner_id: str | None, booking_id: str, actor: Actor) -> Booking:
         """Cancel `booking_id` if `owner_id` owns it (None: whoever does)."""
         try:
-            booking = await self.storage.bookings.cancel(booking_id, owner_id, utcnow(), actor)
+            booking = await self.storage.bookings.cancel(booking_id, owner_id, clock.now(), actor)
         except Missing:
             raise BookingNotFound() from None
         except NotPending as exc:
@@ -208,15 +171,15 @@ class BookingService:
 
     async def release_expired(self) -> int:
         """Give every expired hold's seats back (the sweeper and `ticketboss expire-holds`)."""
-        return await self.storage.bookings.release_expired(utcnow())
+        return await self.storage.bookings.release_expired(clock.now())
 
     async def reconcile(self, *, fix: bool) -> list[Drift]:
         """Compare every seat counter with the bookings; with `fix`, repair the drift found."""
-        return await self.storage.bookings.recount(utcnow(), fix=fix)
+        return await self.storage.bookings.recount(clock.now(), fix=fix)
 
     async def get(self, principal: Principal, booking_id: str) -> Booking:
         booking = await self.storage.bookings.get(booking_id)
-        if booking is None or (principal.role != "admin" and booking.owner_id != principal.id):
+        if booking is None or not policy.admin_or_owner(principal, booking.owner_id):
             raise BookingNotFound()
         return booking
 
@@ -230,9 +193,12 @@ class BookingService:
         limit: int,
         before_id: str | None,
     ) -> list[Booking]:
-        owner = user_id if principal.role == "admin" else principal.id
         query = BookingQuery(
-            owner_id=owner, event_id=event_id, status=status, before_id=before_id, limit=limit
+            owner_id=policy.listed_owner(principal, user_id),
+            event_id=event_id,
+            status=status,
+            before_id=before_id,
+            limit=limit,
         )
         return await self.storage.bookings.find(query)
 
@@ -250,24 +216,6 @@ _OUTCOMES: dict[type[Refused], str] = {
     SoldOut: "sold_out",
     BuyerLimit: "buyer_limit",
 }
-
-
-def refusal_error(refused: Refused, event: Event, tier: str) -> Conflict | NotFound:
-    """The API error for a refused reserve."""
-    match refused:
-        case NoSuchTier():
-            return TierNotFound()
-        case NotOnSale():
-            return EventNotBookable()
-        case BuyerLimit(limit="max_per_user"):
-            return PerUserLimitExceeded(extra={"maxPerUser": event.max_per_user})
-        case BuyerLimit():
-            return HoldLimitExceeded()
-        case SoldOut(available=available):
-            return InsufficientTickets(
-                f"Only {available} tickets left in tier {tier}", extra={"available": available}
-            )
-    raise AssertionError(refused)
 
 
 async def sweep_expired_holds(ctx: AppContext) -> None:

@@ -5,12 +5,12 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
 import orjson
-from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from core.deps import Context, CurrentPrincipal, optional_principal
+from core.deps import Context, CurrentPrincipal, app_context, optional_principal, require_role
 from core.errors import AppError
 from core.idempotency import idempotent
 from core.pagination import Cursor
@@ -18,11 +18,18 @@ from core.routing import ApiRoute
 from core.schemas import Envelope, dump, ok
 from core.security import Principal
 from core.storage.records import Event, EventStatus
-from modules.events.dependencies import Events, Organizer
 from modules.events.schemas import AvailabilityOut, EventCreate, EventOut, EventPatch
-from modules.events.service import changed_topic
+from modules.events.service import EventService, changed_topic
 
 router = APIRouter(prefix="/events", tags=["events"], route_class=ApiRoute)
+
+
+async def event_service(request: Request) -> EventService:
+    return EventService(app_context(request))
+
+
+Events = Annotated[EventService, Depends(event_service)]
+Organizer = Annotated[Principal, Depends(require_role("organizer", "admin"))]
 STREAM_COALESCE_SECONDS = 0.25
 STREAM_PING_SECONDS = 15
 MaybePrincipal = Annotated[Principal | None, Depends(optional_principal)]

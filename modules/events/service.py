@@ -6,10 +6,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from core import clock
 from core.deps import AppContext
-from core.errors import Conflict, Forbidden, NotFound, PreconditionFailed, ValidationFailed
+from core.errors import Conflict, Forbidden, PreconditionFailed, ValidationFailed
 from core.logging import get_logger
 from core.pagination import decode_cursor, decode_offset, encode_cursor, encode_offset
+from core.policy import EventNotFound, admin_or_owner, listed_owner
 from core.security import Principal
 from core.storage.errors import (
     CapacityBelowActive,
@@ -19,16 +21,7 @@ from core.storage.errors import (
     Missing,
     VersionMismatch,
 )
-from core.storage.records import (
-    SYSTEM_ACTOR,
-    Change,
-    Event,
-    EventStatus,
-    Tier,
-    TierCount,
-    new_id,
-    utcnow,
-)
+from core.storage.records import SYSTEM_ACTOR, Change, Event, EventStatus, Tier, TierCount, new_id
 from core.storage.requests import EventQuery, TierPatch
 from modules.events.schemas import (
     AvailabilityOut,
@@ -45,10 +38,6 @@ TRANSITIONS: dict[str, tuple[tuple[EventStatus, ...], EventStatus]] = {
 }
 
 log = get_logger(__name__)
-
-
-class EventNotFound(NotFound):
-    code, message = "EVENT_NOT_FOUND", "Event not found"
 
 
 class InvalidEventTransition(Conflict):
@@ -105,10 +94,6 @@ async def announce_changes(ctx: AppContext) -> None:
     ctx.outbox.subscribe(announce)
 
 
-def can_manage(principal: Principal | None, event: Event) -> bool:
-    return principal is not None and (principal.role == "admin" or principal.id == event.owner_id)
-
-
 class EventService:
     def __init__(self, ctx: AppContext) -> None:
         self.storage = ctx.storage
@@ -124,7 +109,7 @@ class EventService:
     async def create(
         self, principal: Principal, data: EventCreate, event_id: str | None = None
     ) -> Event:
-        now = utcnow()
+        now = clock.now()
         if data.starts_at <= now:
             raise ValidationFailed(
                 errors=[{"field": "startsAt", "message": "must be in the future"}]
@@ -162,13 +147,15 @@ class EventService:
     async def visible(self, principal: Principal | None, event_id: str) -> Event:
         """The event if this caller may see it: drafts only to their owner and admins."""
         event = await self.storage.events.get(event_id)
-        if event is None or (event.status == "draft" and not can_manage(principal, event)):
+        if event is None or (
+            event.status == "draft" and not admin_or_owner(principal, event.owner_id)
+        ):
             raise EventNotFound()
         return event
 
     async def managed(self, principal: Principal, event_id: str) -> Event:
         event = await self.visible(principal, event_id)
-        if not can_manage(principal, event):
+        if not admin_or_owner(principal, event.owner_id):
             raise Forbidden("Only the event's organizer or an admin may change it")
         return event
 
@@ -213,7 +200,7 @@ class EventService:
             return (status,), None
         if principal is None or principal.role not in ("organizer", "admin"):
             raise Forbidden("Only organizers and admins may list drafts")
-        return (status,), None if principal.role == "admin" else principal.id
+        return (status,), listed_owner(principal)
 
     async def update(
         self, principal: Principal, event_id: str, patch: EventPatch, if_match: int | None
@@ -246,7 +233,7 @@ class EventService:
                 expected_version=if_match,
                 fields=fields,
                 tiers=tiers,
-                now=utcnow(),
+                now=clock.now(),
                 actor=principal.actor,
             )
         except VersionMismatch as exc:
@@ -268,12 +255,12 @@ class EventService:
         current = await self.managed(principal, event_id)
         if action == "cancel":
             self._not_a_contract_event(event_id)
-        if action == "publish" and current.status == "draft" and current.starts_at <= utcnow():
+        if action == "publish" and current.status == "draft" and current.starts_at <= clock.now():
             raise EventInPast()
         allowed_from, to = TRANSITIONS[action]
         try:
             event = await self.storage.events.transition(
-                event_id, allowed_from, to, utcnow(), principal.actor
+                event_id, allowed_from, to, clock.now(), principal.actor
             )
         except InvalidTransition as exc:
             raise InvalidEventTransition(
@@ -288,7 +275,7 @@ class EventService:
         await self.managed(principal, event_id)
         self._not_a_contract_event(event_id)
         try:
-            await self.storage.events.soft_delete(event_id, utcnow(), principal.actor)
+            await self.storage.events.soft_delete(event_id, clock.now(), principal.actor)
         except HasActiveBookings:
             raise EventHasBookings() from None
         except Missing:
@@ -348,7 +335,7 @@ class EventService:
         )
 
     async def _count(self, event_id: str) -> tuple[list[TierCount], datetime]:
-        now = utcnow()
+        now = clock.now()
         return await self.storage.events.availability(event_id, now), now
 
     async def invalidate(self, event_id: str) -> None:
@@ -376,7 +363,7 @@ async def ensure_contract_event(
     exists, deleted or not; several workers starting at once race, and one wins."""
     if await ctx.storage.events.get(event_id, include_deleted=True):
         return
-    now = utcnow()
+    now = clock.now()
     event = Event(
         id=event_id,
         owner_id=SYSTEM_OWNER,

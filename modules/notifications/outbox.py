@@ -22,10 +22,11 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from core import clock
 from core.config import Settings
 from core.deps import AppContext
 from core.storage.port import Storage
-from core.storage.records import Change, Event, Mail, as_fields, utcnow
+from core.storage.records import Change, Event, Mail, as_fields
 from core.storage.requests import BookingQuery
 
 PAGE = 200
@@ -76,7 +77,7 @@ def new_mail(
     mail_id: str, template: str, to: str, params: dict[str, Any], settings: Settings
 ) -> Mail:
     """A mail row, due now, retried for MAIL_RETRY_WINDOW_SECONDS."""
-    created = utcnow()
+    created = clock.now()
     return Mail(
         id=mail_id,
         template=template,

@@ -17,13 +17,14 @@ from datetime import timedelta
 
 from prometheus_client import Counter
 
+from core import clock
 from core.config import Settings
 from core.deps import AppContext
 from core.logging import get_logger
 from core.mail import MailFailed, Transport, build_transport
 from core.outbox import retry_delay
 from core.storage.port import Storage
-from core.storage.records import Attempt, DeliveryStatus, Mail, utcnow
+from core.storage.records import Attempt, DeliveryStatus, Mail
 from modules.notifications.render import render
 
 log = get_logger(__name__)
@@ -52,7 +53,7 @@ class Sender:
 
     async def run_once(self, limit: int = CLAIM_BATCH) -> int:
         """Claim the due mails (up to `limit`) and send them; how many were claimed."""
-        now = utcnow()
+        now = clock.now()
         claimed = await self.storage.mail.claim(now, self.holder, now + self.lease, limit)
         for mail in claimed:  # one at a time: one SMTP conversation per message
             try:
@@ -79,7 +80,7 @@ class Sender:
             error = exc
         except (KeyError, TypeError, ValueError) as exc:  # a row no template can render
             error = MailFailed(f"cannot render: {type(exc).__name__}", permanent=True)
-        now = utcnow()
+        now = clock.now()
         s = self.settings
         if error is None:
             status: DeliveryStatus = "succeeded"

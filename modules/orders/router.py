@@ -5,12 +5,13 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 
+from core import clock
 from core.deps import CurrentPrincipal, app_context
 from core.idempotency import REPLAYED_HEADER, idempotent
 from core.pagination import Cursor, decode_cursor, encode_cursor
 from core.routing import ApiRoute, Guard
 from core.schemas import Envelope, ok
-from core.storage.records import BookingStatus, Order, utcnow
+from core.storage.records import BookingStatus, Order
 from core.storage.requests import OrderQuery
 from modules.orders.schemas import OrderCreate, OrderOut
 from modules.orders.service import OrderPlacement, OrderService
@@ -28,7 +29,7 @@ Orders = Annotated[OrderService, Depends(order_service)]
 def _order_response(
     order: Order, status: int = 200, headers: dict[str, str] | None = None
 ) -> JSONResponse:
-    return ok(OrderOut.of(order, utcnow()), status=status, headers=headers)
+    return ok(OrderOut.of(order, clock.now()), status=status, headers=headers)
 
 
 @router.post(
@@ -74,7 +75,7 @@ async def list_orders(
     )
     found = await orders.find(principal, query, user_id)
     next_cursor = encode_cursor(found[-1].id) if len(found) == limit else None
-    now = utcnow()
+    now = clock.now()
     return ok(
         [OrderOut.of(o, now) for o in found], meta={"limit": limit, "nextCursor": next_cursor}
     )

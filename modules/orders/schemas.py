@@ -5,6 +5,7 @@ from datetime import datetime
 from pydantic import Field, field_validator
 
 from core.inputs import StrictCount, StrictFlag
+from core.policy import display_status
 from core.schemas import CamelModel, InputModel
 from core.storage.records import BookingStatus, Order
 from modules.bookings.schemas import MAX_QUANTITY, BookingOut
@@ -47,13 +48,10 @@ class OrderOut(CamelModel):
 
     @classmethod
     def of(cls, order: Order, now: datetime) -> OrderOut:
-        status: BookingStatus = order.status
-        if status == "pending" and order.expires_at is not None and order.expires_at <= now:
-            status = "expired"  # past its expiry even if the sweeper has not run yet
         return cls(
             id=order.id,
             event_id=order.event_id,
-            status=status,
+            status=display_status(order.status, order.expires_at, now),
             expires_at=order.expires_at,
             total_cents=order.total_cents,
             partner_id=order.partner_id,

@@ -6,31 +6,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from core import clock, policy
 from core.deps import AppContext
-from core.errors import Conflict, NotFound
+from core.errors import AppError, Conflict, NotFound
 from core.idempotency import IdempotencyKeyReused
+from core.policy import STARTED_CONFIRM, EventNotBookable
 from core.security import Principal
 from core.storage.errors import (
     BookingExpired,
-    BuyerLimit,
     ItemsShort,
     Missing,
     NotOnSale,
     NotPending,
     Refused,
 )
-from core.storage.records import Event, Order, utcnow
+from core.storage.records import Event, Order
 from core.storage.requests import OrderItem, OrderQuery, OrderRequest
-from modules.bookings.service import (
-    STARTED_CONFIRM,
-    EventNotBookable,
-    EventStarted,
-    HoldLimitExceeded,
-    InsufficientTickets,
-    PerUserLimitExceeded,
-    refusal_error,
-)
-from modules.events.service import EventNotFound, EventService
+from modules.events.service import EventService
 
 
 class OrderNotFound(NotFound):
@@ -75,12 +67,8 @@ class OrderService:
     async def place(self, principal: Principal, placement: OrderPlacement) -> Placed:
         """Book every item or none. The event's per-customer limit and the hold cap count the
         order's seats together (partners are held to neither, as for single bookings)."""
-        now = utcnow()
-        event = await self.events.for_booking(placement.event_id)
-        if event is None or event.status == "draft":
-            raise EventNotFound()
-        if event.status != "published" or event.starts_at <= now:
-            raise EventNotBookable()
+        now = clock.now()
+        event = policy.bookable(await self.events.for_booking(placement.event_id), now)
         consumer = not principal.is_partner
         request = OrderRequest(
             event_id=event.id,
@@ -112,7 +100,7 @@ class OrderService:
             raise OrderNotFound()  # an admin sees it, but only its buyer can confirm it
         try:
             order = await self.storage.orders.confirm(
-                order_id, principal.id, utcnow(), principal.actor
+                order_id, principal.id, clock.now(), principal.actor
             )
         except Missing:
             raise OrderNotFound() from None
@@ -132,17 +120,10 @@ class OrderService:
         if order is None:
             raise OrderNotFound()
         event = await self.storage.events.get(order.event_id, include_deleted=True)
-        staff = principal.role == "admin" or (
-            principal.role == "organizer" and event is not None and event.owner_id == principal.id
-        )
-        if not staff:
-            if order.owner_id != principal.id:
-                raise OrderNotFound()
-            if event is not None and event.starts_at <= utcnow():
-                raise EventStarted()
+        owner = policy.cancel_scope(principal, order.owner_id, event, clock.now(), OrderNotFound)
         try:
             cancelled = await self.storage.orders.cancel(
-                order_id, None if staff else principal.id, utcnow(), principal.actor
+                order_id, owner, clock.now(), principal.actor
             )
         except Missing:
             raise OrderNotFound() from None
@@ -155,17 +136,16 @@ class OrderService:
 
     async def get(self, principal: Principal, order_id: str) -> Order:
         order = await self.storage.orders.get(order_id)
-        if order is None or (principal.role != "admin" and order.owner_id != principal.id):
+        if order is None or not policy.admin_or_owner(principal, order.owner_id):
             raise OrderNotFound()
         return order
 
     async def find(
         self, principal: Principal, query: OrderQuery, user_id: str | None
     ) -> list[Order]:
-        owner = user_id if principal.role == "admin" else principal.id
         return await self.storage.orders.find(
             OrderQuery(
-                owner_id=owner,
+                owner_id=policy.listed_owner(principal, user_id),
                 event_id=query.event_id,
                 status=query.status,
                 before_id=query.before_id,
@@ -174,27 +154,8 @@ class OrderService:
         )
 
 
-def _refusal(refused: Refused, event: Event, placement: OrderPlacement) -> Conflict | NotFound:
+def _refusal(refused: Refused, event: Event, placement: OrderPlacement) -> AppError:
+    tiers = [tier for tier, _ in placement.items]
     if isinstance(refused, ItemsShort):
-        position = {tier: i for i, (tier, _) in enumerate(placement.items)}
-        return InsufficientTickets(
-            "Not enough tickets left in " + ", ".join(tier for tier, _, _ in refused.short),
-            errors=[
-                {
-                    "field": f"items.{position[tier]}.quantity",
-                    "message": f"only {available} left in tier {tier}",
-                }
-                for tier, _, available in refused.short
-            ],
-            extra={
-                "tiers": [
-                    {"tier": tier, "requested": requested, "available": available}
-                    for tier, requested, available in refused.short
-                ]
-            },
-        )
-    if isinstance(refused, BuyerLimit):
-        if refused.limit == "max_per_user":
-            return PerUserLimitExceeded(extra={"maxPerUser": event.max_per_user})
-        return HoldLimitExceeded()
-    return refusal_error(refused, event, placement.items[0][0])
+        return policy.order_shortage(refused, tiers)
+    return policy.refusal_error(refused, event, tiers[0])

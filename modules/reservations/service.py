@@ -4,18 +4,15 @@ from __future__ import annotations
 
 from core.deps import AppContext
 from core.errors import Conflict, Forbidden, NotFound
+from core.policy import InsufficientTickets
 from core.security import Principal
 from core.storage.records import Actor, Booking, Tier
 from core.storage.requests import BookingQuery
-from modules.bookings.service import BookingRequest, BookingService, InsufficientTickets
+from modules.bookings.service import BookingRequest, BookingService
 from modules.events.service import EventService, ensure_contract_event
 from modules.reservations.schemas import EventSummary, ReservationIn
 
 TIER = "GA"
-
-
-class NotEnoughSeats(Conflict):
-    code, message = "INSUFFICIENT_TICKETS", "Not enough seats left"
 
 
 class ReservationNotFound(NotFound):
@@ -60,7 +57,7 @@ class ReservationService:
         try:
             return (await self.bookings.book(owner, request)).booking
         except InsufficientTickets:
-            raise NotEnoughSeats() from None
+            raise InsufficientTickets("Not enough seats left") from None
 
     async def _is(self, partner: Principal, partner_id: str) -> bool:
         """Partners may name themselves by id, client id or name."""

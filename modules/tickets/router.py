@@ -5,19 +5,19 @@ slash, directly (no redirect: many clients do not repeat a POST after one)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
+from core import clock
 from core.deps import app_context, resolve_principal
 from core.errors import AppError, Unauthorized
 from core.idempotency import idempotent
 from core.openapi import authenticates, request_body
+from core.policy import display_status
 from core.routing import ApiRoute, Guard, with_and_without_slash
 from core.security import Principal
-from core.storage.records import Booking, utcnow
 from modules.tickets.schemas import (
     MAX_USER_ID_LENGTH,
     BookOut,
@@ -85,13 +85,6 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 def route(method: str, path: str, **options: Any) -> Callable[[Callable[..., Any]], Any]:
     return with_and_without_slash(router, method, path, **options)
-
-
-def status_of(booking: Booking, now: datetime) -> str:
-    """A hold past its expiry is `expired` even before the sweeper has released it."""
-    if booking.status == "pending" and not booking.is_active(now):
-        return "expired"
-    return booking.status
 
 
 async def ticket_service(request: Request) -> TicketService:
@@ -169,14 +162,14 @@ async def book(request: Request, caller: Caller, tickets: Tickets, guard: Guard)
 )
 async def list_bookings(request: Request, caller: Caller, tickets: Tickets) -> JSONResponse:
     buyer = tickets.buyer(caller, checked_user_id(request.query_params.get("userId")))
-    now = utcnow()
+    now = clock.now()
     items = [
         TicketBookingOut(
             bookingId=b.id,
             userId=buyer.user_id,
             tier=b.tier,
             quantity=b.quantity,
-            status=status_of(b, now),
+            status=display_status(b.status, b.expires_at, now),
             totalPriceCents=b.total_cents,
             createdAt=b.created_at.isoformat(),
         ).model_dump()

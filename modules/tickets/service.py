@@ -12,19 +12,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core import clock
 from core.deps import AppContext
-from core.errors import AppError, Forbidden, NotFound
+from core.errors import Forbidden, NotFound
 from core.logging import get_logger
+from core.policy import InsufficientTickets, TierNotFound, buyer_may_cancel
 from core.security import Principal
-from core.storage.records import Booking, Event, Tier, utcnow
+from core.storage.records import Booking, Event, Tier
 from core.storage.requests import BookingQuery
-from modules.bookings.service import (
-    BookingRequest,
-    BookingService,
-    EventStarted,
-    InsufficientTickets,
-    TierNotFound,
-)
+from modules.bookings.service import BookingRequest, BookingService
 from modules.events.service import EventService, ensure_contract_event
 from modules.tickets.schemas import TIER_NAMES, TIERS, BookIn
 
@@ -37,12 +33,6 @@ PARTNER_SCAN_LIMIT = 1_000
 newest bookings of the show (storage has no filter on the reference)."""
 SCAN_PAGE = 100
 SOLD_OUT_MESSAGE = "Requested quantity exceeds available tickets"
-
-
-class TicketsSoldOut(AppError):
-    """The contract answers a shortage with 422 (where /api/v1 says 409)."""
-
-    status_code, code, message = 422, "INSUFFICIENT_TICKETS", SOLD_OUT_MESSAGE
 
 
 class TicketNotFound(NotFound):
@@ -151,7 +141,9 @@ class TicketService:
                 errors=[{"field": "tier", "message": f"tier must be one of {', '.join(TIERS)}"}],
             ) from None
         except InsufficientTickets as exc:
-            raise TicketsSoldOut(
+            raise InsufficientTickets(  # the contract answers a shortage with 422, not 409
+                SOLD_OUT_MESSAGE,
+                status_code=422,
                 errors=[{"field": "quantity", "message": SOLD_OUT_MESSAGE}],
                 extra={"availableQuantity": exc.extra.get("available", 0)},
             ) from None
@@ -191,7 +183,6 @@ class TicketService:
         ):
             raise TicketBookingNotFound()
         event = await self.events.for_booking(self.show_id)
-        if event is not None and event.starts_at <= utcnow():
-            raise EventStarted()
+        buyer_may_cancel(event, clock.now())
         cancelled = await self.bookings.cancel_owned(buyer.owner.id, booking_id, buyer.owner.actor)
         return cancelled, (await self.available()).get(cancelled.tier, 0)

@@ -27,12 +27,13 @@ import httpx
 import orjson
 from standardwebhooks.webhooks import Webhook as Signer
 
+from core import clock
 from core.config import Settings
 from core.deps import AppContext
 from core.logging import get_logger
 from core.outbox import retry_delay
 from core.storage.port import Storage
-from core.storage.records import Attempt, Delivery, DeliveryStatus, Webhook, utcnow
+from core.storage.records import Attempt, Delivery, DeliveryStatus, Webhook
 from modules.webhooks.schemas import FailureCategory
 from modules.webhooks.urls import UnsafeUrl, resolve
 
@@ -91,7 +92,7 @@ class Dispatcher:
 
     async def run_once(self, limit: int = CLAIM_BATCH) -> int:
         """Claim the due deliveries (up to `limit`) and send them; how many were claimed."""
-        now = utcnow()
+        now = clock.now()
         claimed = await self.storage.webhooks.claim(now, self.holder, now + self.lease, limit)
         outcomes = await asyncio.gather(*(self.deliver(d) for d in claimed), return_exceptions=True)
         for outcome in outcomes:
@@ -101,7 +102,7 @@ class Dispatcher:
 
     async def deliver_now(self, delivery_id: str) -> Delivery | None:
         """Claim and send one delivery at once (a test delivery); None if it is not due."""
-        now = utcnow()
+        now = clock.now()
         claimed = await self.storage.webhooks.claim(
             now, self.holder, now + self.lease, 1, delivery_id
         )
@@ -122,7 +123,7 @@ class Dispatcher:
     async def deliver(self, delivery: Delivery) -> Delivery | None:
         """Send one claimed delivery and record what came of it."""
         webhook = await self.storage.webhooks.get(delivery.webhook_id)
-        now = utcnow()
+        now = clock.now()
         if webhook is None or not webhook.enabled:
             reason = webhook.disabled_reason if webhook else None
             sent = Sent(None, None, f"webhook disabled: {reason or 'by its owner'}")
@@ -131,7 +132,7 @@ class Dispatcher:
         if sent.status_code == 410:
             reason = f"the receiver answered 410 Gone at {now.isoformat()}"
             await self.storage.webhooks.update(
-                webhook.id, {"enabled": False, "disabled_reason": reason}, utcnow()
+                webhook.id, {"enabled": False, "disabled_reason": reason}, clock.now()
             )
             log.info("webhook_disabled", webhook_id=webhook.id, reason="410")
             return await self._settle(delivery, webhook, sent, now, final=True)
@@ -211,7 +212,7 @@ class Dispatcher:
                 f"(last: {sent.error or 'no answer'})"
             )
             await self.storage.webhooks.update(
-                webhook.id, {"enabled": False, "disabled_reason": reason[:500]}, utcnow()
+                webhook.id, {"enabled": False, "disabled_reason": reason[:500]}, clock.now()
             )
             log.info("webhook_disabled", webhook_id=webhook.id, reason="failing")
 

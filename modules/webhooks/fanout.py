@@ -16,10 +16,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, timedelta
 
+from core import clock
 from core.config import Settings
 from core.deps import AppContext
 from core.storage.port import Storage
-from core.storage.records import Change, Delivery, Role, Webhook, new_id, utcnow
+from core.storage.records import Change, Delivery, Role, Webhook, new_id
 from modules.activity.schemas import ChangeOut
 
 
@@ -72,7 +73,7 @@ class FanOut:
             await self.storage.webhooks.enqueue(deliveries[start : start + 500])
 
     def delivery(self, webhook: Webhook, change: Change, payload: dict[str, object]) -> Delivery:
-        created = utcnow()
+        created = clock.now()
         return Delivery(
             id=f"msg_{new_id()}",
             webhook_id=webhook.id,

@@ -10,11 +10,13 @@ import base64
 import secrets
 from datetime import timedelta
 
+from core import clock
 from core.deps import AppContext
 from core.errors import Conflict, Forbidden, NotFound
+from core.policy import admin_or_owner, listed_owner
 from core.security import Principal
 from core.storage.errors import InvalidTransition, Missing
-from core.storage.records import Delivery, Webhook, new_id, utcnow
+from core.storage.records import Delivery, Webhook, new_id
 from modules.webhooks.dispatcher import Dispatcher
 from modules.webhooks.schemas import WebhookCreate, WebhookPatch
 from modules.webhooks.urls import resolve
@@ -73,7 +75,7 @@ class WebhookService:
         )
         if len(owned) >= MAX_PER_OWNER:
             raise TooManyWebhooks()
-        now = utcnow()
+        now = clock.now()
         webhook = Webhook(
             id=new_id(),
             owner_id=principal.id,
@@ -89,14 +91,15 @@ class WebhookService:
 
     async def owned(self, principal: Principal, webhook_id: str) -> Webhook:
         webhook = await self.storage.webhooks.get(webhook_id)
-        if webhook is None or (principal.role != "admin" and webhook.owner_id != principal.id):
+        if webhook is None or not admin_or_owner(principal, webhook.owner_id):
             raise WebhookNotFound()
         return webhook
 
     async def find(self, principal: Principal, after_id: str | None, limit: int) -> list[Webhook]:
         """The caller's webhooks (an admin's: everyone's), oldest first."""
-        owner = None if principal.role == "admin" else principal.id
-        return await self.storage.webhooks.find(owner_id=owner, after_id=after_id, limit=limit)
+        return await self.storage.webhooks.find(
+            owner_id=listed_owner(principal), after_id=after_id, limit=limit
+        )
 
     async def update(self, principal: Principal, webhook_id: str, patch: WebhookPatch) -> Webhook:
         await self.owned(principal, webhook_id)
@@ -113,7 +116,7 @@ class WebhookService:
 
     async def _update(self, webhook_id: str, fields: dict[str, object]) -> Webhook:
         try:
-            return await self.storage.webhooks.update(webhook_id, fields, utcnow())
+            return await self.storage.webhooks.update(webhook_id, fields, clock.now())
         except Missing:
             raise WebhookNotFound() from None
 
@@ -134,7 +137,7 @@ class WebhookService:
         webhook = await self.owned(principal, webhook_id)
         if not webhook.enabled:
             raise WebhookDisabled()
-        now = utcnow()
+        now = clock.now()
         delivery = Delivery(
             id=f"msg_{new_id()}",
             webhook_id=webhook.id,
@@ -170,7 +173,7 @@ class WebhookService:
         webhook = await self.owned(principal, webhook_id)
         if not webhook.enabled:
             raise WebhookDisabled()
-        now = utcnow()
+        now = clock.now()
         until = now + timedelta(seconds=self.settings.webhook_retry_window_seconds)
         try:
             return await self.storage.webhooks.retry(webhook_id, delivery_id, now, until)

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
+from core import clock
 from core.storage.errors import NotOnSale
-from core.storage.records import SYSTEM_ACTOR, utcnow
+from core.storage.records import SYSTEM_ACTOR
 from tests.support.accounts import Account
 from tests.support.api import Api
 
@@ -18,7 +19,7 @@ from tests.support.api import Api
 async def start_now(api: Api, event_id: str) -> None:
     """Move the event's start into the past through the storage port (the API refuses a
     start in the past); this process's event snapshot is deliberately left as it is."""
-    now = utcnow()
+    now = clock.now()
     await api.ctx.storage.events.update(
         event_id,
         expected_version=None,
@@ -56,7 +57,7 @@ async def test_storage_refuses_the_confirmation_in_the_same_step(api: Api) -> No
     held = await hold(api, buyer, event["id"])
     await start_now(api, event["id"])
     with pytest.raises(NotOnSale):
-        await api.ctx.storage.bookings.confirm(held["id"], buyer.id, utcnow(), SYSTEM_ACTOR)
+        await api.ctx.storage.bookings.confirm(held["id"], buyer.id, clock.now(), SYSTEM_ACTOR)
     booking = await api.ctx.storage.bookings.get(held["id"])
     assert booking is not None and booking.status == "pending"
 
@@ -76,7 +77,7 @@ async def test_an_order_hold_cannot_be_confirmed_after_the_start(api: Api) -> No
     assert r.status_code == 409, r.text
     assert r.json()["code"] == "EVENT_NOT_BOOKABLE"
     with pytest.raises(NotOnSale):
-        await api.ctx.storage.orders.confirm(order["id"], buyer.id, utcnow(), SYSTEM_ACTOR)
+        await api.ctx.storage.orders.confirm(order["id"], buyer.id, clock.now(), SYSTEM_ACTOR)
 
 
 @pytest.mark.parametrize("staff", ["organizer", "admin"])

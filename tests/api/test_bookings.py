@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -48,25 +49,28 @@ async def test_hold_then_confirm(api: Api) -> None:
     assert again.status_code == 409 and again.json()["code"] == "BOOKING_NOT_PENDING"
 
 
-async def test_expired_hold_cannot_be_confirmed_and_frees_its_seats(database_url: str) -> None:
-    from tests.support.api import make_settings, running_api
-
-    async with running_api(make_settings(database_url, hold_ttl_seconds=1)) as api:
-        organizer, buyer, rival = await api.user("organizer"), await api.user(), await api.user()
-        event = await api.event(
-            organizer, tiers=[{"code": "GA", "name": "G", "priceCents": 100, "capacity": 2}]
-        )
-        hold = (await api.book(buyer, event["id"], 2, hold=True)).json()["data"]
-        assert (await api.book(rival, event["id"], 1)).status_code == 409
-        await asyncio.sleep(1.2)
-        r = await api.client.post(f"/api/v1/bookings/{hold['id']}/confirm", headers=buyer.headers)
-        assert r.status_code == 409 and r.json()["code"] == "BOOKING_EXPIRED"
-        seen = (
-            await api.client.get(f"/api/v1/bookings/{hold['id']}", headers=buyer.headers)
-        ).json()["data"]
-        assert seen["status"] == "expired"
-        # seats really are free, so the expired hold must not cause a 409
-        assert (await api.book(rival, event["id"], 2)).status_code == 201
+async def test_expired_hold_cannot_be_confirmed_and_frees_its_seats(
+    api: Api, advance_clock: Callable[[timedelta], None]
+) -> None:
+    organizer, buyer, rival = await api.user("organizer"), await api.user(), await api.user()
+    event = await api.event(
+        organizer, tiers=[{"code": "GA", "name": "G", "priceCents": 100, "capacity": 2}]
+    )
+    hold = (await api.book(buyer, event["id"], 2, hold=True)).json()["data"]
+    assert (await api.book(rival, event["id"], 1)).status_code == 409
+    advance_clock(timedelta(seconds=api.ctx.settings.hold_ttl_seconds - 1))
+    r = await api.client.get(f"/api/v1/bookings/{hold['id']}", headers=buyer.headers)
+    assert r.json()["data"]["status"] == "pending"  # a second before its expiry
+    assert (await api.book(rival, event["id"], 1)).status_code == 409
+    advance_clock(timedelta(seconds=1))
+    r = await api.client.post(f"/api/v1/bookings/{hold['id']}/confirm", headers=buyer.headers)
+    assert r.status_code == 409 and r.json()["code"] == "BOOKING_EXPIRED"
+    seen = (await api.client.get(f"/api/v1/bookings/{hold['id']}", headers=buyer.headers)).json()[
+        "data"
+    ]
+    assert seen["status"] == "expired"
+    # seats really are free, so the expired hold must not cause a 409
+    assert (await api.book(rival, event["id"], 2)).status_code == 201
 
 
 async def test_refusals(api: Api) -> None:

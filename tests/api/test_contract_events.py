@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from core.storage.records import SYSTEM_ACTOR, utcnow
+from core import clock
+from core.storage.records import SYSTEM_ACTOR
 from tests.support.api import Api, make_settings, running_api
 
 
@@ -78,9 +79,9 @@ async def test_the_contracts_answer_their_errors_when_their_event_is_gone(
         assert event is not None
         # no active bookings may stay on a deleted event: cancel them first, then delete
         await contracts.ctx.storage.events.transition(
-            event_id, ("published",), "cancelled", utcnow(), SYSTEM_ACTOR
+            event_id, ("published",), "cancelled", clock.now(), SYSTEM_ACTOR
         )
-        await contracts.ctx.storage.events.soft_delete(event_id, utcnow(), SYSTEM_ACTOR)
+        await contracts.ctx.storage.events.soft_delete(event_id, clock.now(), SYSTEM_ACTOR)
         contracts.ctx.snapshots.forget(f"event:{event_id}")
 
     answers = [

@@ -42,6 +42,16 @@ async def test_anonymous_calls_are_limited_per_ip_with_headers(limited: Api) -> 
     ).status_code == 200  # operations endpoints are not limited
 
 
+async def test_a_window_runs_from_its_first_hit(limited: Api) -> None:
+    """The fixed windows here (and in tests/races) are not wall-clock minutes: limits sets a
+    counter's TTL at its first hit, so a test that stays under a minute never straddles two."""
+    redis = limited.ctx.cache.client
+    await limited.client.get("/api/v1/events")
+    keys = [key async for key in redis.scan_iter("LIMITS*")]
+    assert len(keys) == 1
+    assert 58 <= await redis.ttl(keys[0]) <= 60
+
+
 async def test_login_is_limited_per_account_and_per_ip(limited: Api) -> None:
     body = {"email": "victim@example.com", "password": "guessing-1234"}
     codes = [

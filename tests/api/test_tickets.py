@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from core.storage.records import utcnow
+from core import clock
 from tests.support.api import Api, make_settings, running_api
 
 VIP = 12  # a small VIP tier, so that selling out takes a few requests
@@ -448,4 +448,4 @@ async def test_the_default_show(sqlite_api: Api) -> None:
         "GA": (1_000, 1_000),
     }
     event = await sqlite_api.ctx.storage.events.get("tiered-show")
-    assert event is not None and event.starts_at > utcnow() and event.status == "published"
+    assert event is not None and event.starts_at > clock.now() and event.status == "published"

@@ -8,9 +8,10 @@ from datetime import timedelta
 
 import pytest
 
+from core import clock
 from core.storage import ManagedStorage
 from core.storage.errors import SoldOut
-from core.storage.records import SYSTEM_ACTOR, Actor, utcnow
+from core.storage.records import SYSTEM_ACTOR, Actor
 from core.storage.requests import ChangeQuery
 from tests.support.storage import ACTOR, an_event, reserve
 
@@ -25,8 +26,8 @@ async def log_of(storage: ManagedStorage, subject_id: str) -> list[tuple[str, in
 async def test_a_booking_records_each_of_its_changes_in_order(storage: ManagedStorage) -> None:
     event = await an_event(storage, capacity=5)
     held = (await storage.bookings.reserve(reserve(event, 2, hold_seconds=60))).booking
-    await storage.bookings.confirm(held.id, "u1", utcnow(), BUYER)
-    await storage.bookings.cancel(held.id, None, utcnow(), Actor("admin", "boss"))
+    await storage.bookings.confirm(held.id, "u1", clock.now(), BUYER)
+    await storage.bookings.cancel(held.id, None, clock.now(), Actor("admin", "boss"))
     assert await log_of(storage, held.id) == [
         ("booking.created", 1, "system"),
         ("booking.confirmed", 2, "u1"),
@@ -54,7 +55,7 @@ async def test_event_changes_and_the_bookings_they_end(storage: ManagedStorage) 
     lapsed = (await storage.bookings.reserve(reserve(event, 1, hold_seconds=0.05))).booking
     sold = (await storage.bookings.reserve(reserve(event, 2))).booking
     await asyncio.sleep(0.1)
-    await storage.events.transition(event.id, ("published",), "cancelled", utcnow(), ACTOR)
+    await storage.events.transition(event.id, ("published",), "cancelled", clock.now(), ACTOR)
     assert [t for t, _, _ in await log_of(storage, event.id)] == [
         "event.created",
         "event.published",
@@ -68,7 +69,7 @@ async def test_expiry_sweeps_are_recorded_as_the_systems(storage: ManagedStorage
     event = await an_event(storage)
     hold = (await storage.bookings.reserve(reserve(event, 1, hold_seconds=0.05))).booking
     await asyncio.sleep(0.1)
-    assert await storage.bookings.release_expired(utcnow(), event.id) == 1
+    assert await storage.bookings.release_expired(clock.now(), event.id) == 1
     assert (await log_of(storage, hold.id))[-1] == ("booking.expired", 2, SYSTEM_ACTOR.id)
 
 
@@ -90,10 +91,10 @@ async def test_dispatch_marks_prunes_and_leases(storage: ManagedStorage) -> None
     pending = await storage.changes.undispatched(limit=10_000)
     mine = [c for c in pending if c.event_id == event.id]
     assert [c.type for c in mine] == ["event.created", "event.published", "booking.created"]
-    await storage.changes.mark_dispatched([c.id for c in mine], utcnow())
+    await storage.changes.mark_dispatched([c.id for c in mine], clock.now())
     left = {c.id for c in await storage.changes.undispatched(limit=10_000)}
     assert not left & {c.id for c in mine}
-    now = utcnow()
+    now = clock.now()
     assert await storage.changes.hold_lease("dispatch-test", "a", now + timedelta(seconds=5), now)
     assert not await storage.changes.hold_lease(
         "dispatch-test", "b", now + timedelta(seconds=5), now
@@ -103,4 +104,4 @@ async def test_dispatch_marks_prunes_and_leases(storage: ManagedStorage) -> None
     assert await storage.changes.hold_lease(
         "dispatch-test", "b", later + timedelta(seconds=5), later
     )
-    assert await storage.changes.prune(utcnow() + timedelta(days=1)) >= 3
+    assert await storage.changes.prune(clock.now() + timedelta(days=1)) >= 3

@@ -7,12 +7,13 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+from core import clock
 from core.storage import ManagedStorage
-from core.storage.records import Attempt, Mail, new_id, utcnow
+from core.storage.records import Attempt, Mail, new_id
 
 
 def a_mail() -> Mail:
-    now = utcnow()
+    now = clock.now()
     return Mail(
         id=f"{new_id()}-0a1b2c3d",
         template="booking_confirmed",
@@ -35,7 +36,7 @@ async def test_a_mail_enqueued_twice_is_one_row(storage: ManagedStorage) -> None
 async def test_claims_never_lease_a_mail_twice(storage: ManagedStorage) -> None:
     mails = [a_mail() for _ in range(12)]
     await storage.mail.enqueue(mails)
-    now = utcnow()
+    now = clock.now()
     claims = await asyncio.gather(
         *(storage.mail.claim(now, f"sender-{i}", now + timedelta(minutes=1), 40) for i in range(4))
     )
@@ -49,7 +50,7 @@ async def test_a_lease_that_ends_unsettled_makes_the_mail_due_again(
 ) -> None:
     mail = a_mail()
     await storage.mail.enqueue([mail])
-    now = utcnow()
+    now = clock.now()
     mine = lambda claimed: [m for m in claimed if m.id == mail.id]  # noqa: E731
     assert mine(await storage.mail.claim(now, "dead", now + timedelta(seconds=1), 100))
     assert not mine(await storage.mail.claim(now, "alive", now + timedelta(seconds=30), 100))

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from core import clock
 from core.storage import ManagedStorage
 from core.storage.errors import (
     BookingExpired,
@@ -16,7 +17,7 @@ from core.storage.errors import (
     NotOnSale,
     SoldOut,
 )
-from core.storage.records import Actor, Ordered, Reservation, utcnow
+from core.storage.records import Actor, Ordered, Reservation
 from core.storage.requests import ChangeQuery, OrderQuery
 from tests.support.storage import ACTOR, an_event, drift_of, order, reserve, seats
 
@@ -87,14 +88,14 @@ async def test_holds_confirm_expire_and_cancel_as_one(storage: ManagedStorage) -
     ).order
     assert held.status == "pending" and all(b.status == "pending" for b in held.bookings)
     with pytest.raises(InOrder):
-        await storage.bookings.confirm(held.bookings[0].id, "u1", utcnow(), BUYER)
+        await storage.bookings.confirm(held.bookings[0].id, "u1", clock.now(), BUYER)
     with pytest.raises(InOrder):
-        await storage.bookings.cancel(held.bookings[0].id, None, utcnow(), ACTOR)
-    confirmed = await storage.orders.confirm(held.id, "u1", utcnow(), BUYER)
+        await storage.bookings.cancel(held.bookings[0].id, None, clock.now(), ACTOR)
+    confirmed = await storage.orders.confirm(held.id, "u1", clock.now(), BUYER)
     assert confirmed.status == "confirmed" and all(
         b.status == "confirmed" for b in confirmed.bookings
     )
-    cancelled = await storage.orders.cancel(held.id, "u1", utcnow(), BUYER)
+    cancelled = await storage.orders.cancel(held.id, "u1", clock.now(), BUYER)
     assert cancelled.status == "cancelled" and all(
         b.status == "cancelled" for b in cancelled.bookings
     )
@@ -108,8 +109,8 @@ async def test_holds_confirm_expire_and_cancel_as_one(storage: ManagedStorage) -
     ).order
     await asyncio.sleep(0.1)
     with pytest.raises(BookingExpired):
-        await storage.orders.confirm(lapsing.id, "u1", utcnow(), BUYER)
-    assert await storage.bookings.release_expired(utcnow(), event.id) == 2
+        await storage.orders.confirm(lapsing.id, "u1", clock.now(), BUYER)
+    assert await storage.bookings.release_expired(clock.now(), event.id) == 2
     expired = await storage.orders.get(lapsing.id)
     assert expired is not None and expired.status == "expired"
     assert all(b.status == "expired" for b in expired.bookings)
@@ -134,7 +135,7 @@ async def test_the_buyers_limits_count_the_orders_seats_together(storage: Manage
 async def test_cancelling_the_event_cancels_its_orders(storage: ManagedStorage) -> None:
     event = await an_event(storage, capacity=10)
     made = (await storage.orders.reserve(order(event, ("GA", 2), ("VIP", 1)))).order
-    await storage.events.transition(event.id, ("published",), "cancelled", utcnow(), ACTOR)
+    await storage.events.transition(event.id, ("published",), "cancelled", clock.now(), ACTOR)
     after = await storage.orders.get(made.id)
     assert after is not None and after.status == "cancelled"
     assert all(b.status == "cancelled" for b in after.bookings)

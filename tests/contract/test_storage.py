@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 
+from core import clock
 from core.storage import ManagedStorage
 from core.storage.errors import (
     BookingExpired,
@@ -24,7 +25,7 @@ from core.storage.errors import (
     SoldOut,
     VersionMismatch,
 )
-from core.storage.records import Event, RefreshToken, Reservation, utcnow
+from core.storage.records import Event, RefreshToken, Reservation
 from core.storage.requests import BookingQuery, EventQuery, ReserveRequest, TierPatch
 from tests.support.drift import corrupt_buyer_count, corrupt_counter
 from tests.support.storage import ACTOR, a_user, an_event, reserve, seats
@@ -36,26 +37,27 @@ async def test_users_unique_email_and_roles(storage: ManagedStorage) -> None:
     assert (await storage.users.get_by_email(user.email)) == user
     with pytest.raises(DuplicateKey):
         await storage.users.create(a_user(user.email))
-    promoted = await storage.users.set_role(user.id, "organizer", utcnow())
+    promoted = await storage.users.set_role(user.id, "organizer", clock.now())
     assert promoted.role == "organizer" and promoted.token_version == user.token_version + 1
-    logged_out = await storage.users.bump_token_version(user.id, utcnow())
+    logged_out = await storage.users.bump_token_version(user.id, clock.now())
     assert logged_out.token_version == promoted.token_version + 1
     with pytest.raises(Missing):
-        await storage.users.set_role("missing", "admin", utcnow())
+        await storage.users.set_role("missing", "admin", clock.now())
 
 
 async def test_refresh_tokens_are_spent_once_and_revoked_by_family(storage: ManagedStorage) -> None:
     family = uuid.uuid4().hex
     first, second = (
-        RefreshToken(uuid.uuid4().hex, family, "u", utcnow() + timedelta(days=1)) for _ in range(2)
+        RefreshToken(uuid.uuid4().hex, family, "u", clock.now() + timedelta(days=1))
+        for _ in range(2)
     )
     await storage.tokens.add(first)
     await storage.tokens.add(second)
-    assert await storage.tokens.spend(first.jti, utcnow()) == "ok"
-    assert await storage.tokens.spend(first.jti, utcnow()) == "spent"
-    assert await storage.tokens.spend("nope", utcnow()) == "unknown"
+    assert await storage.tokens.spend(first.jti, clock.now()) == "ok"
+    assert await storage.tokens.spend(first.jti, clock.now()) == "spent"
+    assert await storage.tokens.spend("nope", clock.now()) == "unknown"
     await storage.tokens.revoke_family(family)
-    assert await storage.tokens.spend(second.jti, utcnow()) == "spent"
+    assert await storage.tokens.spend(second.jti, clock.now()) == "spent"
 
 
 async def test_reserve_confirms_and_counts(storage: ManagedStorage) -> None:
@@ -120,15 +122,15 @@ async def test_holds_confirm_cancel_and_expire(storage: ManagedStorage) -> None:
     assert hold is not None and hold.status == "pending" and hold.expires_at is not None
     assert await seats(storage, event) == (1, 2, 0)
     with pytest.raises(Missing):
-        await storage.bookings.confirm(hold.id, "someone-else", utcnow(), ACTOR)
-    confirmed = await storage.bookings.confirm(hold.id, "u1", utcnow(), ACTOR)
+        await storage.bookings.confirm(hold.id, "someone-else", clock.now(), ACTOR)
+    confirmed = await storage.bookings.confirm(hold.id, "u1", clock.now(), ACTOR)
     assert confirmed is not None and confirmed.status == "confirmed"
     with pytest.raises(NotPending):
-        await storage.bookings.confirm(hold.id, "u1", utcnow(), ACTOR)
-    cancelled = await storage.bookings.cancel(hold.id, "u1", utcnow(), ACTOR)
+        await storage.bookings.confirm(hold.id, "u1", clock.now(), ACTOR)
+    cancelled = await storage.bookings.cancel(hold.id, "u1", clock.now(), ACTOR)
     assert cancelled is not None and cancelled.status == "cancelled"
     with pytest.raises(NotPending):
-        await storage.bookings.cancel(hold.id, None, utcnow(), ACTOR)
+        await storage.bookings.cancel(hold.id, None, clock.now(), ACTOR)
     assert await seats(storage, event) == (3, 0, 0)
 
 
@@ -139,12 +141,12 @@ async def test_an_expired_hold_never_blocks_a_sale(storage: ManagedStorage) -> N
     await asyncio.sleep(0.3)
     assert await seats(storage, event) == (2, 0, 0)  # availability already ignores it
     with pytest.raises(BookingExpired):
-        await storage.bookings.confirm(hold.id, "u1", utcnow(), ACTOR)
+        await storage.bookings.confirm(hold.id, "u1", clock.now(), ACTOR)
     # the booking path releases the expired hold before it would refuse
     await storage.bookings.reserve(reserve(event, 2, owner="u2"))
     expired = await storage.bookings.get(hold.id)
     assert expired is not None and expired.status == "expired"
-    assert await storage.bookings.recount(utcnow(), fix=False) == []
+    assert await storage.bookings.recount(clock.now(), fix=False) == []
 
 
 async def test_release_expired_sweeps(storage: ManagedStorage) -> None:
@@ -152,8 +154,8 @@ async def test_release_expired_sweeps(storage: ManagedStorage) -> None:
     for _ in range(3):
         await storage.bookings.reserve(reserve(event, 1, hold_seconds=0.1))
     await asyncio.sleep(0.2)
-    assert await storage.bookings.release_expired(utcnow(), event.id) == 3
-    assert await storage.bookings.release_expired(utcnow(), event.id) == 0
+    assert await storage.bookings.release_expired(clock.now(), event.id) == 3
+    assert await storage.bookings.release_expired(clock.now(), event.id) == 0
     refreshed = await storage.events.get(event.id)
     assert refreshed is not None and refreshed.tier("GA") is not None
     assert refreshed.tier("GA").active == 0  # type: ignore[union-attr]
@@ -164,7 +166,7 @@ async def test_cancelling_an_event_releases_every_booking(storage: ManagedStorag
     held = (await storage.bookings.reserve(reserve(event, 2, hold_seconds=60))).booking
     sold = (await storage.bookings.reserve(reserve(event, 3))).booking
     cancelled = await storage.events.transition(
-        event.id, ("draft", "published"), "cancelled", utcnow(), ACTOR
+        event.id, ("draft", "published"), "cancelled", clock.now(), ACTOR
     )
     assert cancelled.status == "cancelled"
     for booking in (held, sold):
@@ -173,8 +175,8 @@ async def test_cancelling_an_event_releases_every_booking(storage: ManagedStorag
     with pytest.raises(NotOnSale):
         await storage.bookings.reserve(reserve(event, 1))
     with pytest.raises(InvalidTransition):
-        await storage.events.transition(event.id, ("draft",), "published", utcnow(), ACTOR)
-    assert await storage.bookings.recount(utcnow(), fix=False) == []
+        await storage.events.transition(event.id, ("draft",), "published", clock.now(), ACTOR)
+    assert await storage.bookings.recount(clock.now(), fix=False) == []
 
 
 async def test_event_updates_check_version_and_capacity(storage: ManagedStorage) -> None:
@@ -185,7 +187,7 @@ async def test_event_updates_check_version_and_capacity(storage: ManagedStorage)
         expected_version=event.version,
         fields={"name": "Renamed"},
         tiers=[TierPatch("VIP", price_cents=12000)],
-        now=utcnow(),
+        now=clock.now(),
         actor=ACTOR,
     )
     assert (
@@ -198,7 +200,7 @@ async def test_event_updates_check_version_and_capacity(storage: ManagedStorage)
             expected_version=event.version,
             fields={"name": "x"},
             tiers=[],
-            now=utcnow(),
+            now=clock.now(),
             actor=ACTOR,
         )
     with pytest.raises(CapacityBelowActive) as info:
@@ -207,7 +209,7 @@ async def test_event_updates_check_version_and_capacity(storage: ManagedStorage)
             expected_version=None,
             fields={},
             tiers=[TierPatch("GA", capacity=5)],
-            now=utcnow(),
+            now=clock.now(),
             actor=ACTOR,
         )
     assert info.value.active == 6
@@ -216,7 +218,7 @@ async def test_event_updates_check_version_and_capacity(storage: ManagedStorage)
         expected_version=None,
         fields={},
         tiers=[TierPatch("GA", capacity=6), TierPatch("BALCONY", "Balcony", 500, 20)],
-        now=utcnow(),
+        now=clock.now(),
         actor=ACTOR,
     )
     assert grown is not None and [t.code for t in grown.tiers] == ["GA", "VIP", "BALCONY"]
@@ -229,7 +231,7 @@ async def test_event_updates_check_version_and_capacity(storage: ManagedStorage)
             expected_version=None,
             fields={"name": "x"},
             tiers=[],
-            now=utcnow(),
+            now=clock.now(),
             actor=ACTOR,
         )
 
@@ -239,9 +241,9 @@ async def test_soft_delete_refuses_while_seats_are_held(storage: ManagedStorage)
     booking = (await storage.bookings.reserve(reserve(event, 1))).booking
     assert booking is not None
     with pytest.raises(HasActiveBookings):
-        await storage.events.soft_delete(event.id, utcnow(), ACTOR)
-    await storage.bookings.cancel(booking.id, None, utcnow(), ACTOR)
-    await storage.events.soft_delete(event.id, utcnow(), ACTOR)
+        await storage.events.soft_delete(event.id, clock.now(), ACTOR)
+    await storage.bookings.cancel(booking.id, None, clock.now(), ACTOR)
+    await storage.events.soft_delete(event.id, clock.now(), ACTOR)
     assert await storage.events.get(event.id) is None
     assert await storage.events.get(event.id, include_deleted=True) is not None
 
@@ -275,12 +277,12 @@ async def test_recount_finds_and_repairs_drift(storage: ManagedStorage, database
     await storage.bookings.reserve(reserve(event, 4))
     await corrupt_counter(database_url, event.id, "GA", 9)
     drifts = [
-        d for d in await storage.bookings.recount(utcnow(), fix=False) if d.event_id == event.id
+        d for d in await storage.bookings.recount(clock.now(), fix=False) if d.event_id == event.id
     ]
     assert [(d.counter_of, d.counter, d.actual) for d in drifts] == [("tier GA", 9, 4)]
-    await storage.bookings.recount(utcnow(), fix=True)
+    await storage.bookings.recount(clock.now(), fix=True)
     assert [
-        d for d in await storage.bookings.recount(utcnow(), fix=False) if d.event_id == event.id
+        d for d in await storage.bookings.recount(clock.now(), fix=False) if d.event_id == event.id
     ] == []
     await storage.bookings.reserve(reserve(event, 6))
 
@@ -296,13 +298,13 @@ async def test_concurrent_reserves_never_oversell(storage: ManagedStorage) -> No
     assert all(isinstance(r, Reservation | SoldOut) for r in results), results
     assert len(created) == 12  # 12 × 2 = 24 ≤ 25: a 13th pair does not fit
     assert await seats(storage, event) == (25 - 2 * len(created), 0, 2 * len(created))
-    assert await storage.bookings.recount(utcnow(), fix=False) == []
+    assert await storage.bookings.recount(clock.now(), fix=False) == []
 
 
 async def buyer_drift(storage: ManagedStorage, event: Event) -> list[str]:
     return [
         d.describe()
-        for d in await storage.bookings.recount(utcnow(), fix=False)
+        for d in await storage.bookings.recount(clock.now(), fix=False)
         if d.event_id == event.id
     ]
 
@@ -317,9 +319,9 @@ async def test_every_booking_counts_for_its_buyer(storage: ManagedStorage) -> No
     with pytest.raises(BuyerLimit):  # 3 + 2 already held: a limit of 6 leaves room for 1
         await storage.bookings.reserve(reserve(event, 2, owner="fan", max_per_user=6))
     await storage.bookings.reserve(reserve(event, 1, owner="fan", max_per_user=6))
-    await storage.bookings.confirm(held.id, "fan", utcnow(), ACTOR)
+    await storage.bookings.confirm(held.id, "fan", clock.now(), ACTOR)
     for booking in (sold, held):
-        await storage.bookings.cancel(booking.id, "fan", utcnow(), ACTOR)
+        await storage.bookings.cancel(booking.id, "fan", clock.now(), ACTOR)
     assert await buyer_drift(storage, event) == []
     await storage.bookings.reserve(reserve(event, 5, owner="fan", max_per_user=6))
     with pytest.raises(BuyerLimit):
@@ -342,7 +344,7 @@ async def test_pending_seats_per_buyer_are_capped(storage: ManagedStorage) -> No
         await storage.bookings.reserve(hold(5))  # larger than the cap on its own
     await storage.bookings.reserve(hold(1))
     # confirmed seats free the cap
-    await storage.bookings.confirm(first.id, "hoarder", utcnow(), ACTOR)
+    await storage.bookings.confirm(first.id, "hoarder", clock.now(), ACTOR)
     await storage.bookings.reserve(hold(3))
     await storage.bookings.reserve(reserve(event, 10, owner="hoarder"))  # confirmed: not capped
     assert await seats(storage, event) == (50 - 3 - 1 - 3 - 10, 4, 13)
@@ -379,7 +381,7 @@ async def test_recount_reports_buyer_drift_without_writing(
     assert late[0].status == "pending"  # a read-only recount released nothing
     fixed = [
         d.describe()
-        for d in await storage.bookings.recount(utcnow(), fix=True)
+        for d in await storage.bookings.recount(clock.now(), fix=True)
         if d.event_id == event.id
     ]
     assert fixed == report
@@ -403,14 +405,14 @@ async def test_cancelling_an_event_during_a_rush_leaves_nothing_active(
         async def cancel(event: Event = event) -> object:
             await asyncio.sleep(0.01)
             return await storage.events.transition(
-                event.id, ("published",), "cancelled", utcnow(), ACTOR
+                event.id, ("published",), "cancelled", clock.now(), ACTOR
             )
 
         results = await asyncio.gather(
             cancel(), *(book(i) for i in range(parallel)), return_exceptions=True
         )
         assert all(isinstance(r, Event | Reservation | NotOnSale) for r in results), results
-        counts = await storage.events.availability(event.id, utcnow())
+        counts = await storage.events.availability(event.id, clock.now())
         assert sum(c.pending + c.confirmed for c in counts) == 0
         stored = await storage.events.get(event.id)
         assert stored is not None and all(t.active == 0 and not t.on_sale for t in stored.tiers)

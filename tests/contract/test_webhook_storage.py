@@ -8,13 +8,14 @@ from datetime import timedelta
 
 import pytest
 
+from core import clock
 from core.storage import ManagedStorage
 from core.storage.errors import InvalidTransition, Missing
-from core.storage.records import Attempt, Delivery, Webhook, new_id, utcnow
+from core.storage.records import Attempt, Delivery, Webhook, new_id
 
 
 def a_webhook(owner: str = "org-1", events: tuple[str, ...] = ("*",)) -> Webhook:
-    now = utcnow()
+    now = clock.now()
     return Webhook(
         id=new_id(),
         owner_id=owner,
@@ -28,7 +29,7 @@ def a_webhook(owner: str = "org-1", events: tuple[str, ...] = ("*",)) -> Webhook
 
 
 def a_delivery(webhook: Webhook, subject: str, seq: int, change_id: str | None = None) -> Delivery:
-    now = utcnow()
+    now = clock.now()
     return Delivery(
         id=f"msg_{new_id()}",
         webhook_id=webhook.id,
@@ -44,7 +45,7 @@ def a_delivery(webhook: Webhook, subject: str, seq: int, change_id: str | None =
 
 
 def done(ok: bool = True) -> Attempt:
-    now = utcnow()
+    now = clock.now()
     return Attempt(
         status="succeeded" if ok else "pending",
         at=now,
@@ -64,16 +65,16 @@ async def test_webhooks_are_created_found_changed_and_deleted(storage: ManagedSt
     assert hook.id in {h.id for h in mine}
     assert not await storage.webhooks.find(owner_id="nobody", after_id=None, limit=10)
     changed = await storage.webhooks.update(
-        hook.id, {"enabled": False, "disabled_reason": "410 Gone", "events": ("*",)}, utcnow()
+        hook.id, {"enabled": False, "disabled_reason": "410 Gone", "events": ("*",)}, clock.now()
     )
     assert not changed.enabled and changed.disabled_reason == "410 Gone"
     assert changed.events == ("*",)
     assert hook.id not in {h.id for h in await storage.webhooks.enabled()}
-    failing = await storage.webhooks.note_outcome(hook.id, False, utcnow())
+    failing = await storage.webhooks.note_outcome(hook.id, False, clock.now())
     assert failing is not None and failing.failing_since is not None
-    again = await storage.webhooks.note_outcome(hook.id, False, utcnow() + timedelta(hours=1))
+    again = await storage.webhooks.note_outcome(hook.id, False, clock.now() + timedelta(hours=1))
     assert again is not None and again.failing_since == failing.failing_since
-    healed = await storage.webhooks.note_outcome(hook.id, True, utcnow())
+    healed = await storage.webhooks.note_outcome(hook.id, True, clock.now())
     assert healed is not None and healed.failing_since is None
     await storage.webhooks.enqueue([a_delivery(hook, "b1", 1)])
     await storage.webhooks.delete(hook.id)
@@ -82,7 +83,7 @@ async def test_webhooks_are_created_found_changed_and_deleted(storage: ManagedSt
     with pytest.raises(Missing):
         await storage.webhooks.delete(hook.id)
     with pytest.raises(Missing):
-        await storage.webhooks.update(hook.id, {"enabled": True}, utcnow())
+        await storage.webhooks.update(hook.id, {"enabled": True}, clock.now())
 
 
 async def test_one_delivery_per_webhook_and_change(storage: ManagedStorage) -> None:
@@ -100,7 +101,7 @@ async def test_one_delivery_per_webhook_and_change(storage: ManagedStorage) -> N
 async def test_claims_never_lease_a_delivery_twice(storage: ManagedStorage) -> None:
     hook = await storage.webhooks.create(a_webhook())
     await storage.webhooks.enqueue([a_delivery(hook, f"s{i}", 1) for i in range(20)])
-    now = utcnow()
+    now = clock.now()
     until = now + timedelta(seconds=30)
     claims = await asyncio.gather(
         *(storage.webhooks.claim(now, f"worker-{i}", until, 20) for i in range(4))
@@ -119,11 +120,11 @@ async def test_one_delivery_at_a_time_per_subject_in_order(storage: ManagedStora
     hook = await storage.webhooks.create(a_webhook())
     first, second = a_delivery(hook, "booking-1", 1), a_delivery(hook, "booking-1", 2)
     await storage.webhooks.enqueue([second, first])
-    now = utcnow()
+    now = clock.now()
     until = now + timedelta(seconds=30)
 
     async def claimed(holder: str) -> list[str]:
-        got = await storage.webhooks.claim(utcnow(), holder, until, 100)
+        got = await storage.webhooks.claim(clock.now(), holder, until, 100)
         return [d.id for d in got if d.webhook_id == hook.id]
 
     assert await claimed("a") == [first.id]
@@ -144,7 +145,7 @@ async def test_a_finished_delivery_is_retried_by_hand(storage: ManagedStorage) -
     hook = await storage.webhooks.create(a_webhook())
     delivery = a_delivery(hook, "b9", 1)
     await storage.webhooks.enqueue([delivery])
-    now = utcnow()
+    now = clock.now()
     with pytest.raises(InvalidTransition):
         await storage.webhooks.retry(hook.id, delivery.id, now, now + timedelta(hours=24))
     await storage.webhooks.claim(now, "a", now + timedelta(seconds=30), 100, delivery.id)

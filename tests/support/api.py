@@ -11,9 +11,9 @@ from typing import Any
 
 import httpx
 
+from core import clock
 from core.config import Settings
 from core.deps import AppContext
-from core.storage.records import utcnow
 from modules.api import create_api
 from tests.support.accounts import Account, PartnerAccount
 
@@ -60,7 +60,7 @@ class Api:
         assert r.status_code == 201, r.text
         data = r.json()["data"]
         if role != "user":
-            await self.ctx.storage.users.set_role(data["user"]["id"], role, utcnow())  # type: ignore[arg-type]
+            await self.ctx.storage.users.set_role(data["user"]["id"], role, clock.now())  # type: ignore[arg-type]
             r = await self.client.post(
                 "/api/v1/auth/login", json={"email": email, "password": PASSWORD}
             )

@@ -9,8 +9,9 @@ from typing import Any
 
 import httpx
 
+from core import clock
 from core.storage import build_storage
-from core.storage.records import Drift, TierCount, utcnow
+from core.storage.records import Drift, TierCount
 from tests.support.accounts import Account
 
 PASSWORD = "race condition passphrase"
@@ -19,7 +20,7 @@ PASSWORD = "race condition passphrase"
 async def promote(database_url: str, user_id: str, role: str) -> None:
     storage = build_storage(database_url)
     try:
-        await storage.users.set_role(user_id, role, utcnow())  # type: ignore[arg-type]
+        await storage.users.set_role(user_id, role, clock.now())  # type: ignore[arg-type]
     finally:
         await storage.close()
 
@@ -64,9 +65,11 @@ async def counts_and_drift(database_url: str, event_id: str) -> tuple[list[TierC
     """
     storage = build_storage(database_url)
     try:
-        counts = await storage.events.availability(event_id, utcnow())
+        counts = await storage.events.availability(event_id, clock.now())
         drift = [
-            d for d in await storage.bookings.recount(utcnow(), fix=False) if d.event_id == event_id
+            d
+            for d in await storage.bookings.recount(clock.now(), fix=False)
+            if d.event_id == event_id
         ]
         return counts, drift
     finally:

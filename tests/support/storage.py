@@ -5,15 +5,16 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
+from core import clock
 from core.storage import ManagedStorage
-from core.storage.records import Actor, Event, Tier, User, new_id, utcnow
+from core.storage.records import Actor, Event, Tier, User, new_id
 from core.storage.requests import OrderItem, OrderRequest, ReserveRequest
 
 ACTOR = Actor("organizer", "owner")
 
 
 def a_user(email: str | None = None) -> User:
-    now = utcnow()
+    now = clock.now()
     return User(new_id(), email or f"{uuid.uuid4().hex}@example.com", "U", "user", "hash", now, now)
 
 
@@ -26,7 +27,7 @@ async def an_event(
     name: str = "Show",
     venue: str = "Hall",
 ) -> Event:
-    now = utcnow()
+    now = clock.now()
     event = Event(
         id=new_id(),
         owner_id="owner",
@@ -58,7 +59,7 @@ def reserve(
     max_per_user: int | None = None,
     request_hash: str | None = None,
 ) -> ReserveRequest:
-    now = utcnow()
+    now = clock.now()
     return ReserveRequest(
         event_id=event.id,
         tier=tier,
@@ -73,7 +74,7 @@ def reserve(
 
 
 async def seats(storage: ManagedStorage, event: Event, tier: str = "GA") -> tuple[int, int, int]:
-    counts = {c.code: c for c in await storage.events.availability(event.id, utcnow())}
+    counts = {c.code: c for c in await storage.events.availability(event.id, clock.now())}
     c = counts[tier]
     return c.available, c.pending, c.confirmed
 
@@ -87,7 +88,7 @@ def order(
     max_per_user: int | None = None,
     max_pending: int | None = None,
 ) -> OrderRequest:
-    now = utcnow()
+    now = clock.now()
     return OrderRequest(
         event_id=event.id,
         items=tuple(OrderItem(tier, quantity) for tier, quantity in items),
@@ -104,6 +105,6 @@ async def drift_of(storage: ManagedStorage, event: Event) -> list[str]:
     """The reconcile report for one event (read-only)."""
     return [
         d.describe()
-        for d in await storage.bookings.recount(utcnow(), fix=False)
+        for d in await storage.bookings.recount(clock.now(), fix=False)
         if d.event_id == event.id
     ]

@@ -10,8 +10,9 @@ import pytest
 from pydantic import ValidationError
 from standardwebhooks.webhooks import WebhookVerificationError
 
+from core import clock
 from core.config import Settings
-from core.storage.records import Delivery, Webhook, utcnow
+from core.storage.records import Delivery, Webhook
 from modules.webhooks.dispatcher import Dispatcher
 from modules.webhooks.urls import Target
 from tests.support.api import Api
@@ -70,7 +71,7 @@ async def test_the_address_is_checked_again_when_sending(sqlite_url: str) -> Non
 
     storage = build_storage(sqlite_url)
     dispatcher = Dispatcher(storage, settings)
-    now = utcnow()
+    now = clock.now()
     async with Receiver() as receiver:
         port = receiver.url.split(":")[2].split("/")[0]
         hook = Webhook(
@@ -153,8 +154,8 @@ async def test_urls_are_checked_when_changed(sqlite_api: Api) -> None:
             "https://example.com/in",
             ("*",),
             "whsec_AAAA",
-            utcnow(),
-            utcnow(),
+            clock.now(),
+            clock.now(),
         )
     )
     r = await sqlite_api.client.patch(

@@ -8,8 +8,9 @@ import os
 import sys
 from pathlib import Path
 
+from core import clock
 from core.storage import build_storage
-from core.storage.records import User, Webhook, new_id, utcnow
+from core.storage.records import User, Webhook, new_id
 from tests.support.receiver import Receiver
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,7 +45,7 @@ async def test_deliver_webhooks_relays_and_sends(tmp_path: Path) -> None:
         storage = build_storage(url)
         try:
             await storage.migrate()
-            now = utcnow()
+            now = clock.now()
             admin = await storage.users.create(
                 User(new_id(), "ops@example.com", "Ops", "admin", "x", now, now)
             )

@@ -3,7 +3,7 @@ bookings', an admin everything; nobody another party's data."""
 
 from __future__ import annotations
 
-from core.storage.records import utcnow
+from core import clock
 from tests.support.api import Api
 from tests.support.receiver import Receiver
 from tests.webhooks.test_webhook_delivery import deliveries, subscribe
@@ -73,7 +73,7 @@ async def test_a_demoted_organizer_receives_nothing_more(sqlite_hooks: Api) -> N
         hook = await subscribe(api, organizer, to_organizer.url, ["booking.created"])
         await subscribe(api, admin, witness.url, ["booking.created"])
         event = await api.event(organizer)
-        await api.ctx.storage.users.set_role(organizer.id, "user", utcnow())
+        await api.ctx.storage.users.set_role(organizer.id, "user", clock.now())
         booked = (await api.book(buyer, event["id"])).json()["data"]
         await witness.wait_until(
             lambda r: any(x.json["data"]["bookingId"] == booked["id"] for x in r)

@@ -13,8 +13,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from core import clock
 from core.storage import build_storage
-from core.storage.records import Delivery, Webhook, utcnow
+from core.storage.records import Delivery, Webhook
 from modules.webhooks.dispatcher import Dispatcher
 from tests.support.receiver import Receiver
 from tests.webhooks.conftest import fast_settings
@@ -61,7 +62,7 @@ async def attempt(
     dispatcher = Dispatcher(storage, fast_settings(sqlite_url))
     await dispatcher.client.aclose()
     dispatcher.client = httpx.AsyncClient(verify=trust, follow_redirects=False, trust_env=False)
-    now = utcnow()
+    now = clock.now()
     hook = Webhook("w", "o", "admin", url, ("*",), SECRET, now, now)
     delivery = Delivery("msg_tls", "w", "c", "webhook.test", "s", 1, {"type": "t"}, now, now, now)
     try:

@@ -63,9 +63,19 @@ def transient(exc: Exception) -> bool:
     return exc.code == WRITE_CONFLICT or (exc.code is None and "write conflict" in str(exc).lower())
 
 
+def hold_active(now: datetime) -> Doc:
+    """The hold rule (records.hold_active) for a booking or order: pending, not expired."""
+    return {"status": "pending", "expires_at": {"$gt": now}}
+
+
+def hold_expired(now: datetime) -> Doc:
+    """A hold past its expiry that the sweeper has not released yet."""
+    return {"status": "pending", "expires_at": {"$lte": now}}
+
+
 def active_at(now: datetime) -> Doc:
-    """The active-booking rule: confirmed, or pending and not yet expired."""
-    return {"$or": [{"status": "confirmed"}, {"status": "pending", "expires_at": {"$gt": now}}]}
+    """The active-booking rule: confirmed, or a hold still active."""
+    return {"$or": [{"status": "confirmed"}, hold_active(now)]}
 
 
 HOLDS_SEATS: Doc = {"status": {"$in": ["pending", "confirmed"]}}

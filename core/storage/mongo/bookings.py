@@ -6,9 +6,17 @@ from datetime import datetime
 
 from pymongo import DESCENDING, ReturnDocument
 
-from core.storage import changelog, rules
+from core.storage import changelog, drift, refusals
 from core.storage.errors import NotOnSale
-from core.storage.mongo.base import Doc, Session, active_at, buyer_id, fields_of, record
+from core.storage.mongo.base import (
+    Doc,
+    Session,
+    active_at,
+    buyer_id,
+    fields_of,
+    hold_active,
+    record,
+)
 from core.storage.mongo.changes import record_changes
 from core.storage.mongo.reserve import MongoReserving
 from core.storage.mongo.seats import (
@@ -28,8 +36,7 @@ class MongoBookings(MongoReserving):
                 {
                     "_id": booking_id,
                     "owner_id": owner_id,
-                    "status": "pending",
-                    "expires_at": {"$gt": now},
+                    **hold_active(now),
                     "order_id": None,
                 },
                 {
@@ -54,7 +61,7 @@ class MongoBookings(MongoReserving):
         d = await self.tx(work)
         if d is not None:
             return record(Booking, d)
-        raise await rules.confirmation_refused(self.get, self.started, booking_id, owner_id, now)
+        raise await refusals.confirmation_refused(self.get, self.started, booking_id, owner_id, now)
 
     async def cancel(
         self, booking_id: str, owner_id: str | None, now: datetime, actor: Actor
@@ -64,7 +71,7 @@ class MongoBookings(MongoReserving):
             mine["owner_id"] = owner_id
         # Two guarded updates rather than a read and a write: each says what the booking was.
         was: dict[str, Doc] = {
-            "pending": {"status": "pending", "expires_at": {"$gt": now}},
+            "pending": hold_active(now),
             "confirmed": {"status": "confirmed"},
         }
 
@@ -86,7 +93,7 @@ class MongoBookings(MongoReserving):
         d = await self.tx(work)
         if d is not None:
             return record(Booking, d)
-        raise rules.not_cancelled(await self.get(booking_id), owner_id)
+        raise refusals.not_cancelled(await self.get(booking_id), owner_id)
 
     async def get(self, booking_id: str) -> Booking | None:
         d = await self.bookings.find_one({"_id": booking_id})
@@ -155,4 +162,4 @@ class MongoBookings(MongoReserving):
             (d["event_id"], d["owner_id"], d["active"], d.get("pending", 0))
             async for d in self.buyers.find({}, session=s)
         ]
-        return rules.drifts(tiers, buyers, by_tier, by_buyer)
+        return drift.drifts(tiers, buyers, by_tier, by_buyer)

@@ -9,7 +9,7 @@ from typing import Any
 
 from pymongo import ASCENDING, ReturnDocument
 
-from core.storage import changelog, errors, lifecycle, rules
+from core.storage import changelog, errors, lifecycle, search
 from core.storage.mongo.base import (
     HOLDS_SEATS,
     Doc,
@@ -28,7 +28,16 @@ from core.storage.mongo.seats import (
     ended,
     release_expired,
 )
-from core.storage.records import SYSTEM_ACTOR, Actor, Event, EventStatus, Tier, TierCount, as_fields
+from core.storage.records import (
+    SYSTEM_ACTOR,
+    Actor,
+    Event,
+    EventStatus,
+    Tier,
+    TierCount,
+    as_fields,
+    hold_active,
+)
 from core.storage.requests import EventQuery, TierPatch
 
 
@@ -89,7 +98,7 @@ class MongoEvents(MongoBase):
         if starts:
             match["starts_at"] = starts
         if query.text:
-            words = rules.search_words(query.text)
+            words = search.search_words(query.text)
             if not words:
                 return []
             match["$text"] = {"$search": " ".join(f'"{w}"' for w in words)}
@@ -217,7 +226,9 @@ class MongoEvents(MongoBase):
         ).to_list()
         ends: dict[str, list[Doc]] = {"expired": [], "cancelled": []}
         for d in holding:
-            lapsed = d["status"] == "pending" and fields_of(d)["expires_at"] <= now
+            lapsed = d["status"] == "pending" and not hold_active(
+                d["status"], fields_of(d)["expires_at"], now
+            )
             ends["expired" if lapsed else "cancelled"].append(d)
         changes = []
         for status, docs in ends.items():

@@ -10,9 +10,17 @@ from datetime import datetime
 
 from pymongo import DESCENDING, ReturnDocument
 
-from core.storage import changelog, ordering, rules
+from core.storage import changelog, ordering
 from core.storage.errors import NotOnSale
-from core.storage.mongo.base import Doc, MongoBase, Session, buyer_id, fields_of, record
+from core.storage.mongo.base import (
+    Doc,
+    MongoBase,
+    Session,
+    buyer_id,
+    fields_of,
+    hold_active,
+    record,
+)
 from core.storage.mongo.changes import record_changes
 from core.storage.mongo.reserve import (
     count_buyer_within_limits,
@@ -74,8 +82,7 @@ class MongoOrders(MongoBase):
                 {
                     "_id": order_id,
                     "owner_id": owner_id,
-                    "status": "pending",
-                    "expires_at": {"$gt": now},
+                    **hold_active(now),
                 },
                 {
                     "$set": {"status": "confirmed", "expires_at": None, "updated_at": now},
@@ -112,16 +119,14 @@ class MongoOrders(MongoBase):
             )
             return order
 
-        if await self.tx(work) is not None and (changed := await self.get(order_id)):
-            return changed
-        raise await rules.confirmation_refused(self.get, self.started, order_id, owner_id, now)
+        return await ordering.confirmed(self, await self.tx(work), order_id, owner_id, now)
 
     async def cancel(
         self, order_id: str, owner_id: str | None, now: datetime, actor: Actor
     ) -> Order:
         mine: Doc = {"_id": order_id} | ({"owner_id": owner_id} if owner_id is not None else {})
         was: dict[str, Doc] = {
-            "pending": {"status": "pending", "expires_at": {"$gt": now}},
+            "pending": hold_active(now),
             "confirmed": {"status": "confirmed"},
         }
 
@@ -158,9 +163,7 @@ class MongoOrders(MongoBase):
                 return order
             return None
 
-        if await self.tx(work) is not None and (changed := await self.get(order_id)):
-            return changed
-        raise rules.not_cancelled(await self.get(order_id), owner_id)
+        return await ordering.cancelled(self, await self.tx(work), order_id, owner_id)
 
     async def find(self, query: OrderQuery) -> list[Order]:
         match: Doc = {

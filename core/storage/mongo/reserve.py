@@ -6,14 +6,13 @@ Seats are guarded as on SQL: a conditional `$inc` on the tier document (`on_sale
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
 from pymongo import ReturnDocument
 
 from core.metrics import CONFLICTS_RETRIED
-from core.storage import changelog, retries, rules
+from core.storage import changelog, refusals, reserving, retries, sale_rows
 from core.storage.errors import DuplicateKey, SoldOut, StorageBusy
 from core.storage.mongo.base import Doc, MongoBase, Session, buyer_id, fields_of, record, tier_id
 from core.storage.mongo.changes import record_changes
@@ -25,7 +24,7 @@ class _NoSeats(Exception):
     """Raised inside a reserve transaction to abort it when the seats are not there."""
 
 
-class MongoReserving(MongoBase, rules.Reserving):
+class MongoReserving(MongoBase, reserving.Reserving):
     async def _reserve_alone(self, request: ReserveRequest) -> Reservation:
         for attempt in range(retries.MAX_ATTEMPTS):
             try:
@@ -33,7 +32,7 @@ class MongoReserving(MongoBase, rules.Reserving):
                     doc = await self.tx(lambda s: self._in_transaction(s, request))
                 return Reservation(record(Booking, doc))
             except _NoSeats:
-                refusal = rules.refusal(await self._tier(request))
+                refusal = refusals.refusal(await self._tier(request))
                 if not isinstance(refusal, SoldOut) or refusal.available < request.quantity:
                     raise refusal from None
                 # The transaction read a snapshot older than seats given back since: the
@@ -124,11 +123,7 @@ async def count_buyers(
     base: MongoBase, s: Session, event_id: str, requests: Sequence[BuyerSeats]
 ) -> None:
     """Add the requests' seats to their buyers' counts (no limit applies to them)."""
-    seats: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for r in requests:
-        seats[r.owner_id][0] += r.quantity
-        seats[r.owner_id][1] += r.pending_quantity
-    for owner_id, (active, pending) in sorted(seats.items()):
+    for owner_id, (active, pending) in reserving.seats_by_buyer(requests):
         await base.buyers.update_one(
             {"_id": buyer_id(event_id, owner_id)},
             {
@@ -162,12 +157,12 @@ async def count_buyer_within_limits(base: MongoBase, s: Session, request: BuyerS
     if counted is None:
         current = await base.buyers.find_one({"_id": key}, session=s)
         assert current is not None  # upserted above
-        raise rules.buyer_limit(request, current["active"], current["pending"])
+        raise refusals.buyer_limit(request, current["active"], current["pending"])
 
 
 def new_booking_doc(request: ReserveRequest, price_cents: int) -> Doc:
     """The document of a new booking: fresh `_id` and ticket number on every attempt (an
     aborted attempt's ids are never reused); the key stays the request's own."""
-    values: dict[str, Any] = rules.booking_values(request) | {"unit_price_cents": price_cents}
+    values: dict[str, Any] = sale_rows.booking_values(request) | {"unit_price_cents": price_cents}
     values.pop("id")
     return {**values, "_id": new_id(), "ticket_number": new_ticket_number()}

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from core.storage import changelog, rules
+from core.storage import changelog, drift, releases
 from core.storage.mongo.base import (
     HOLDS_SEATS,
     Doc,
@@ -14,6 +14,7 @@ from core.storage.mongo.base import (
     Session,
     buyer_id,
     fields_of,
+    hold_expired,
     tier_id,
 )
 from core.storage.mongo.changes import record_changes
@@ -23,7 +24,7 @@ from core.storage.records import SYSTEM_ACTOR, Actor
 async def give_back(base: MongoBase, s: Session, released: Sequence[Mapping[str, Any]]) -> None:
     """Return released bookings' seats to their tiers and their buyers' counts (each mapping
     has event_id, tier, owner_id, quantity and the status the booking had)."""
-    release = rules.release_of(released)
+    release = releases.release_of(released)
     for event_id, code, seats in release.tiers:
         await base.tiers.update_one(
             {"_id": tier_id(event_id, code)},
@@ -40,7 +41,7 @@ async def give_back(base: MongoBase, s: Session, released: Sequence[Mapping[str,
 
 def expired_holds(now: datetime, event_id: str | None, tier: str | None) -> Doc:
     """Holds past their expiry, of one event (and tier) or of all."""
-    query: Doc = {"status": "pending", "expires_at": {"$lte": now}}
+    query = hold_expired(now)
     if event_id is not None:
         query["event_id"] = event_id
     if tier is not None:
@@ -117,7 +118,7 @@ async def close_tiers(base: MongoBase, s: Session, event_id: str) -> None:
 
 async def tallies(
     base: MongoBase, s: Session | None, match: Doc
-) -> tuple[rules.Tally, rules.Tally]:
+) -> tuple[drift.Tally, drift.Tally]:
     """Seats held by the matching bookings that hold seats, per (event, tier), per (event, owner)."""
     pending = {"$sum": {"$cond": [{"$eq": ["$status", "pending"]}, "$quantity", 0]}}
     found = []
@@ -134,7 +135,7 @@ async def tallies(
         ]
         found.append(
             {
-                (d["_id"]["event_id"], d["_id"]["key"]): rules.Seats(
+                (d["_id"]["event_id"], d["_id"]["key"]): drift.Seats(
                     int(d["active"]), int(d["pending"])
                 )
                 async for d in await base.bookings.aggregate(pipeline, session=s)
@@ -148,12 +149,12 @@ async def derive_counters(base: MongoBase, s: Session, event_id: str) -> None:
     by_tier, counted = await tallies(base, s, {"event_id": event_id})
     by_buyer = dict(counted)
     async for tier in base.tiers.find({"event_id": event_id}, session=s):
-        seats = by_tier.get((event_id, tier["code"]), rules.Seats())
+        seats = by_tier.get((event_id, tier["code"]), drift.Seats())
         await base.tiers.update_one(
             {"_id": tier["_id"]}, {"$set": {"active": seats.active}}, session=s
         )
     async for buyer in base.buyers.find({"event_id": event_id}, session=s):
-        seats = by_buyer.pop((event_id, buyer["owner_id"]), rules.Seats())
+        seats = by_buyer.pop((event_id, buyer["owner_id"]), drift.Seats())
         await base.buyers.update_one(
             {"_id": buyer["_id"]},
             {"$set": {"active": seats.active, "pending": seats.pending}},

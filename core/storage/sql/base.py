@@ -14,7 +14,7 @@ from typing import Any
 
 from asyncpg.exceptions import InterfaceError as AsyncpgInterfaceError
 from asyncpg.exceptions import InternalClientError, PostgresConnectionError, PostgresError
-from sqlalchemy import ColumnElement, Connection, Row, and_, exists, or_, select
+from sqlalchemy import ColumnElement, Connection, Row, Table, and_, exists, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -112,10 +112,19 @@ def _transient_or_lost(exc: Exception) -> bool:
     return isinstance(exc, _LostBeforeCommit) or transient(exc)
 
 
+def hold_active(table: Table, now: datetime) -> ColumnElement[bool]:
+    """The hold rule (records.hold_active) for a booking or order row: pending, not expired."""
+    return and_(table.c.status == "pending", table.c.expires_at > now)
+
+
+def hold_expired(table: Table, now: datetime) -> ColumnElement[bool]:
+    """A hold past its expiry that the sweeper has not released yet."""
+    return and_(table.c.status == "pending", table.c.expires_at <= now)
+
+
 def active_at(now: datetime) -> ColumnElement[bool]:
-    """The active-booking rule: confirmed, or pending and not yet expired."""
-    b = t.bookings
-    return or_(b.c.status == "confirmed", and_(b.c.status == "pending", b.c.expires_at > now))
+    """The active-booking rule: confirmed, or a hold still active."""
+    return or_(t.bookings.c.status == "confirmed", hold_active(t.bookings, now))
 
 
 def before_start(event_id: ColumnElement[str], now: datetime) -> ColumnElement[bool]:

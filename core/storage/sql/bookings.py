@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.storage import changelog, rules
+from core.storage import changelog, drift, refusals
 from core.storage.records import Actor, Booking, Drift, from_fields
 from core.storage.requests import BookingQuery
 from core.storage.sql import schema as t
-from core.storage.sql.base import active_at, before_start, first, holds_seats
+from core.storage.sql.base import active_at, before_start, first, hold_active, holds_seats
 from core.storage.sql.changes import record
 from core.storage.sql.reserve import SQLReserving
 from core.storage.sql.seats import derive_counters, give_back, release_expired_alone
@@ -29,8 +29,7 @@ class SQLBookings(SQLReserving):
                 .where(
                     b.c.id == booking_id,
                     b.c.owner_id == owner_id,
-                    b.c.status == "pending",
-                    b.c.expires_at > now,
+                    hold_active(b, now),
                     b.c.order_id.is_(None),
                     before_start(b.c.event_id, now),
                 )
@@ -53,7 +52,7 @@ class SQLBookings(SQLReserving):
         row = await self.tx(work)
         if row is not None:
             return from_fields(Booking, row._mapping)
-        raise await rules.confirmation_refused(self.get, self.started, booking_id, owner_id, now)
+        raise await refusals.confirmation_refused(self.get, self.started, booking_id, owner_id, now)
 
     async def cancel(
         self, booking_id: str, owner_id: str | None, now: datetime, actor: Actor
@@ -64,7 +63,7 @@ class SQLBookings(SQLReserving):
             mine.append(b.c.owner_id == owner_id)
         # Two guarded updates rather than a read and a write: each says what the booking was.
         was = {
-            "pending": and_(b.c.status == "pending", b.c.expires_at > now),
+            "pending": hold_active(b, now),
             "confirmed": b.c.status == "confirmed",
         }
 
@@ -88,7 +87,7 @@ class SQLBookings(SQLReserving):
         row = await self.tx(work)
         if row is not None:
             return from_fields(Booking, row._mapping)
-        raise rules.not_cancelled(await self.get(booking_id), owner_id)
+        raise refusals.not_cancelled(await self.get(booking_id), owner_id)
 
     async def get(self, booking_id: str) -> Booking | None:
         row = await self.first(select(t.bookings).where(t.bookings.c.id == booking_id))
@@ -153,11 +152,11 @@ async def _drifts(conn: AsyncConnection) -> list[Drift]:
     )
     tiers = await conn.execute(select(tr.c.event_id, tr.c.code, tr.c.active))
     buyers = await conn.execute(select(u.c.event_id, u.c.owner_id, u.c.active, u.c.pending))
-    return rules.drifts(
+    return drift.drifts(
         tier_counters=[tuple(r) for r in tiers],
         buyer_counters=[tuple(r) for r in buyers],
-        tier_tally={(r[0], r[1]): rules.Seats(int(r[2]), int(r[3])) for r in tier_tally},
-        buyer_tally={(r[0], r[1]): rules.Seats(int(r[2]), int(r[3])) for r in buyer_tally},
+        tier_tally={(r[0], r[1]): drift.Seats(int(r[2]), int(r[3])) for r in tier_tally},
+        buyer_tally={(r[0], r[1]): drift.Seats(int(r[2]), int(r[3])) for r in buyer_tally},
     )
 
 

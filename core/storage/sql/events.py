@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Row, and_, case, func, insert, literal, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.storage import changelog, lifecycle, rules
+from core.storage import changelog, lifecycle, search
 from core.storage.errors import (
     CapacityBelowActive,
     InvalidTransition,
@@ -29,7 +29,7 @@ from core.storage.records import (
 )
 from core.storage.requests import EventQuery, TierPatch
 from core.storage.sql import schema as t
-from core.storage.sql.base import SQLBase, active_at, first, holds_seats
+from core.storage.sql.base import SQLBase, active_at, first, hold_expired, holds_seats
 from core.storage.sql.changes import record
 from core.storage.sql.seats import close_tiers, derive_counters, end_orders, release_expired
 
@@ -78,7 +78,7 @@ class SQLEvents(SQLBase):
         """Full-text search, best match first: PostgreSQL's tsvector (GIN index), SQLite's FTS5
         (kept in step by triggers); a match in the name outranks one in the venue."""
         e = t.events
-        words = rules.search_words(query)
+        words = search.search_words(query)
         if not words:
             return stmt.where(literal(False))
         if self.dialect == "postgresql":
@@ -286,7 +286,7 @@ async def _end_holdings(conn: AsyncConnection, event_id: str, now: datetime, act
     """Every booking of the event that holds seats ends: expired holds as `expired`, the
     rest as `cancelled` (the caller derives the counters afterwards)."""
     b = t.bookings
-    expired = and_(b.c.status == "pending", b.c.expires_at <= now)
+    expired = hold_expired(b, now)
     ended = await conn.execute(
         update(b)
         .where(b.c.event_id == event_id, holds_seats())

@@ -12,14 +12,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, select, update
+from sqlalchemy import Row, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.storage import changelog, ordering, rules
+from core.storage import changelog, ordering, sale_rows
 from core.storage.records import Actor, Booking, Order, Ordered, Tier, from_fields
 from core.storage.requests import OrderQuery, OrderRequest
 from core.storage.sql import schema as t
-from core.storage.sql.base import SQLBase, before_start, first
+from core.storage.sql.base import SQLBase, before_start, first, hold_active
 from core.storage.sql.changes import record
 from core.storage.sql.reserve import count_buyer_within_limits, count_buyers
 from core.storage.sql.seats import give_back, release_expired_alone
@@ -57,7 +57,7 @@ class SQLOrders(SQLBase):
         )
         assert order is not None
         values = [
-            rules.booking_values(request.booking(item))
+            sale_rows.booking_values(request.booking(item))
             | {"unit_price_cents": prices[item.tier], "order_id": request.order_id}
             for item in request.items
         ]
@@ -79,8 +79,7 @@ class SQLOrders(SQLBase):
                 .where(
                     o.c.id == order_id,
                     o.c.owner_id == owner_id,
-                    o.c.status == "pending",
-                    o.c.expires_at > now,
+                    hold_active(o, now),
                     before_start(o.c.event_id, now),
                 )
                 .values(
@@ -114,9 +113,7 @@ class SQLOrders(SQLBase):
             )
             return order
 
-        if await self.tx(work) is not None and (changed := await self.get(order_id)):
-            return changed
-        raise await rules.confirmation_refused(self.get, self.started, order_id, owner_id, now)
+        return await ordering.confirmed(self, await self.tx(work), order_id, owner_id, now)
 
     async def cancel(
         self, order_id: str, owner_id: str | None, now: datetime, actor: Actor
@@ -124,7 +121,7 @@ class SQLOrders(SQLBase):
         o, b = t.orders, t.bookings
         mine = [o.c.id == order_id] + ([o.c.owner_id == owner_id] if owner_id is not None else [])
         was = {
-            "pending": and_(o.c.status == "pending", o.c.expires_at > now),
+            "pending": hold_active(o, now),
             "confirmed": o.c.status == "confirmed",
         }
 
@@ -157,9 +154,7 @@ class SQLOrders(SQLBase):
                 return order
             return None
 
-        if await self.tx(work) is not None and (changed := await self.get(order_id)):
-            return changed
-        raise rules.not_cancelled(await self.get(order_id), owner_id)
+        return await ordering.cancelled(self, await self.tx(work), order_id, owner_id)
 
     async def find(self, query: OrderQuery) -> list[Order]:
         o = t.orders

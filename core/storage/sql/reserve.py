@@ -10,14 +10,13 @@ database, never across an event-loop turn; a batch is the same statement over ma
 from __future__ import annotations
 
 import dataclasses
-from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.storage import changelog, retries, rules
+from core.storage import changelog, refusals, reserving, retries, sale_rows
 from core.storage.errors import DuplicateKey, StorageUnavailable
 from core.storage.records import Booking, Reservation, Tier, from_fields, new_id, new_ticket_number
 from core.storage.requests import BuyerSeats, ReserveRequest
@@ -39,7 +38,7 @@ class _NoSeats(Exception):
 
 def reserve_params(request: ReserveRequest) -> dict[str, Any]:
     """The booking's values, the seats it holds pending, and its change record's own."""
-    return rules.booking_values(request) | {
+    return sale_rows.booking_values(request) | {
         "pending": request.pending_quantity,
         "change_id": request.change_id,
         "actor_kind": request.actor.kind,
@@ -47,7 +46,7 @@ def reserve_params(request: ReserveRequest) -> dict[str, Any]:
     }
 
 
-class SQLReserving(SQLBase, rules.Reserving):
+class SQLReserving(SQLBase, reserving.Reserving):
     async def _reserve_alone(self, request: ReserveRequest) -> Reservation:
         for attempt in range(2):
             try:
@@ -63,7 +62,7 @@ class SQLReserving(SQLBase, rules.Reserving):
                 )
                 continue
             if row is None:
-                raise rules.refusal(await self._tier(request.event_id, request.tier))
+                raise refusals.refusal(await self._tier(request.event_id, request.tier))
             return Reservation(from_fields(Booking, row))
         raise AssertionError("unreachable")
 
@@ -120,7 +119,7 @@ class SQLReserving(SQLBase, rules.Reserving):
             if not request.limited:
                 await count_buyers(conn, self.upsert, request.event_id, [request])
             insert = t.bookings.insert().returning(*t.bookings.c)
-            values = rules.booking_values(request) | {"unit_price_cents": price.price_cents}
+            values = sale_rows.booking_values(request) | {"unit_price_cents": price.price_cents}
             row = await first(conn, insert, values)
         if row is None:
             raise _NoSeats()  # rolls back the buyer's count taken above
@@ -165,7 +164,7 @@ class SQLReserving(SQLBase, rules.Reserving):
             raise _NoSeats()
         await count_buyers(conn, self.upsert, event_id, requests)
         values = [
-            rules.booking_values(r) | {"unit_price_cents": price.price_cents} for r in requests
+            sale_rows.booking_values(r) | {"unit_price_cents": price.price_cents} for r in requests
         ]
         result = await conn.execute(t.bookings.insert().returning(*t.bookings.c), values)
         rows = {row.id: row._mapping for row in result}
@@ -204,12 +203,8 @@ async def count_buyers(
     conn: AsyncConnection, upsert: Any, event_id: str, requests: Sequence[BuyerSeats]
 ) -> None:
     """Add the requests' seats to their buyers' counts (no limit applies to them)."""
-    seats: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for r in requests:
-        seats[r.owner_id][0] += r.quantity
-        seats[r.owner_id][1] += r.pending_quantity
     u = t.user_event_counts
-    for owner_id, (active, pending) in sorted(seats.items()):
+    for owner_id, (active, pending) in reserving.seats_by_buyer(requests):
         stmt = upsert(u).values(
             event_id=event_id, owner_id=owner_id, active=active, pending=pending
         )
@@ -250,4 +245,4 @@ async def count_buyer_within_limits(
         mine = and_(u.c.event_id == request.event_id, u.c.owner_id == request.owner_id)
         row = await first(conn, select(u.c.active, u.c.pending).where(mine))
         assert row is not None  # the upsert found it, or it would have inserted
-        raise rules.buyer_limit(request, row.active, row.pending)
+        raise refusals.buyer_limit(request, row.active, row.pending)

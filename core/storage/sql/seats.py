@@ -9,17 +9,17 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.storage import changelog, rules
+from core.storage import changelog, releases
 from core.storage.records import SYSTEM_ACTOR, Actor
 from core.storage.sql import schema as t
-from core.storage.sql.base import SQLBase, holds_seats
+from core.storage.sql.base import SQLBase, hold_expired, holds_seats
 from core.storage.sql.changes import record
 
 
 async def give_back(conn: AsyncConnection, released: Sequence[Mapping[str, Any]]) -> None:
     """Return released bookings' seats to their tiers and their buyers' counts (each mapping
     has event_id, tier, owner_id, quantity and the status the booking had)."""
-    release = rules.release_of(released)
+    release = releases.release_of(released)
     tr, u = t.tiers, t.user_event_counts
     for event_id, code, seats in release.tiers:  # a fixed order: no deadlocks between releases
         await conn.execute(
@@ -40,7 +40,7 @@ def expired_holds(
 ) -> list[ColumnElement[bool]]:
     """Holds past their expiry, of one event (and tier) or of all."""
     b = t.bookings
-    cond = [b.c.status == "pending", b.c.expires_at <= now]
+    cond = [hold_expired(b, now)]
     if event_id is not None:
         cond.append(b.c.event_id == event_id)
     if tier is not None:

@@ -1,0 +1,168 @@
+"""The sale rules in one home, and the errors they refuse with.
+
+Services ask here whether an event is on sale, who sees or cancels a booking or order, how a
+storage refusal reads to a client and which status a hold shows; each module keeps only what
+its own HTTP surface adds (the tiered contract's 422, the partner contract's wording).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from core.errors import AppError, Conflict, NotFound
+from core.security import Principal
+from core.storage.errors import BuyerLimit, ItemsShort, NoSuchTier, NotOnSale, Refused, SoldOut
+from core.storage.records import BookingStatus, Event, hold_active
+
+
+class EventNotFound(NotFound):
+    code, message = "EVENT_NOT_FOUND", "Event not found"
+
+
+class EventNotBookable(Conflict):
+    code, message = "EVENT_NOT_BOOKABLE", "This event is not on sale"
+
+
+STARTED_CONFIRM = "The event has started; holds can no longer be confirmed"
+
+
+class EventStarted(Conflict):
+    code, message = "EVENT_STARTED", "The event has started; only its organizer can cancel now"
+
+
+class InsufficientTickets(Conflict):
+    """Too few seats left. The contracts answer it in their own words (and the tiered one
+    with 422): they raise this class with their message and status, never a code of their own."""
+
+    code, message = "INSUFFICIENT_TICKETS", "Not enough tickets left in this tier"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        status_code: int = 409,
+        errors: list[dict[str, str]] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message, errors=errors, extra=extra)
+        self.status_code = status_code
+
+
+class PerUserLimitExceeded(Conflict):
+    code, message = "PER_USER_LIMIT_EXCEEDED", "This would exceed the event's limit per customer"
+
+
+class HoldLimitExceeded(Conflict):
+    code, message = (
+        "HOLD_LIMIT_EXCEEDED",
+        "You already hold the most unconfirmed seats allowed for this event; confirm or cancel",
+    )
+
+
+class TierNotFound(NotFound):
+    code, message = "TIER_NOT_FOUND", "The event has no such ticket tier"
+
+
+def is_admin(principal: Principal | None) -> bool:
+    return principal is not None and principal.role == "admin"
+
+
+def admin_or_owner(principal: Principal | None, owner_id: str) -> bool:
+    """Whether `principal` may see or manage what `owner_id` owns."""
+    return principal is not None and (principal.role == "admin" or principal.id == owner_id)
+
+
+def listed_owner(principal: Principal, asked: str | None = None) -> str | None:
+    """Whose records a listing shows: an admin's, those of the user `asked` for (None: all);
+    anyone else's, only their own."""
+    return asked if is_admin(principal) else principal.id
+
+
+def bookable(event: Event | None, now: datetime) -> Event:
+    """The event, if it sells now: published and not yet started (a draft does not exist for
+    a buyer). Storage checks the tier's own sale state again in the atomic step."""
+    if event is None or event.status == "draft":
+        raise EventNotFound()
+    if event.status != "published" or event.starts_at <= now:
+        raise EventNotBookable()
+    return event
+
+
+def is_staff(principal: Principal, event: Event | None) -> bool:
+    """An admin, or the organizer who owns `event`: they may cancel at any time."""
+    return principal.role == "admin" or (
+        principal.role == "organizer" and event is not None and event.owner_id == principal.id
+    )
+
+
+def buyer_may_cancel(event: Event | None, now: datetime) -> None:
+    """A buyer cancels until the event starts."""
+    if event is not None and event.starts_at <= now:
+        raise EventStarted()
+
+
+def cancel_scope(
+    principal: Principal,
+    owner_id: str,
+    event: Event | None,
+    now: datetime,
+    not_found: type[AppError],
+) -> str | None:
+    """Whose booking or order (owned by `owner_id`, of `event`) `principal` may cancel: None
+    for staff (whoever owns it), else the buyer's own id; `not_found` for anyone else."""
+    if is_staff(principal, event):
+        return None
+    if owner_id != principal.id:
+        raise not_found()
+    buyer_may_cancel(event, now)
+    return principal.id
+
+
+def display_status(
+    status: BookingStatus, expires_at: datetime | None, now: datetime
+) -> BookingStatus:
+    """A hold past its expiry shows as `expired` even before the sweeper has released it."""
+    if status == "pending" and not hold_active(status, expires_at, now):
+        return "expired"
+    return status
+
+
+def refusal_error(refused: Refused, event: Event, tier: str) -> AppError:
+    """The API error for a refused reserve of `tier` (an order's shortage: `order_shortage`)."""
+    match refused:
+        case NoSuchTier():
+            return TierNotFound()
+        case NotOnSale():
+            return EventNotBookable()
+        case BuyerLimit(limit="max_per_user"):
+            return PerUserLimitExceeded(extra={"maxPerUser": event.max_per_user})
+        case BuyerLimit():
+            return HoldLimitExceeded()
+        case SoldOut(available=available):
+            return InsufficientTickets(
+                f"Only {available} tickets left in tier {tier}", extra={"available": available}
+            )
+    raise AssertionError(refused)
+
+
+def order_shortage(short: ItemsShort, tiers: list[str]) -> InsufficientTickets:
+    """The error for an order some of whose tiers (`tiers`, in the order's item order) lack
+    seats: one field error per short item."""
+    position = {tier: i for i, tier in enumerate(tiers)}
+    return InsufficientTickets(
+        "Not enough tickets left in " + ", ".join(tier for tier, _, _ in short.short),
+        errors=[
+            {
+                "field": f"items.{position[tier]}.quantity",
+                "message": f"only {available} left in tier {tier}",
+            }
+            for tier, _, available in short.short
+        ],
+        extra={
+            "tiers": [
+                {"tier": tier, "requested": requested, "available": available}
+                for tier, requested, available in short.short
+            ]
+        },
+    )
