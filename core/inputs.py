@@ -24,6 +24,11 @@ TEXT_PATTERN = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$"
 every text input). Lone surrogates are left out: no JSON text generator or client sends them,
 and a pattern cannot hold them portably."""
 
+PATH_ID_PATTERN = r"^(?!\.\.?$)[^/\u0000-\u001f\u007f-\u009f]+$"
+"""A path id: text with no control character and no slash, and not a dot-segment (`.` or
+`..`), which every HTTP client resolves away before sending, so the request would reach
+another route."""
+
 
 def has_control(value: str) -> bool:
     """True if `value` holds a control character (other than tab, LF, CR) or a lone surrogate."""

@@ -15,7 +15,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.inputs import TEXT_PATTERN
+from core.inputs import PATH_ID_PATTERN, TEXT_PATTERN
 
 AUTH_ATTRIBUTE = "__ticketboss_auth__"
 AuthMode = Literal["optional", "required"]
@@ -163,6 +163,10 @@ def declare_text(document: dict[str, Any]) -> None:
             for parameter in operation.get("parameters", []):
                 if parameter.get("in") == "query":
                     walk(parameter.get("schema"))
+                elif parameter.get("in") == "path":
+                    schema = parameter.get("schema", {})
+                    if schema.get("type") == "string" and not schema.keys() & TEXT_SAYS_MORE:
+                        schema["pattern"] = PATH_ID_PATTERN
             for media in operation.get("requestBody", {}).get("content", {}).values():
                 walk(media.get("schema"))
 

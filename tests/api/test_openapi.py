@@ -115,7 +115,8 @@ async def test_a_validation_error_on_a_contract_route_is_in_the_contract_shape(
     sqlite_api: Api,
 ) -> None:
     """What the document says for 422 on /reservations is what the route answers."""
-    r = await sqlite_api.client.get("/reservations/list?limit=abc")
+    partner = await sqlite_api.partner()
+    r = await sqlite_api.client.get("/reservations/list?limit=abc", headers=partner.headers)
     assert r.status_code == 422 and set(r.json()) == {"error"}
     assert "limit" in r.json()["error"]
 

@@ -57,7 +57,9 @@ async def test_refresh_tokens_are_spent_once_and_revoked_by_family(storage: Mana
     assert await storage.tokens.spend(first.jti, clock.now()) == "spent"
     assert await storage.tokens.spend("nope", clock.now()) == "unknown"
     await storage.tokens.revoke_family(family)
-    assert await storage.tokens.spend(second.jti, clock.now()) == "spent"
+    assert (
+        await storage.tokens.spend(second.jti, clock.now()) == "revoked"
+    )  # ended unused: not a replay
 
 
 async def test_reserve_confirms_and_counts(storage: ManagedStorage) -> None:
