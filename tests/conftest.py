@@ -131,3 +131,12 @@ def advance_clock() -> Iterator[Callable[[timedelta], None]]:
     """Move the app's clock (core/clock.py) forward instead of sleeping; reset afterwards."""
     yield clock.advance
     clock.reset()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist the Redis Cluster (one database, shared) is used by one worker only:
+    its tests form one group (`--dist loadgroup`), so one worker's FLUSHDB never meets
+    another's keys."""
+    for item in items:
+        if item.get_closest_marker("redis_cluster"):
+            item.add_marker(pytest.mark.xdist_group("redis_cluster"))

@@ -19,7 +19,21 @@ import pytest
 
 PG_HOST, PG_PORT = "127.0.0.1", 5432
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
-REDIS_URL = os.environ.get("TEST_REDIS_URL", f"redis://{REDIS_HOST}:{REDIS_PORT}/9")
+
+
+def _redis_url_of_this_worker(url: str) -> str:
+    """Under pytest-xdist (`-n 2`), worker gwN uses database base+N, so that one worker's
+    FLUSHDB never empties another's cache."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    base, _, db = url.rpartition("/")
+    if not worker.startswith("gw") or not db.isdigit():
+        return url
+    return f"{base}/{int(db) + int(worker[2:])}"
+
+
+REDIS_URL = _redis_url_of_this_worker(
+    os.environ.get("TEST_REDIS_URL", f"redis://{REDIS_HOST}:{REDIS_PORT}/9")
+)
 # A Redis Cluster has one database only: tests that share it use keys of their own.
 REDIS_CLUSTER_PORT = 7001
 REDIS_CLUSTER_URL = os.environ.get(
