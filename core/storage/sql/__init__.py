@@ -32,7 +32,9 @@ from core.storage.sql.webhooks import SQLWebhooks
 
 
 class SQLStorage:
-    def __init__(self, url: str, pool_size: int = 5, batch_size: int = 64) -> None:
+    def __init__(
+        self, url: str, pool_size: int = 5, batch_size: int = 64, *, one_statement: bool = True
+    ) -> None:
         self.url, pooler = _without_pooler(async_url(url))
         self.kind: Literal["sqlite", "postgresql"] = (
             "sqlite" if self.url.startswith("sqlite") else "postgresql"
@@ -58,7 +60,7 @@ class SQLStorage:
         self.partners = SQLPartners(engines, self.kind)
         self.tokens = SQLTokens(engines, self.kind)
         self.events = SQLEvents(engines, self.kind)
-        self.bookings = booking_store(engines, self.kind, batch_size)
+        self.bookings = booking_store(engines, self.kind, batch_size, one_statement)
         self.orders = SQLOrders(engines, self.kind)
         self.changes = SQLChanges(engines, self.kind)
         self.webhooks = SQLWebhooks(engines, self.kind)
@@ -84,18 +86,23 @@ class SQLStorage:
         await self.engine.dispose()
 
 
-def booking_store(engines: Engines, kind: str, batch_size: int) -> Bookings:
+def booking_store(
+    engines: Engines, kind: str, batch_size: int, one_statement: bool = True
+) -> Bookings:
     """The booking path on SQL, each part built here and passed in (the variants: the table
-    in core/storage/reserving.py). `batch_size` 1 turns group commit off."""
+    in core/storage/reserving.py). `batch_size` 1 turns group commit off; `one_statement`
+    False sends PostgreSQL's unbatched bookings through the short transaction instead."""
     db = SQLBase(engines, kind)
     sweeper = Sweeper(lambda now, event_id, tier: release_expired_alone(db, now, event_id, tier))
     transaction = reserve.Alone(db, reserve.InTransaction(db))
     batcher = None
+    unlimited = transaction
     if kind == "postgresql":
-        unlimited = reserve.Alone(db, reserve.OneStatement(db))
+        if one_statement:
+            unlimited = reserve.Alone(db, reserve.OneStatement(db))
         batch: Batch = reserve.BatchStatement(db)
     else:
-        unlimited, batch = transaction, reserve.BatchInTransaction(db)
+        batch = reserve.BatchInTransaction(db)
     if batch_size > 1:
         # PostgreSQL: while one batch of a tier runs, the next can already be on its way (the
         # tier row's lock orders them inside the database); SQLite has one writer anyway.
