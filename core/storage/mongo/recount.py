@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from core.storage import drift
 from core.storage.mongo.base import MongoBase, Session, buyer_id
 from core.storage.mongo.seats import derive_counters, tallies
 from core.storage.records import Drift
 
 
+@dataclass(frozen=True, slots=True)
 class Counters:
     """drift.Counters on MongoDB."""
 
-    def __init__(self, base: MongoBase) -> None:
-        self.base = base
+    base: MongoBase
 
     async def read(self) -> list[Drift]:
         return await self.base.tx(self._drifts, read_only=True)

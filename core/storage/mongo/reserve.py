@@ -9,6 +9,7 @@ Seats are guarded as on SQL: a conditional `$inc` on the tier document (`on_sale
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pymongo import ReturnDocument
@@ -26,13 +27,13 @@ class _NoSeats(Exception):
     """Raised inside a reserve transaction to abort it when the seats are not there."""
 
 
+@dataclass(frozen=True, slots=True)
 class InTransaction:
     """One booking in one transaction (at most one per event at a time in this process: the
     `lanes`), the buyer's guarded count first when a limit applies; a write conflict or a
     stale refusal retried, a taken key resolved to the booking it made."""
 
-    def __init__(self, base: MongoBase) -> None:
-        self.base = base
+    base: MongoBase
 
     async def reserve(self, request: ReserveRequest) -> Reservation:
         base = self.base
@@ -73,12 +74,12 @@ class InTransaction:
         return doc
 
 
+@dataclass(frozen=True, slots=True)
 class BatchInTransaction:
     """A batch of one tier's bookings in one transaction (at most one per event at a time in
     this process: one conflict instead of one per booking)."""
 
-    def __init__(self, base: MongoBase) -> None:
-        self.base = base
+    base: MongoBase
 
     async def reserve_batch(
         self, key: tuple[str, str], requests: Sequence[ReserveRequest]

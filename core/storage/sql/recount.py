@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -12,11 +14,11 @@ from core.storage.sql.base import SQLBase, holds_seats
 from core.storage.sql.seats import derive_counters
 
 
+@dataclass(frozen=True, slots=True)
 class Counters:
     """drift.Counters on SQL."""
 
-    def __init__(self, db: SQLBase) -> None:
-        self.db = db
+    db: SQLBase
 
     async def read(self) -> list[Drift]:
         return await self.db.read(_drifts, snapshot=True)

@@ -53,14 +53,14 @@ class Write(Protocol):
         """The new booking's row, or None when the seats were not there."""
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
 class Alone:
     """One booking through one write variant (`OneStatement` or `InTransaction`): a lost
     connection retried, a taken key resolved (the owner's key: the booking it made; a
     colliding ticket number: a fresh one), a refusal read afresh from the tier."""
 
-    def __init__(self, db: SQLBase, write: Write) -> None:
-        self.db = db
-        self.write = write
+    db: SQLBase
+    write: Write
 
     async def reserve(self, request: ReserveRequest) -> Reservation:
         for attempt in range(2):
@@ -102,23 +102,23 @@ class Alone:
         return Reservation(existing, replayed=request.idempotency_key is not None)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
 class OneStatement:
     """PostgreSQL, no per-buyer limit: the guard, the buyer's count, the insert and the
     change record as one autocommit statement (PG_RESERVE)."""
 
-    def __init__(self, db: SQLBase) -> None:
-        self.db = db
+    db: SQLBase
 
     async def write(self, request: ReserveRequest) -> Any:
         return await pg_fetch(self.db, PG_RESERVE.sql, PG_RESERVE.args(reserve_params(request)))
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
 class InTransaction:
     """A short transaction: the buyer's guarded count first when a limit applies, then the
     seats and the insert (one statement on PostgreSQL, three on SQLite), the change record."""
 
-    def __init__(self, db: SQLBase) -> None:
-        self.db = db
+    db: SQLBase
 
     async def write(self, request: ReserveRequest) -> Any:
         try:
@@ -158,11 +158,11 @@ class InTransaction:
         return created
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
 class BatchStatement:
     """PostgreSQL: a batch of one tier's bookings as one statement (PG_RESERVE_BATCH)."""
 
-    def __init__(self, db: SQLBase) -> None:
-        self.db = db
+    db: SQLBase
 
     async def reserve_batch(
         self, key: tuple[str, str], requests: Sequence[ReserveRequest]
@@ -174,11 +174,11 @@ class BatchStatement:
         return reservations(rows, requests)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
 class BatchInTransaction:
     """SQLite: a batch of one tier's bookings in one transaction (Σq taken at once)."""
 
-    def __init__(self, db: SQLBase) -> None:
-        self.db = db
+    db: SQLBase
 
     async def reserve_batch(
         self, key: tuple[str, str], requests: Sequence[ReserveRequest]
