@@ -3,13 +3,15 @@ steps that take seats, the batcher, the sweeper), each readable on its own.
 
 The write paths of "take seats, count the buyer, insert the booking", one table (every one of
 them runs under tests/contract, whose `database_url` covers the three backends, and
-test_batching.py for the batches); which one serves which request is wired in one place per
+test_batching.py for the batches, test_reserve_variants.py for each unbatched one); which one serves which request is wired in one place per
 backend (`booking_store` in sql/__init__.py and mongo/__init__.py):
 
 | variant                        | backend    | step (class)                             | kept by                              |
 |--------------------------------|------------|------------------------------------------|--------------------------------------|
-| one statement (data-modifying  | PostgreSQL | sql/reserve.OneStatement (PG_RESERVE):   | the hot row's lock only inside one   |
-| CTE, autocommit, asyncpg)      |            | unlimited buyer, alone                   | round trip; no figure of its own yet |
+| one statement (data-modifying  | PostgreSQL | sql/reserve.OneStatement (PG_RESERVE):   | vs the short transaction, batching   |
+| CTE, autocommit, asyncpg)      |            | unlimited buyer, alone (and a batch's    | off: ×1.28 / ×1.73 / ×1.29 bookings/s|
+|                                |            | fallback); RESERVE_ONE_STATEMENT=false   | at 1 / 16 / 64 conns, server CPU per |
+|                                |            | turns it off                             | booking ×0.65-0.8 (see below)        |
 | short transaction, buyer's     | PostgreSQL | sql/reserve.InTransaction (RESERVE_SEATS | correctness: the buyer's guarded     |
 | count upserted first           |            | after count_buyer_within_limits)         | count must come first (no figure)    |
 | BEGIN IMMEDIATE transaction    | SQLite     | sql/reserve.InTransaction (TAKE_SEATS,   | SQLite's one writer (no alternative) |
@@ -20,6 +22,11 @@ backend (`booking_store` in sql/__init__.py and mongo/__init__.py):
 |                                |            |                                          | at 64 conns (README benchmark)       |
 | multi-document transaction     | MongoDB    | mongo/reserve.InTransaction and          | the only atomic form MongoDB has     |
 | (alone and batch)              |            | mongo/reserve.BatchInTransaction         | across tier, buyer and booking       |
+
+The one statement's figure: `bench/run.py --backends postgresql --paths bookings
+--concurrency 1,16,64 --duration 3 --rounds 2 --env RESERVE_BATCH_MAX=1 --against-env
+RESERVE_ONE_STATEMENT=false` (interleaved A/B, median of 2 rounds, on 2 cores shared with other
+load: ratios only; PostgreSQL CPU per booking ×0.63 at 16 and ×0.56 at 64 connections).
 """
 
 from __future__ import annotations
