@@ -2,9 +2,10 @@
 steps that take seats, the batcher, the sweeper), each readable on its own.
 
 The write paths of "take seats, count the buyer, insert the booking", one table (every one of
-them runs under tests/contract, whose `database_url` covers the three backends, and
-test_batching.py for the batches, test_reserve_variants.py for each unbatched one); which one serves which request is wired in one place per
-backend (`booking_store` in sql/__init__.py and mongo/__init__.py):
+them runs under tests/contract, whose `database_url` covers the three backends:
+test_batching.py for the batches, test_reserve_variants.py for each unbatched one); which one
+serves which request is wired in one place per backend (`booking_store` in sql/__init__.py and
+mongo/__init__.py):
 
 | variant                        | backend    | step (class)                             | kept by                              |
 |--------------------------------|------------|------------------------------------------|--------------------------------------|
