@@ -2,6 +2,7 @@
 
     uv run --group bench python bench/run.py [--duration 10] [--workers 2] [--rounds 2]
         [--backends postgresql,sqlite] [--baseline fb8df8b] [--candidate REV]
+        [--env NAME=VALUE ...] [--against-env NAME=VALUE ...]
 
 Starts the real server (uvicorn, rate limits off, Redis on) per backend, creates users and one
 hot event, and drives wrk at 1/16/64/256 connections against GET /health (the ceiling),
@@ -13,7 +14,8 @@ sell-out follows. The average batch size of group commit comes from the server's
 With `--baseline REV`, the same runs are made against that commit of the project (checked out
 into a scratch folder, served with this environment) in the same process, interleaved round
 by round, so that the machine's drift falls on both alike; the report gives each variant's
-median over the rounds and the ratio between them.
+median over the rounds and the ratio between them. `--against-env NAME=VALUE` does the same
+for one setting: this checkout against itself with that setting (`--env` sets one for both).
 
 Writes bench/results/{results.json,results.md,latency.png}.
 """
@@ -295,6 +297,8 @@ class Variant:
 
     name: str
     root: Path
+    env: dict[str, str] = field(default_factory=dict)
+    """Settings the server runs with on top of the benchmark's own (`--env`, `--against-env`)."""
     server: Server | None = None
     database_url: str = ""
     wrk_env: dict[str, str] = field(default_factory=dict)
@@ -318,7 +322,7 @@ class Variant:
             "TICKETBOSS_ANONYMOUS_PARTNERS": "true",
             "TICKETBOSS_TOTAL_SEATS": str(CONTRACT_SEATS),
             "PYTHONPATH": str(self.root),
-        }
+        } | self.env
         server = Server(self.database_url, workers=args.workers, redis_url=REDIS_URL, **env)
         server.cwd = self.root
         if not (self.root / "modules" / "cli.py").exists():  # before the CLI moved to modules/
@@ -507,7 +511,7 @@ def write_reports(results: dict[str, Any], args: argparse.Namespace) -> None:
     if len(names) == 2:
         lines += [
             f"Variants: **{names[0]}** (`{args.candidate or 'this checkout'}`) and "
-            f"**{names[1]}** (`{args.baseline}`), "
+            f"**{names[1]}** (`{args.baseline or ' '.join(args.against_env)}`), "
             "served from the same environment and databases, run by run in turn.",
             "",
         ]
@@ -605,6 +609,12 @@ def checkout(rev: str, scratch: Path) -> Path:
     return target
 
 
+def _settings(pairs: list[str]) -> dict[str, str]:
+    if bad := [p for p in pairs if "=" not in p]:
+        raise SystemExit(f"settings are NAME=VALUE: {bad}")
+    return dict(p.split("=", 1) for p in pairs)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -619,7 +629,24 @@ def main() -> None:
     parser.add_argument(
         "--candidate", help="a git revision to measure instead of this checkout (A/B of one commit)"
     )
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting every variant's server runs with (repeatable)",
+    )
+    parser.add_argument(
+        "--against-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="measure this checkout against itself with this setting too (repeatable), "
+        "interleaved: an A/B of one setting, e.g. RESERVE_ONE_STATEMENT=false",
+    )
     args = parser.parse_args()
+    if args.against_env and args.baseline:
+        raise SystemExit("--against-env and --baseline each name the second variant: pick one")
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
     args.paths = args.paths.split(",")
     if shutil.which("wrk") is None:
@@ -627,20 +654,23 @@ def main() -> None:
     import platform
 
     with tempfile.TemporaryDirectory() as scratch:
-        variants_of = [
-            ("this", checkout(args.candidate, Path(scratch)) if args.candidate else ROOT)
-        ]
+        common = _settings(args.env)
+        this = checkout(args.candidate, Path(scratch)) if args.candidate else ROOT
+        variants_of = [("this", this, common)]
         if args.baseline:
-            variants_of.append(("baseline", checkout(args.baseline, Path(scratch))))
+            variants_of.append(("baseline", checkout(args.baseline, Path(scratch)), common))
+        if args.against_env:
+            variants_of.append(("against", this, common | _settings(args.against_env)))
         results: dict[str, Any] = {
             "machine": f"{os.cpu_count()} cores, Python {platform.python_version()}",
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "baseline": args.baseline,
-            "variants": [name for name, _ in variants_of],
+            "variants": [name for name, _, _ in variants_of],
+            "settings": {name: env for name, _, env in variants_of},
             "backends": {},
         }
         for backend in args.backends.split(","):
-            variants = [Variant(name, root) for name, root in variants_of]
+            variants = [Variant(name, root, env) for name, root, env in variants_of]
             results["backends"][backend] = asyncio.run(
                 bench_backend(backend, variants, args, Path(scratch))
             )

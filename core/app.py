@@ -59,7 +59,10 @@ async def open_context(settings: Settings, *, migrate: bool | None = None) -> Ap
     for SQLite and MongoDB, whose migrations are safe to run from every process at start-up
     (PostgreSQL's are run once by `ticketboss migrate` or `serve`)."""
     storage = build_storage(
-        settings.database_url, settings.database_pool_size, settings.reserve_batch_max
+        settings.database_url,
+        settings.database_pool_size,
+        settings.reserve_batch_max,
+        one_statement=settings.reserve_one_statement,
     )
     if migrate is None:
         migrate = settings.database_kind in ("sqlite", "mongodb")

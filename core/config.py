@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     redis_timeout_seconds: float | None = Field(default=None, gt=0, le=60)
     database_pool_size: int = Field(default=5, gt=0, le=100)
     reserve_batch_max: int = Field(default=64, ge=1, le=1000)
+    reserve_one_statement: bool = True
+    """PostgreSQL: a booking without a buyer limit that is not batched is one statement (a
+    data-modifying CTE); false sends it through the short transaction (a benchmark's A/B)."""
 
     jwt_secret: str | None = None
     """Unset in development: a random one kept in the data directory (core/security.py)."""

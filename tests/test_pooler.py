@@ -11,12 +11,12 @@ async def test_pooler_parameter_turns_statement_caches_off_and_leaves_the_url() 
     storage = SQLStorage("postgresql://u@127.0.0.1:6432/db?pooler=pgbouncer&ssl=prefer")
     try:
         assert "pooler" not in storage.url and "ssl=prefer" in storage.url
-        assert storage.bookings.engines.reads_in_transaction
+        assert storage.events.engines.reads_in_transaction
     finally:
         await storage.close()
     direct = SQLStorage("postgresql://u@127.0.0.1:5432/db")
     try:
-        assert not direct.bookings.engines.reads_in_transaction
+        assert not direct.events.engines.reads_in_transaction
     finally:
         await direct.close()
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
 
 from core.storage.records import Drift
+from core.storage.reserving import Sweeper
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +21,33 @@ class Seats:
 
 type Tally = Mapping[tuple[str, str], Seats]
 """Seats held by bookings that hold seats, per (event, tier) or per (event, owner)."""
+
+
+class Counters(Protocol):
+    """A backend's counters compared with the bookings they count."""
+
+    async def read(self) -> list[Drift]:
+        """The drifts, read in one snapshot; writes nothing."""
+
+    async def repair(self) -> list[Drift]:
+        """The drifts found, with their counters rebuilt, in one transaction."""
+
+
+class Recount:
+    """`recount`: the backend's `counters`, after the `sweeper` when they are repaired."""
+
+    def __init__(self, sweeper: Sweeper, counters: Counters) -> None:
+        self.sweeper = sweeper
+        self.counters = counters
+
+    async def recount(self, now: datetime, *, fix: bool) -> list[Drift]:
+        """Without `fix`, a read of one snapshot that writes nothing (an observer must not
+        compete with what it watches); with it, expired holds are released first, then the
+        drifted counters rebuilt in one transaction."""
+        if not fix:
+            return await self.counters.read()
+        await self.sweeper.release_expired(now)
+        return await self.counters.repair()
 
 
 def drifts(

@@ -1,38 +1,109 @@
-"""`reserve`, `release_expired` and `recount` as every backend runs them around its own
-atomic steps.
+"""`reserve` as every backend runs it: a `Reserver` composed of the objects it is given (the
+steps that take seats, the batcher, the sweeper), each readable on its own.
 
 The write paths of "take seats, count the buyer, insert the booking", one table (every one of
-them runs under tests/contract, whose `database_url` covers the three backends, and
-test_batching.py for the batches):
+them runs under tests/contract, whose `database_url` covers the three backends:
+test_batching.py for the batches, test_reserve_variants.py for each unbatched one); which one
+serves which request is wired in one place per backend (`booking_store` in sql/__init__.py and
+mongo/__init__.py):
 
-| variant                        | backend    | where                                    | kept by                              |
+| variant                        | backend    | step (class)                             | kept by                              |
 |--------------------------------|------------|------------------------------------------|--------------------------------------|
-| one statement (data-modifying  | PostgreSQL | sql/statements.PG_RESERVE via            | the hot row's lock only inside one   |
-| CTE, autocommit, asyncpg)      |            | sql/reserve._pg: unlimited buyer, alone  | round trip; no figure of its own yet |
-| short transaction, buyer's     | PostgreSQL | sql/reserve._in_transaction (RESERVE_    | correctness: the buyer's guarded     |
-| count upserted first           |            | SEATS after count_buyer_within_limits)   | count must come first (no figure)    |
-| BEGIN IMMEDIATE transaction    | SQLite     | sql/reserve._in_transaction (TAKE_SEATS, | SQLite's one writer (no alternative) |
+| one statement (data-modifying  | PostgreSQL | sql/reserve.OneStatement (PG_RESERVE):   | vs the short transaction, batching   |
+| CTE, autocommit, asyncpg)      |            | unlimited buyer, alone (and a batch's    | off: ×1.28 / ×1.73 / ×1.29 bookings/s|
+|                                |            | fallback); RESERVE_ONE_STATEMENT=false   | at 1 / 16 / 64 conns, server CPU per |
+|                                |            | turns it off                             | booking ×0.65-0.8 (see below)        |
+| short transaction, buyer's     | PostgreSQL | sql/reserve.InTransaction (RESERVE_SEATS | correctness: the buyer's guarded     |
+| count upserted first           |            | after count_buyer_within_limits)         | count must come first (no figure)    |
+| BEGIN IMMEDIATE transaction    | SQLite     | sql/reserve.InTransaction (TAKE_SEATS,   | SQLite's one writer (no alternative) |
 |                                |            | count, insert)                           |                                      |
-| batch: one statement (unnest)  | PostgreSQL | sql/statements.PG_RESERVE_BATCH          | group commit: ×2.02 bookings/s at 64 |
-|                                |            |                                          | conns, PG CPU/booking ×3 lower       |
-| batch: one transaction         | SQLite     | sql/reserve._batch_in_transaction        | group commit: 519 → 1,134 bookings/s |
+| batch: one statement (unnest)  | PostgreSQL | sql/reserve.BatchStatement               | group commit: ×2.02 bookings/s at 64 |
+|                                |            | (PG_RESERVE_BATCH)                       | conns, PG CPU/booking ×3 lower       |
+| batch: one transaction         | SQLite     | sql/reserve.BatchInTransaction           | group commit: 519 → 1,134 bookings/s |
 |                                |            |                                          | at 64 conns (README benchmark)       |
-| multi-document transaction     | MongoDB    | mongo/reserve (_in_transaction and       | the only atomic form MongoDB has     |
-| (alone and batch)              |            | _batch_in_transaction)                   | across tier, buyer and booking       |
+| multi-document transaction     | MongoDB    | mongo/reserve.InTransaction and          | the only atomic form MongoDB has     |
+| (alone and batch)              |            | mongo/reserve.BatchInTransaction         | across tier, buyer and booking       |
+
+The one statement's figure: `bench/run.py --backends postgresql --paths bookings
+--concurrency 1,16,64 --duration 3 --rounds 2 --env RESERVE_BATCH_MAX=1 --against-env
+RESERVE_ONE_STATEMENT=false` (interleaved A/B, median of 2 rounds, on 2 cores shared with other
+load: ratios only; PostgreSQL CPU per booking ×0.63 at 16 and ×0.56 at 64 connections).
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
+from typing import Protocol
 
 from core.metrics import HOLDS_EXPIRED
 from core.storage.batching import ReserveBatcher
 from core.storage.errors import BuyerLimit, ItemsShort, SoldOut
-from core.storage.records import Drift, Reservation
+from core.storage.records import Reservation
 from core.storage.refusals import check_request_limits
 from core.storage.requests import BuyerSeats, ReserveRequest
+
+
+class Step(Protocol):
+    """One booking as one atomic step of a backend: its Reservation, or a refusal."""
+
+    async def reserve(self, request: ReserveRequest) -> Reservation: ...
+
+
+class Batch(Protocol):
+    """Several bookings of one tier as one atomic step of a backend (group commit)."""
+
+    async def reserve_batch(
+        self, key: tuple[str, str], requests: Sequence[ReserveRequest]
+    ) -> list[Reservation] | None:
+        """The batch's bookings in request order, or None when it does not fit (or a key is
+        taken): then nothing was written, and each request runs alone."""
+
+
+type Release = Callable[[datetime, str | None, str | None], Awaitable[int]]
+"""A backend's release of expired holds (all, of one event, of one tier); how many."""
+
+
+class Sweeper:
+    """Releases expired holds: the backend's `release`, counted in HOLDS_EXPIRED."""
+
+    def __init__(self, release: Release) -> None:
+        self.release = release
+
+    async def release_expired(
+        self, now: datetime, event_id: str | None = None, tier: str | None = None
+    ) -> int:
+        released = await self.release(now, event_id, tier)
+        HOLDS_EXPIRED.inc(released)
+        return released
+
+
+class Reserver:
+    """`reserve`: a request larger than a limit on its own is refused before any write; one
+    with a per-buyer limit goes to the `limited` step (its buyer's count is a guard of its
+    own); any other to the `batcher` (group commit, whose fallback is `unlimited`) or, without
+    one, to `unlimited`. An expired hold never blocks a sale: before a refusal for want of
+    seats (or of the buyer's allowance) is final, the tier's expired holds are released by the
+    `sweeper` and the step is tried once more."""
+
+    def __init__(
+        self, *, limited: Step, unlimited: Step, sweeper: Sweeper, batcher: ReserveBatcher | None
+    ) -> None:
+        self.limited = limited
+        self.unlimited = unlimited
+        self.sweeper = sweeper
+        self.batcher = batcher
+
+    async def reserve(self, request: ReserveRequest) -> Reservation:
+        release = lambda: self.sweeper.release_expired(request.now, request.event_id, request.tier)  # noqa: E731
+        return await releasing_expired(lambda: self._once(request), release, request)
+
+    async def _once(self, request: ReserveRequest) -> Reservation:
+        if request.limited:
+            return await self.limited.reserve(request)
+        if self.batcher is None:
+            return await self.unlimited.reserve(request)
+        return await self.batcher.reserve(request)
 
 
 def seats_by_buyer(requests: Sequence[BuyerSeats]) -> list[tuple[str, tuple[int, int]]]:
@@ -58,80 +129,3 @@ async def releasing_expired[R](
         if not await release():
             raise
     return await attempt()
-
-
-class SweepsAndRecounts(ABC):
-    """A booking store's sweep of expired holds and its recount: the same on every backend,
-    around the backend's own steps."""
-
-    async def release_expired(
-        self, now: datetime, event_id: str | None = None, tier: str | None = None
-    ) -> int:
-        released = await self._release_expired(now, event_id, tier)
-        HOLDS_EXPIRED.inc(released)
-        return released
-
-    async def recount(self, now: datetime, *, fix: bool) -> list[Drift]:
-        """Without `fix`, a read of one snapshot that writes nothing (an observer must not
-        compete with what it watches); with it, expired holds are released first, then the
-        drifted counters rebuilt in one transaction."""
-        if not fix:
-            return await self._read_drifts()
-        await self.release_expired(now)
-        return await self._repair_drifts()
-
-    @abstractmethod
-    async def _release_expired(self, now: datetime, event_id: str | None, tier: str | None) -> int:
-        """Release the expired holds (of one event or tier); how many were released."""
-
-    @abstractmethod
-    async def _read_drifts(self) -> list[Drift]: ...
-
-    @abstractmethod
-    async def _repair_drifts(self) -> list[Drift]:
-        """The drifts found, with their counters rebuilt, in one transaction."""
-
-
-class Reserving(SweepsAndRecounts):
-    """`reserve` as every backend runs it around its own atomic steps: `_reserve_alone` (one
-    booking) and `_reserve_batch` (several of one tier, or None when they do not fit).
-
-    A request larger than a limit on its own is refused before any write. An expired hold
-    never blocks a sale: before a refusal for want of seats (or of the buyer's allowance) is
-    final, the tier's expired holds are released and the step is tried once more. Requests
-    without a per-buyer limit go through the tier's batcher (group commit); the others alone,
-    because their buyer's count is a guard of its own. (The release is the store's own
-    `release_expired`, hence the base class.)"""
-
-    batch_size = 1
-    """The most requests in one batch; 1 turns batching off."""
-    batches_in_flight = 1
-    """Batches of one tier running at once in this process."""
-    fallback_in_parallel = False
-    """Whether the requests of a batch that did not fit run alone concurrently."""
-    _batcher: ReserveBatcher | None = None
-
-    async def reserve(self, request: ReserveRequest) -> Reservation:
-        release = lambda: self.release_expired(request.now, request.event_id, request.tier)  # noqa: E731
-        return await releasing_expired(lambda: self._reserve_once(request), release, request)
-
-    async def _reserve_once(self, request: ReserveRequest) -> Reservation:
-        if request.limited or self.batch_size <= 1:
-            return await self._reserve_alone(request)
-        if self._batcher is None:
-            self._batcher = ReserveBatcher(
-                self._reserve_batch,
-                self._reserve_alone,
-                max_size=self.batch_size,
-                in_flight=self.batches_in_flight,
-                fallback_in_parallel=self.fallback_in_parallel,
-            )
-        return await self._batcher.reserve(request)
-
-    async def _reserve_alone(self, request: ReserveRequest) -> Reservation:
-        raise NotImplementedError
-
-    async def _reserve_batch(
-        self, key: tuple[str, str], requests: Sequence[ReserveRequest]
-    ) -> list[Reservation] | None:
-        raise NotImplementedError

@@ -10,15 +10,22 @@ from __future__ import annotations
 from beanie import init_beanie
 from pymongo import AsyncMongoClient
 
+from core.storage.batching import ReserveBatcher
+from core.storage.bookings import Bookings
+from core.storage.drift import Recount
+from core.storage.mongo import reserve
 from core.storage.mongo.accounts import MongoPartners, MongoTokens, MongoUsers
-from core.storage.mongo.base import Doc, Lanes
+from core.storage.mongo.base import Doc, Lanes, MongoBase
 from core.storage.mongo.bookings import MongoBookings
 from core.storage.mongo.changes import MongoChanges
 from core.storage.mongo.documents import DOCUMENTS
 from core.storage.mongo.events import MongoEvents
 from core.storage.mongo.mail import MongoMail, MongoResets
 from core.storage.mongo.orders import MongoOrders
+from core.storage.mongo.recount import Counters, rebuild_buyer_counts
+from core.storage.mongo.seats import release_expired_alone
 from core.storage.mongo.webhooks import MongoWebhooks
+from core.storage.reserving import Reserver, Sweeper
 
 SCHEMA_VERSION = 2
 
@@ -36,13 +43,12 @@ class MongoStorage:
         self.partners = MongoPartners(self.client, self.db_name)
         self.tokens = MongoTokens(self.client, self.db_name)
         self.events = MongoEvents(self.client, self.db_name)
-        self.bookings = MongoBookings(self.client, self.db_name, lanes)
+        self.bookings = booking_store(self.client, self.db_name, lanes, batch_size)
         self.orders = MongoOrders(self.client, self.db_name, lanes)
         self.changes = MongoChanges(self.client, self.db_name)
         self.webhooks = MongoWebhooks(self.client, self.db_name)
         self.mail = MongoMail(self.client, self.db_name)
         self.resets = MongoResets(self.client, self.db_name)
-        self.bookings.batch_size = batch_size
 
     async def migrate(self) -> None:
         """Create the collections' indexes (idempotent) and bring the data to SCHEMA_VERSION."""
@@ -51,7 +57,7 @@ class MongoStorage:
         schema = await db["meta"].find_one({"_id": "schema"}) or {"version": 1}
         if schema["version"] < 2:
             # Buyers were counted only while an event had a limit: count every booking now.
-            await self.bookings.rebuild_buyer_counts()
+            await rebuild_buyer_counts(MongoBase(self.client, self.db_name))
         if schema["version"] < SCHEMA_VERSION:
             await db["meta"].update_one(
                 {"_id": "schema"}, {"$set": {"version": SCHEMA_VERSION}}, upsert=True
@@ -62,3 +68,29 @@ class MongoStorage:
 
     async def close(self) -> None:
         await self.client.close()
+
+
+def booking_store(
+    client: AsyncMongoClient[Doc], db_name: str, lanes: Lanes, batch_size: int
+) -> Bookings:
+    """The booking path on MongoDB, each part built here and passed in (the variants: the
+    table in core/storage/reserving.py). `batch_size` 1 turns group commit off."""
+    base = MongoBase(client, db_name, lanes)
+    sweeper = Sweeper(lambda now, event_id, tier: release_expired_alone(base, now, event_id, tier))
+    alone = reserve.InTransaction(base)
+    batcher = None
+    if batch_size > 1:
+        batch = reserve.BatchInTransaction(base)
+        batcher = ReserveBatcher(
+            batch.reserve_batch,
+            alone.reserve,
+            max_size=batch_size,
+            in_flight=1,
+            fallback_in_parallel=False,
+        )
+    return Bookings(
+        reserver=Reserver(limited=alone, unlimited=alone, sweeper=sweeper, batcher=batcher),
+        sweeper=sweeper,
+        recount=Recount(sweeper, Counters(base)),
+        rows=MongoBookings(client, db_name, lanes),
+    )

@@ -1,4 +1,5 @@
-"""Bookings on MongoDB: confirm, cancel, expiry, reads and recount (reserve: reserve.py)."""
+"""Bookings on MongoDB once they exist: confirm, cancel and reads (reserve: reserve.py; the
+sweep: seats.py; the recount: recount.py; assembled in mongo/__init__.py)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ from datetime import datetime
 
 from pymongo import DESCENDING, ReturnDocument
 
-from core.storage import changelog, drift, refusals
+from core.storage import changelog, refusals
 from core.storage.errors import NotOnSale
 from core.storage.mongo.base import (
     Doc,
+    MongoBase,
     Session,
     active_at,
     buyer_id,
@@ -18,18 +20,13 @@ from core.storage.mongo.base import (
     record,
 )
 from core.storage.mongo.changes import record_changes
-from core.storage.mongo.reserve import MongoReserving
-from core.storage.mongo.seats import (
-    derive_counters,
-    give_back,
-    release_expired_alone,
-    tallies,
-)
-from core.storage.records import Actor, Booking, Drift
+from core.storage.mongo.reserve import booking_by_key
+from core.storage.mongo.seats import give_back
+from core.storage.records import Actor, Booking
 from core.storage.requests import BookingQuery
 
 
-class MongoBookings(MongoReserving):
+class MongoBookings(MongoBase):
     async def confirm(self, booking_id: str, owner_id: str, now: datetime, actor: Actor) -> Booking:
         async def work(s: Session) -> Doc | None:
             d = await self.bookings.find_one_and_update(
@@ -115,51 +112,5 @@ class MongoBookings(MongoReserving):
     async def count_active(self, event_id: str, now: datetime) -> int:
         return await self.bookings.count_documents({"event_id": event_id, **active_at(now)})
 
-    async def _release_expired(self, now: datetime, event_id: str | None, tier: str | None) -> int:
-        return await release_expired_alone(self, now, event_id, tier)
-
-    async def _read_drifts(self) -> list[Drift]:
-        return await self.tx(self._drifts, read_only=True)
-
-    async def _repair_drifts(self) -> list[Drift]:
-        async def repair(s: Session) -> list[Drift]:
-            found = await self._drifts(s)
-            for event_id in sorted({d.event_id for d in found}):
-                await derive_counters(self, s, event_id)
-            return found
-
-        return await self.tx(repair)
-
-    async def rebuild_buyer_counts(self) -> None:
-        """Every buyer's counts from the bookings (a one-off data migration)."""
-
-        async def work(s: Session) -> None:
-            _, by_buyer = await tallies(self, s, {})
-            await self.buyers.delete_many({}, session=s)
-            if by_buyer:
-                await self.buyers.insert_many(
-                    [
-                        {
-                            "_id": buyer_id(event_id, owner_id),
-                            "event_id": event_id,
-                            "owner_id": owner_id,
-                            "active": seats.active,
-                            "pending": seats.pending,
-                        }
-                        for (event_id, owner_id), seats in by_buyer.items()
-                    ],
-                    session=s,
-                )
-
-        await self.tx(work)
-
-    async def _drifts(self, s: Session) -> list[Drift]:
-        by_tier, by_buyer = await tallies(self, s, {})
-        tiers = [
-            (d["event_id"], d["code"], d["active"]) async for d in self.tiers.find({}, session=s)
-        ]
-        buyers = [
-            (d["event_id"], d["owner_id"], d["active"], d.get("pending", 0))
-            async for d in self.buyers.find({}, session=s)
-        ]
-        return drift.drifts(tiers, buyers, by_tier, by_buyer)
+    async def get_by_key(self, owner_id: str, idempotency_key: str) -> Booking | None:
+        return await booking_by_key(self, owner_id, idempotency_key)

@@ -9,6 +9,7 @@ from datetime import datetime
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.errors import BulkWriteError
 
+from core.storage.attempts import mail_settled
 from core.storage.mongo.base import Doc, MongoBase, Session, record
 from core.storage.port import SpendOutcome
 from core.storage.records import Attempt, Mail, ResetToken, as_fields
@@ -57,19 +58,9 @@ class MongoMail(MongoBase):
         return claimed
 
     async def settle(self, mail_id: str, holder: str, attempt: Attempt) -> Mail | None:
-        values: Doc = {
-            "status": attempt.status,
-            "next_attempt_at": attempt.next_attempt_at,
-            "last_error": attempt.error,
-            "last_attempt_at": attempt.at,
-            "lease_holder": None,
-            "lease_until": None,
-        }
-        if attempt.status == "succeeded":
-            values["params"] = {}
         doc = await self.mail.find_one_and_update(
             {"_id": mail_id, "lease_holder": holder},
-            {"$set": values, "$inc": {"attempts": 1}},
+            {"$set": mail_settled(attempt), "$inc": {"attempts": 1}},
             return_document=ReturnDocument.AFTER,
         )
         return mail_of(doc) if doc else None

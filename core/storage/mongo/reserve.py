@@ -1,4 +1,6 @@
-"""The atomic reserve on MongoDB: one booking alone, or a batch of one tier's bookings.
+"""The atomic reserve on MongoDB, one class per variant (the table in
+core/storage/reserving.py): one booking alone (`InTransaction`), or a batch of one tier's
+bookings (`BatchInTransaction`).
 
 Seats are guarded as on SQL: a conditional `$inc` on the tier document (`on_sale` and
 `active + q <= capacity`) in the transaction that inserts the booking and counts the buyer.
@@ -7,6 +9,7 @@ Seats are guarded as on SQL: a conditional `$inc` on the tier document (`on_sale
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pymongo import ReturnDocument
@@ -24,22 +27,30 @@ class _NoSeats(Exception):
     """Raised inside a reserve transaction to abort it when the seats are not there."""
 
 
-class MongoReserving(MongoBase, reserving.Reserving):
-    async def _reserve_alone(self, request: ReserveRequest) -> Reservation:
+@dataclass(frozen=True, slots=True)
+class InTransaction:
+    """One booking in one transaction (at most one per event at a time in this process: the
+    `lanes`), the buyer's guarded count first when a limit applies; a write conflict or a
+    stale refusal retried, a taken key resolved to the booking it made."""
+
+    base: MongoBase
+
+    async def reserve(self, request: ReserveRequest) -> Reservation:
+        base = self.base
         for attempt in range(retries.MAX_ATTEMPTS):
             try:
-                async with self.lanes.of(request.event_id):
-                    doc = await self.tx(lambda s: self._in_transaction(s, request))
+                async with base.lanes.of(request.event_id):
+                    doc = await base.tx(lambda s: self._in_transaction(s, request))
                 return Reservation(record(Booking, doc))
             except _NoSeats:
-                refusal = refusals.refusal(await self._tier(request))
+                refusal = refusals.refusal(await tier_of(base, request))
                 if not isinstance(refusal, SoldOut) or refusal.available < request.quantity:
                     raise refusal from None
                 # The transaction read a snapshot older than seats given back since: the
                 # update lost a race, not the sale.
             except DuplicateKey as dup:
                 if dup.field == "idempotency_key":
-                    existing = await self.get_by_key(request.owner_id, request.storage_key)
+                    existing = await booking_by_key(base, request.owner_id, request.storage_key)
                     if existing is not None:
                         # A key of our own (none was sent) is this request's earlier attempt.
                         return Reservation(existing, replayed=request.idempotency_key is not None)
@@ -49,52 +60,62 @@ class MongoReserving(MongoBase, reserving.Reserving):
         raise StorageBusy("too much contention; try again")
 
     async def _in_transaction(self, s: Session, request: ReserveRequest) -> Doc:
+        base = self.base
         if request.limited:
-            await count_buyer_within_limits(self, s, request)
-        tier = await take_seats(self, s, request.event_id, request.tier, request.quantity)
+            await count_buyer_within_limits(base, s, request)
+        tier = await take_seats(base, s, request.event_id, request.tier, request.quantity)
         if tier is None:
             raise _NoSeats()  # aborts: the buyer's count taken above is undone
         if not request.limited:
-            await count_buyers(self, s, request.event_id, [request])
+            await count_buyers(base, s, request.event_id, [request])
         doc = new_booking_doc(request, tier["price_cents"])
-        await self.bookings.insert_one(doc, session=s)
-        await record_changes(self, s, [_created(request, doc)])
+        await base.bookings.insert_one(doc, session=s)
+        await record_changes(base, s, [_created(request, doc)])
         return doc
 
-    async def _reserve_batch(
+
+@dataclass(frozen=True, slots=True)
+class BatchInTransaction:
+    """A batch of one tier's bookings in one transaction (at most one per event at a time in
+    this process: one conflict instead of one per booking)."""
+
+    base: MongoBase
+
+    async def reserve_batch(
         self, key: tuple[str, str], requests: Sequence[ReserveRequest]
     ) -> list[Reservation] | None:
-        """One transaction for the batch (at most one per tier at a time in this process:
-        one conflict instead of one per booking); None when it does not fit or a key is
-        taken, so that each request runs alone."""
+        """None when it does not fit or a key is taken, so that each request runs alone."""
         try:
-            async with self.lanes.of(key[0]):
-                docs = await self.tx(lambda s: self._batch_in_transaction(s, key, requests))
+            async with self.base.lanes.of(key[0]):
+                docs = await self.base.tx(lambda s: self._in_transaction(s, key, requests))
         except (_NoSeats, DuplicateKey):
             return None
         return [Reservation(record(Booking, doc)) for doc in docs]
 
-    async def _batch_in_transaction(
+    async def _in_transaction(
         self, s: Session, key: tuple[str, str], requests: Sequence[ReserveRequest]
     ) -> list[Doc]:
+        base = self.base
         event_id, code = key
         total = sum(r.quantity for r in requests)
-        tier = await take_seats(self, s, event_id, code, total)
+        tier = await take_seats(base, s, event_id, code, total)
         if tier is None:
             raise _NoSeats()
-        await count_buyers(self, s, event_id, requests)
+        await count_buyers(base, s, event_id, requests)
         docs = [new_booking_doc(r, tier["price_cents"]) for r in requests]
-        await self.bookings.insert_many(docs, session=s)
-        await record_changes(self, s, [_created(r, d) for r, d in zip(requests, docs, strict=True)])
+        await base.bookings.insert_many(docs, session=s)
+        await record_changes(base, s, [_created(r, d) for r, d in zip(requests, docs, strict=True)])
         return docs
 
-    async def get_by_key(self, owner_id: str, idempotency_key: str) -> Booking | None:
-        d = await self.bookings.find_one({"owner_id": owner_id, "idempotency_key": idempotency_key})
-        return record(Booking, d) if d else None
 
-    async def _tier(self, request: ReserveRequest) -> Tier | None:
-        d = await self.tiers.find_one({"_id": tier_id(request.event_id, request.tier)})
-        return record(Tier, d) if d else None
+async def booking_by_key(base: MongoBase, owner_id: str, idempotency_key: str) -> Booking | None:
+    d = await base.bookings.find_one({"owner_id": owner_id, "idempotency_key": idempotency_key})
+    return record(Booking, d) if d else None
+
+
+async def tier_of(base: MongoBase, request: ReserveRequest) -> Tier | None:
+    d = await base.tiers.find_one({"_id": tier_id(request.event_id, request.tier)})
+    return record(Tier, d) if d else None
 
 
 def _created(request: ReserveRequest, doc: Doc) -> Change:

@@ -10,6 +10,7 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.errors import BulkWriteError
 
+from core.storage.attempts import delivery_settled
 from core.storage.errors import InvalidTransition, Missing
 from core.storage.mongo.base import Doc, MongoBase, record
 from core.storage.records import Attempt, Delivery, Webhook, as_fields
@@ -144,19 +145,7 @@ class MongoWebhooks(MongoBase):
     async def settle(self, delivery_id: str, holder: str, attempt: Attempt) -> Delivery | None:
         doc = await self.webhook_deliveries.find_one_and_update(
             {"_id": delivery_id, "lease_holder": holder},
-            {
-                "$set": {
-                    "status": attempt.status,
-                    "next_attempt_at": attempt.next_attempt_at,
-                    "last_status_code": attempt.status_code,
-                    "last_latency_ms": attempt.latency_ms,
-                    "last_error": attempt.error,
-                    "last_attempt_at": attempt.at,
-                    "lease_holder": None,
-                    "lease_until": None,
-                },
-                "$inc": {"attempts": 1},
-            },
+            {"$set": delivery_settled(attempt), "$inc": {"attempts": 1}},
             return_document=ReturnDocument.AFTER,
         )
         return delivery_of(doc) if doc else None

@@ -14,18 +14,27 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from core.storage.batching import ReserveBatcher
+from core.storage.bookings import Bookings
+from core.storage.drift import Recount
+from core.storage.reserving import Batch, Reserver, Sweeper
+from core.storage.sql import reserve
 from core.storage.sql.accounts import SQLPartners, SQLTokens, SQLUsers
-from core.storage.sql.base import Engines, async_url, sqlite_begin
+from core.storage.sql.base import Engines, SQLBase, async_url, sqlite_begin
 from core.storage.sql.bookings import SQLBookings
 from core.storage.sql.changes import SQLChanges
 from core.storage.sql.events import SQLEvents
 from core.storage.sql.mail import SQLMail, SQLResets
 from core.storage.sql.orders import SQLOrders
+from core.storage.sql.recount import Counters
+from core.storage.sql.seats import release_expired_alone
 from core.storage.sql.webhooks import SQLWebhooks
 
 
 class SQLStorage:
-    def __init__(self, url: str, pool_size: int = 5, batch_size: int = 64) -> None:
+    def __init__(
+        self, url: str, pool_size: int = 5, batch_size: int = 64, *, one_statement: bool = True
+    ) -> None:
         self.url, pooler = _without_pooler(async_url(url))
         self.kind: Literal["sqlite", "postgresql"] = (
             "sqlite" if self.url.startswith("sqlite") else "postgresql"
@@ -51,17 +60,12 @@ class SQLStorage:
         self.partners = SQLPartners(engines, self.kind)
         self.tokens = SQLTokens(engines, self.kind)
         self.events = SQLEvents(engines, self.kind)
-        self.bookings = SQLBookings(engines, self.kind)
+        self.bookings = booking_store(engines, self.kind, batch_size, one_statement)
         self.orders = SQLOrders(engines, self.kind)
         self.changes = SQLChanges(engines, self.kind)
         self.webhooks = SQLWebhooks(engines, self.kind)
         self.mail = SQLMail(engines, self.kind)
         self.resets = SQLResets(engines, self.kind)
-        self.bookings.batch_size = batch_size
-        # PostgreSQL: while one batch of a tier runs, the next can already be on its way (the
-        # tier row's lock orders them inside the database); SQLite has one writer anyway.
-        self.bookings.batches_in_flight = 2 if self.kind == "postgresql" else 1
-        self.bookings.fallback_in_parallel = self.kind == "postgresql"
 
     def _prepare_sqlite_path(self) -> None:
         database = make_url(self.url).database
@@ -80,6 +84,43 @@ class SQLStorage:
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+
+def booking_store(
+    engines: Engines, kind: str, batch_size: int, one_statement: bool = True
+) -> Bookings:
+    """The booking path on SQL, each part built here and passed in (the variants: the table
+    in core/storage/reserving.py). `batch_size` 1 turns group commit off; `one_statement`
+    False sends PostgreSQL's unbatched bookings through the short transaction instead."""
+    db = SQLBase(engines, kind)
+    sweeper = Sweeper(lambda now, event_id, tier: release_expired_alone(db, now, event_id, tier))
+    transaction = reserve.Alone(db, reserve.InTransaction(db))
+    batcher = None
+    unlimited = transaction
+    if kind == "postgresql":
+        if one_statement:
+            unlimited = reserve.Alone(db, reserve.OneStatement(db))
+        batch: Batch = reserve.BatchStatement(db)
+    else:
+        batch = reserve.BatchInTransaction(db)
+    if batch_size > 1:
+        # PostgreSQL: while one batch of a tier runs, the next can already be on its way (the
+        # tier row's lock orders them inside the database); SQLite has one writer anyway.
+        batcher = ReserveBatcher(
+            batch.reserve_batch,
+            unlimited.reserve,
+            max_size=batch_size,
+            in_flight=2 if kind == "postgresql" else 1,
+            fallback_in_parallel=kind == "postgresql",
+        )
+    return Bookings(
+        reserver=Reserver(
+            limited=transaction, unlimited=unlimited, sweeper=sweeper, batcher=batcher
+        ),
+        sweeper=sweeper,
+        recount=Recount(sweeper, Counters(db)),
+        rows=SQLBookings(engines, kind),
+    )
 
 
 def _without_pooler(url: str) -> tuple[str, str | None]:

@@ -1,4 +1,5 @@
-"""Bookings on SQL: confirm, cancel, expiry, reads and recount (reserve: reserve.py)."""
+"""Bookings on SQL once they exist: confirm, cancel and reads (reserve: reserve.py; the
+sweep: seats.py; the recount: recount.py; assembled in sql/__init__.py)."""
 
 from __future__ import annotations
 
@@ -8,17 +9,17 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.storage import changelog, drift, refusals
-from core.storage.records import Actor, Booking, Drift, from_fields
+from core.storage import changelog, refusals
+from core.storage.records import Actor, Booking, from_fields
 from core.storage.requests import BookingQuery
 from core.storage.sql import schema as t
-from core.storage.sql.base import active_at, before_start, first, hold_active, holds_seats
+from core.storage.sql.base import SQLBase, active_at, before_start, first, hold_active
 from core.storage.sql.changes import record
-from core.storage.sql.reserve import SQLReserving
-from core.storage.sql.seats import derive_counters, give_back, release_expired_alone
+from core.storage.sql.reserve import booking_by_key
+from core.storage.sql.seats import give_back
 
 
-class SQLBookings(SQLReserving):
+class SQLBookings(SQLBase):
     async def confirm(self, booking_id: str, owner_id: str, now: datetime, actor: Actor) -> Booking:
         b, u = t.bookings, t.user_event_counts
 
@@ -112,69 +113,5 @@ class SQLBookings(SQLReserving):
         row = await self.first(select(func.count()).where(b.c.event_id == event_id, active_at(now)))
         return int(row[0]) if row else 0
 
-    async def _release_expired(self, now: datetime, event_id: str | None, tier: str | None) -> int:
-        return await release_expired_alone(self, now, event_id, tier)
-
-    async def _read_drifts(self) -> list[Drift]:
-        return await self.read(_drifts, snapshot=True)
-
-    async def _repair_drifts(self) -> list[Drift]:
-        async def repair(conn: AsyncConnection) -> list[Drift]:
-            tr, u = t.tiers, t.user_event_counts
-            # Lock every counter first: each booking change also changes its counters, so
-            # the tallies read next cannot move until this transaction ends.
-            await conn.execute(
-                select(tr.c.event_id).order_by(tr.c.event_id, tr.c.code).with_for_update()
-            )
-            await conn.execute(
-                select(u.c.event_id).order_by(u.c.event_id, u.c.owner_id).with_for_update()
-            )
-            found = await _drifts(conn)
-            for event_id in sorted({d.event_id for d in found}):
-                await _rebuild_counters(conn, event_id)
-            return found
-
-        return await self.tx(repair)
-
-
-async def _drifts(conn: AsyncConnection) -> list[Drift]:
-    b, tr, u = t.bookings, t.tiers, t.user_event_counts
-    pending = func.coalesce(func.sum(b.c.quantity).filter(b.c.status == "pending"), 0)
-    tier_tally = await conn.execute(
-        select(b.c.event_id, b.c.tier, func.sum(b.c.quantity), pending)
-        .where(holds_seats())
-        .group_by(b.c.event_id, b.c.tier)
-    )
-    buyer_tally = await conn.execute(
-        select(b.c.event_id, b.c.owner_id, func.sum(b.c.quantity), pending)
-        .where(holds_seats())
-        .group_by(b.c.event_id, b.c.owner_id)
-    )
-    tiers = await conn.execute(select(tr.c.event_id, tr.c.code, tr.c.active))
-    buyers = await conn.execute(select(u.c.event_id, u.c.owner_id, u.c.active, u.c.pending))
-    return drift.drifts(
-        tier_counters=[tuple(r) for r in tiers],
-        buyer_counters=[tuple(r) for r in buyers],
-        tier_tally={(r[0], r[1]): drift.Seats(int(r[2]), int(r[3])) for r in tier_tally},
-        buyer_tally={(r[0], r[1]): drift.Seats(int(r[2]), int(r[3])) for r in buyer_tally},
-    )
-
-
-async def _rebuild_counters(conn: AsyncConnection, event_id: str) -> None:
-    """Set an event's tier counters and rebuild its buyers' counts from its bookings."""
-    b, u = t.bookings, t.user_event_counts
-    await derive_counters(conn, event_id)
-    pending = func.coalesce(func.sum(b.c.quantity).filter(b.c.status == "pending"), 0)
-    missing = (
-        select(b.c.event_id, b.c.owner_id, func.sum(b.c.quantity), pending)
-        .where(b.c.event_id == event_id, holds_seats())
-        .where(
-            ~select(u.c.owner_id)
-            .where(u.c.event_id == event_id, u.c.owner_id == b.c.owner_id)
-            .exists()
-        )
-        .group_by(b.c.event_id, b.c.owner_id)
-    )
-    await conn.execute(
-        u.insert().from_select(["event_id", "owner_id", "active", "pending"], missing)
-    )
+    async def get_by_key(self, owner_id: str, idempotency_key: str) -> Booking | None:
+        return await booking_by_key(self, owner_id, idempotency_key)

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Row, delete, insert, or_, select, update
 
+from core.storage.attempts import mail_settled
 from core.storage.port import SpendOutcome
 from core.storage.records import Attempt, Mail, ResetToken, as_fields, from_fields
 from core.storage.sql import schema as t
@@ -55,21 +56,10 @@ class SQLMail(SQLBase):
 
     async def settle(self, mail_id: str, holder: str, attempt: Attempt) -> Mail | None:
         m = t.mail
-        values: dict[str, Any] = {
-            "status": attempt.status,
-            "attempts": m.c.attempts + 1,
-            "next_attempt_at": attempt.next_attempt_at,
-            "last_error": attempt.error,
-            "last_attempt_at": attempt.at,
-            "lease_holder": None,
-            "lease_until": None,
-        }
-        if attempt.status == "succeeded":
-            values["params"] = {}
         stmt = (
             update(m)
             .where(m.c.id == mail_id, m.c.lease_holder == holder)
-            .values(**values)
+            .values(**mail_settled(attempt), attempts=m.c.attempts + 1)
             .returning(*m.c)
         )
         row = await self.tx(lambda c: first(c, stmt))

@@ -1,4 +1,6 @@
-"""The atomic reserve on SQL: one booking alone, or a batch of one tier's bookings.
+"""The atomic reserve on SQL, one class per variant (the table in core/storage/reserving.py):
+one booking alone (`Alone` around `OneStatement` or `InTransaction`), or a batch of one tier's
+bookings (`BatchStatement`, `BatchInTransaction`).
 
 Seats are guarded by a conditional UPDATE of the tier row (`on_sale AND active + q <=
 capacity`) in the statement or transaction that inserts the booking. On PostgreSQL, when no
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -46,11 +48,24 @@ def reserve_params(request: ReserveRequest) -> dict[str, Any]:
     }
 
 
-class SQLReserving(SQLBase, reserving.Reserving):
-    async def _reserve_alone(self, request: ReserveRequest) -> Reservation:
+class Write(Protocol):
+    async def write(self, request: ReserveRequest) -> Any:
+        """The new booking's row, or None when the seats were not there."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Alone:
+    """One booking through one write variant (`OneStatement` or `InTransaction`): a lost
+    connection retried, a taken key resolved (the owner's key: the booking it made; a
+    colliding ticket number: a fresh one), a refusal read afresh from the tier."""
+
+    db: SQLBase
+    write: Write
+
+    async def reserve(self, request: ReserveRequest) -> Reservation:
         for attempt in range(2):
             try:
-                row = await self._write(request)
+                row = await self._written(request)
             except DuplicateKey as dup:
                 if dup.field == "idempotency_key":
                     return await self._replay(request)
@@ -62,62 +77,70 @@ class SQLReserving(SQLBase, reserving.Reserving):
                 )
                 continue
             if row is None:
-                raise refusals.refusal(await self._tier(request.event_id, request.tier))
+                raise refusals.refusal(await tier_of(self.db, request.event_id, request.tier))
             return Reservation(from_fields(Booking, row))
         raise AssertionError("unreachable")
 
-    async def _write(self, request: ReserveRequest) -> Any:
+    async def _written(self, request: ReserveRequest) -> Any:
         """The booking's row, or None when the seats were not there. A lost connection is
         retried: the owner's unique key (`storage_key`) makes a repeat harmless."""
         for attempt in range(retries.MAX_ATTEMPTS):
             try:
-                if self.dialect == "postgresql" and not request.limited:
-                    return await self._pg(PG_RESERVE.sql, PG_RESERVE.args(reserve_params(request)))
-                try:
-                    return await self.tx(lambda conn: self._in_transaction(conn, request))
-                except _NoSeats:
-                    return None
+                return await self.write.write(request)
             except Exception as exc:
                 if not connection_lost(exc):
                     raise
             await retries.pause(attempt)
         raise StorageUnavailable("the database connection keeps failing")
 
-    async def _pg(self, sql: str, args: Sequence[Any], *, many: bool = False) -> Any:
-        """One autocommit statement sent straight through the pooled asyncpg connection
-        (compiled once; SQLAlchemy's per-call execution machinery would cost more than the
-        statement), conflicts retried, a unique violation as the port's DuplicateKey."""
+    async def _replay(self, request: ReserveRequest) -> Reservation:
+        """The booking the owner's key already made; a key of our own (no Idempotency-Key
+        was sent) is this request's earlier attempt, so it counts as made, not replayed."""
+        existing = await booking_by_key(self.db, request.owner_id, request.storage_key)
+        if existing is None:  # the other writer of that key rolled back: try once more
+            return await self.reserve(request)
+        return Reservation(existing, replayed=request.idempotency_key is not None)
 
-        async def once() -> Any:
-            async with self.engines.reader.connect() as conn:
-                driver = (await conn.get_raw_connection()).driver_connection
-                assert driver is not None
-                try:
-                    if many:
-                        return await driver.fetch(sql, *args)
-                    return await driver.fetchrow(sql, *args)
-                except Exception as exc:
-                    if connection_lost(exc):
-                        # SQLAlchemy did not see the driver fail: keep the connection out of
-                        # the pool, or the next checkout gets a broken one.
-                        await conn.invalidate()
-                        raise
-                    raise duplicate_key(exc) or exc from None
 
-        return await retries.retrying(once, transient, self.dialect)
+@dataclasses.dataclass(frozen=True, slots=True)
+class OneStatement:
+    """PostgreSQL, no per-buyer limit: the guard, the buyer's count, the insert and the
+    change record as one autocommit statement (PG_RESERVE)."""
+
+    db: SQLBase
+
+    async def write(self, request: ReserveRequest) -> Any:
+        return await pg_fetch(self.db, PG_RESERVE.sql, PG_RESERVE.args(reserve_params(request)))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class InTransaction:
+    """A short transaction: the buyer's guarded count first when a limit applies, then the
+    seats and the insert (one statement on PostgreSQL, three on SQLite), the change record."""
+
+    db: SQLBase
+
+    async def write(self, request: ReserveRequest) -> Any:
+        try:
+            return await self.db.tx(lambda conn: self._in_transaction(conn, request))
+        except _NoSeats:
+            return None
 
     async def _in_transaction(self, conn: AsyncConnection, request: ReserveRequest) -> Any:
         params = reserve_params(request)
+        upsert = self.db.upsert
         if request.limited:
-            await count_buyer_within_limits(conn, self.upsert, request)
-        if self.dialect == "postgresql":
+            await count_buyer_within_limits(conn, upsert, request)
+        if self.db.dialect == "postgresql":
             row = await first(conn, RESERVE_SEATS, params)
+            if row is not None and not request.limited:
+                await count_buyers(conn, upsert, request.event_id, [request])
         else:
             price = await first(conn, TAKE_SEATS, params)
             if price is None:
                 raise _NoSeats()
             if not request.limited:
-                await count_buyers(conn, self.upsert, request.event_id, [request])
+                await count_buyers(conn, upsert, request.event_id, [request])
             insert = t.bookings.insert().returning(*t.bookings.c)
             values = sale_rows.booking_values(request) | {"unit_price_cents": price.price_cents}
             row = await first(conn, insert, values)
@@ -134,25 +157,39 @@ class SQLReserving(SQLBase, reserving.Reserving):
         )
         return created
 
-    async def _reserve_batch(
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BatchStatement:
+    """PostgreSQL: a batch of one tier's bookings as one statement (PG_RESERVE_BATCH)."""
+
+    db: SQLBase
+
+    async def reserve_batch(
         self, key: tuple[str, str], requests: Sequence[ReserveRequest]
     ) -> list[Reservation] | None:
         event_id, tier = key
-        if self.dialect == "postgresql":
-            values = [reserve_params(r) for r in requests]
-            arrays = [[v[name] for v in values] for name, _ in BATCH_COLUMNS]
-            rows = await self._pg(PG_RESERVE_BATCH, [event_id, tier, *arrays], many=True)
-        else:
-            try:
-                rows = await self.tx(lambda conn: self._batch_in_transaction(conn, key, requests))
-            except _NoSeats:
-                return None
-        if not rows:
-            return None  # the batch does not fit: each request runs alone
-        by_id = {row["id"]: from_fields(Booking, row) for row in rows}
-        return [Reservation(by_id[r.booking_id]) for r in requests]
+        values = [reserve_params(r) for r in requests]
+        arrays = [[v[name] for v in values] for name, _ in BATCH_COLUMNS]
+        rows = await pg_fetch(self.db, PG_RESERVE_BATCH, [event_id, tier, *arrays], many=True)
+        return reservations(rows, requests)
 
-    async def _batch_in_transaction(
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BatchInTransaction:
+    """SQLite: a batch of one tier's bookings in one transaction (Σq taken at once)."""
+
+    db: SQLBase
+
+    async def reserve_batch(
+        self, key: tuple[str, str], requests: Sequence[ReserveRequest]
+    ) -> list[Reservation] | None:
+        try:
+            rows = await self.db.tx(lambda conn: self._in_transaction(conn, key, requests))
+        except _NoSeats:
+            return None
+        return reservations(rows, requests)
+
+    async def _in_transaction(
         self, conn: AsyncConnection, key: tuple[str, str], requests: Sequence[ReserveRequest]
     ) -> list[Any]:
         event_id, tier = key
@@ -162,7 +199,7 @@ class SQLReserving(SQLBase, reserving.Reserving):
         )
         if price is None:
             raise _NoSeats()
-        await count_buyers(conn, self.upsert, event_id, requests)
+        await count_buyers(conn, self.db.upsert, event_id, requests)
         values = [
             sale_rows.booking_values(r) | {"unit_price_cents": price.price_cents} for r in requests
         ]
@@ -178,25 +215,53 @@ class SQLReserving(SQLBase, reserving.Reserving):
         )
         return made
 
-    async def _tier(self, event_id: str, code: str) -> Tier | None:
-        tr = t.tiers
-        row = await self.first(select(tr).where(tr.c.event_id == event_id, tr.c.code == code))
-        return from_fields(Tier, row._mapping) if row else None
 
-    async def _replay(self, request: ReserveRequest) -> Reservation:
-        """The booking the owner's key already made; a key of our own (no Idempotency-Key
-        was sent) is this request's earlier attempt, so it counts as made, not replayed."""
-        existing = await self.get_by_key(request.owner_id, request.storage_key)
-        if existing is None:  # the other writer of that key rolled back: try once more
-            return await self._reserve_alone(request)
-        return Reservation(existing, replayed=request.idempotency_key is not None)
+def reservations(
+    rows: Sequence[Any], requests: Sequence[ReserveRequest]
+) -> list[Reservation] | None:
+    """The batch's bookings in request order; None when it did not fit (each runs alone)."""
+    if not rows:
+        return None
+    by_id = {row["id"]: from_fields(Booking, row) for row in rows}
+    return [Reservation(by_id[r.booking_id]) for r in requests]
 
-    async def get_by_key(self, owner_id: str, idempotency_key: str) -> Booking | None:
-        b = t.bookings
-        row = await self.first(
-            select(b).where(b.c.owner_id == owner_id, b.c.idempotency_key == idempotency_key)
-        )
-        return from_fields(Booking, row._mapping) if row else None
+
+async def pg_fetch(db: SQLBase, sql: str, args: Sequence[Any], *, many: bool = False) -> Any:
+    """One autocommit statement sent straight through the pooled asyncpg connection
+    (compiled once; SQLAlchemy's per-call execution machinery would cost more than the
+    statement), conflicts retried, a unique violation as the port's DuplicateKey."""
+
+    async def once() -> Any:
+        async with db.engines.reader.connect() as conn:
+            driver = (await conn.get_raw_connection()).driver_connection
+            assert driver is not None
+            try:
+                if many:
+                    return await driver.fetch(sql, *args)
+                return await driver.fetchrow(sql, *args)
+            except Exception as exc:
+                if connection_lost(exc):
+                    # SQLAlchemy did not see the driver fail: keep the connection out of
+                    # the pool, or the next checkout gets a broken one.
+                    await conn.invalidate()
+                    raise
+                raise duplicate_key(exc) or exc from None
+
+    return await retries.retrying(once, transient, db.dialect)
+
+
+async def tier_of(db: SQLBase, event_id: str, code: str) -> Tier | None:
+    tr = t.tiers
+    row = await db.first(select(tr).where(tr.c.event_id == event_id, tr.c.code == code))
+    return from_fields(Tier, row._mapping) if row else None
+
+
+async def booking_by_key(db: SQLBase, owner_id: str, idempotency_key: str) -> Booking | None:
+    b = t.bookings
+    row = await db.first(
+        select(b).where(b.c.owner_id == owner_id, b.c.idempotency_key == idempotency_key)
+    )
+    return from_fields(Booking, row._mapping) if row else None
 
 
 async def count_buyers(

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Row, and_, delete, exists, func, insert, or_, select, update
 from sqlalchemy.orm import aliased
 
+from core.storage.attempts import delivery_settled
 from core.storage.errors import InvalidTransition, Missing
 from core.storage.records import Attempt, Delivery, Webhook, as_fields, from_fields
 from core.storage.sql import schema as t
@@ -135,17 +136,7 @@ class SQLWebhooks(SQLBase):
         stmt = (
             update(d)
             .where(d.c.id == delivery_id, d.c.lease_holder == holder)
-            .values(
-                status=attempt.status,
-                attempts=d.c.attempts + 1,
-                next_attempt_at=attempt.next_attempt_at,
-                last_status_code=attempt.status_code,
-                last_latency_ms=attempt.latency_ms,
-                last_error=attempt.error,
-                last_attempt_at=attempt.at,
-                lease_holder=None,
-                lease_until=None,
-            )
+            .values(**delivery_settled(attempt), attempts=d.c.attempts + 1)
             .returning(*d.c)
         )
         row = await self.tx(lambda c: first(c, stmt))
