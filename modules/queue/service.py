@@ -66,7 +66,7 @@ class QueueService:
         """Mirror the event's settings after a cache miss (the first join after a restart):
         one database read, then the cache answers again."""
         event = await self.events.for_booking(event_id)
-        if event is None or event.status == "draft":
+        if event is None:
             raise EventNotFound()
         settings = QueueSettings.of(event.queue) if event.queue else None
         await self.room.configure(event_id, event.version, settings, event.status == "published")
@@ -79,10 +79,17 @@ class QueueService:
                 await self._configured(event_id)
                 place, created = await self.room.join(event_id, principal.id, clock.now())
         except (NoConfig, Closed):
+            await self._visible(event_id)
             raise QueueNotOpen() from None
         except QueueUnavailable:
             raise QueueUnavailableError() from None
         return self.out(principal, event_id, place), created
+
+    async def _visible(self, event_id: str) -> None:
+        """A room that is not open: 404 if a buyer cannot see its event (a draft) either."""
+        event = await self.events.for_booking(event_id)
+        if event is None or event.status == "draft":
+            raise EventNotFound()
 
     async def me(self, principal: Principal, event_id: str) -> PlaceOut:
         try:
