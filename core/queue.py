@@ -232,7 +232,10 @@ local room = c.rate - redis.call('ZCOUNT', KEYS[7], now - 60000, '+inf')
 if c.max >= 0 then
   room = math.min(room, c.max - redis.call('ZCOUNT', KEYS[4], '(' .. now, '+inf'))
 end
-local n = math.floor(math.min(credit, room))
+local waiting = redis.call('ZCARD', KEYS[3])
+local n = math.floor(math.min(credit, room, waiting))
+-- Credit unused for want of waiters or room is not saved up: no burst when they come.
+if credit > math.min(room, waiting) then credit = math.min(credit, n + 1) end
 if n <= 0 then
   redis.call('HSET', KEYS[11], 'credit', credit, 'last', now)
   return 0

@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 import redis.asyncio as redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from tests.support.accounts import Account
 from tests.support.api import Api, event_body
@@ -209,7 +211,8 @@ async def test_protected_sales_fail_closed_without_the_cache(
     token = (await wait_for_state(api.client, buyer, event["id"], "admitted"))["admissionToken"]
     cache = api.ctx.cache
     working = cache.client, cache.pipeline.client
-    dead = redis.Redis(port=free_port(), socket_connect_timeout=0.2)  # nothing listens there
+    # Nothing listens there: every command fails at once (no retries).
+    dead = redis.Redis(port=free_port(), socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
     cache.client = cache.pipeline.client = dead
     try:
         assert await _order(api, buyer, event["id"], token) == 503
