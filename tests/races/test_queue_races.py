@@ -8,6 +8,7 @@ Every test prints what it measured (pytest -s).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import os
 import signal
@@ -100,7 +101,7 @@ def _in_drawn_order(found: list[dict[str, Any]], session: int) -> list[float]:
     """The admission times in position order, checked never to go back in time."""
     ordered = sorted(found, key=lambda p: p["position"])
     times = [admitted_at(p, session) for p in ordered]
-    assert all(a <= b for a, b in zip(times, times[1:], strict=False)), "admitted out of order"
+    assert all(a <= b for a, b in itertools.pairwise(times)), "admitted out of order"
     return times
 
 
