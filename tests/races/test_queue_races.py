@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import math
 import os
 import signal
@@ -222,3 +223,29 @@ async def test_a_killed_admitter_loses_nobody_s_place(
 async def test_the_waiting_room_on_a_redis_cluster(sqlite_url: str, redis_cluster_url: str) -> None:
     with Server(sqlite_url, redis_url=redis_cluster_url, QUEUE_TICK_SECONDS=TICK) as cluster:
         await _drawn_order_is_kept(cluster, sqlite_url, 200)
+
+
+async def test_the_stream_pushes_the_place_until_admission(server: Server, sqlite_url: str) -> None:
+    async with client(server) as http:
+        organizer, event_id = await _room(
+            http, sqlite_url, timedelta(minutes=10), admitPerMinute=60_000
+        )
+        (buyer,) = await many_buyers(sqlite_url, 1, SECRET)
+        await join_all(http, [buyer], event_id)
+        states = []
+        url = f"/api/v1/events/{event_id}/queue/stream"
+        async with http.stream("GET", url, headers=buyer.headers) as stream:
+            assert stream.status_code == 200
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            async for line in stream.aiter_lines():
+                if line.startswith("data:"):
+                    place = json.loads(line.removeprefix("data:"))
+                    states.append(place["state"])
+                    if place["state"] == "prequeue":
+                        await _open_now(http, organizer, event_id)
+                    if place["state"] == "admitted":
+                        assert place["admissionToken"] and place["position"] == 1
+                        break
+        assert await _book(http, buyer, event_id, None) == 403
+        assert await _book(http, buyer, event_id, place["admissionToken"]) == 201
+    assert states[0] == "prequeue" and states[-1] == "admitted"
