@@ -233,7 +233,7 @@ if c.max >= 0 then
   room = math.min(room, c.max - redis.call('ZCOUNT', KEYS[4], '(' .. now, '+inf'))
 end
 local waiting = redis.call('ZCARD', KEYS[3])
-local n = math.floor(math.min(credit, room, waiting))
+local n = math.max(0, math.floor(math.min(credit, room, waiting)))
 -- Credit unused for want of waiters or room is not saved up: no burst when they come.
 if credit > math.min(room, waiting) then credit = math.min(credit, n + 1) end
 if n <= 0 then

@@ -128,6 +128,8 @@ async def _drawn_order_is_kept(server: Server, database_url: str, n: int) -> Non
         assert r.json()["data"]["position"] == n + 1  # behind every pre-queued buyer
         await until_admitted(http, organizer, event_id, n + 1)
         found = await places(http, buyers, event_id)
+        assert await _book(http, buyers[0], event_id, found[0]["admissionToken"]) == 201
+        assert await _book(http, buyers[1], event_id, found[0]["admissionToken"]) == 403
     assert sorted(p["position"] for p in found) == list(range(1, n + 2))
     assert all(p["state"] == "admitted" for p in found)
     times = _in_drawn_order(found, session)
