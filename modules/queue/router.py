@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+from urllib.parse import quote
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -37,7 +38,8 @@ async def join_queue(event_id: str, principal: CurrentPrincipal, queue: Queue) -
     place per account). Before `opensAt` the place is `prequeue`; at opening the pre-queue is
     drawn in a uniformly random order, and later joiners line up behind it."""
     place, created = await queue.join(principal, event_id)
-    return ok(dump(place), status=201 if created else 200)
+    headers = {"Location": f"/api/v1/events/{quote(event_id, safe='')}/queue/me"}
+    return ok(dump(place), status=201 if created else 200, headers=headers)
 
 
 @router.get("/{event_id}/queue/me", response_model=Envelope[PlaceOut])
