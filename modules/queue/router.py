@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 import asyncio
-from urllib.parse import quote
 from collections.abc import AsyncIterator
 from typing import Annotated
+from urllib.parse import quote
 
 import orjson
 from fastapi import APIRouter, Depends, Request
