@@ -219,7 +219,11 @@ if holder and holder ~= owner then return -1 end
 redis.call('SET', KEYS[12], owner, 'PX', lease)
 local c = cfg_of(KEYS)
 if not c then return -3 end
-if needs_draw(KEYS, c, now) then return -2 end
+if needs_draw(KEYS, c, now) then
+  -- the draw takes a moment: admission starts after it with no credit saved up meanwhile
+  redis.call('HSET', KEYS[11], 'credit', 0, 'last', now)
+  return -2
+end
 local b = redis.call('HMGET', KEYS[11], 'credit', 'last')
 local credit, last = tonumber(b[1]) or 1, tonumber(b[2]) or now
 if c.rate <= 0 then
