@@ -30,6 +30,7 @@ from core.logging import configure_logging, get_logger
 from core.metrics import render
 from core.middleware import LoadShedding, RequestContextMiddleware
 from core.outbox import Relay
+from core.queue import WaitingRoom
 from core.ratelimit import RateLimiter
 from core.security import TokenService
 from core.storage import build_storage
@@ -80,6 +81,7 @@ async def open_context(settings: Settings, *, migrate: bool | None = None) -> Ap
         broadcast=Broadcast(cache),
         outbox=Relay(storage),
         snapshots=Memo(SNAPSHOT_SECONDS),
+        room=WaitingRoom(cache),
     )
 
 

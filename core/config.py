@@ -68,6 +68,15 @@ class Settings(BaseSettings):
     change_retention_days: float = Field(default=90.0, gt=0)
     expire_sweep_seconds: float = Field(default=15.0, gt=0)
     availability_cache_seconds: int = Field(default=3, ge=0)
+    queue_tick_seconds: float = Field(
+        default=0.1, gt=0, le=5, description="how often each worker offers an admission step"
+    )
+    queue_lease_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        le=60,
+        description="how long a waiting room's admitter holds its lease without renewing it",
+    )
     idempotency_ttl_seconds: int = Field(default=24 * 3600, gt=0)
     idempotency_lease_seconds: int = Field(default=10, ge=1, le=3600)
 

@@ -14,6 +14,7 @@ from core.config import Settings
 from core.errors import AppError, Forbidden, Unauthorized
 from core.openapi import authenticates
 from core.outbox import Relay
+from core.queue import WaitingRoom
 from core.ratelimit import RateLimiter
 from core.revocation import TokenVersions
 from core.security import Principal, TokenService
@@ -37,6 +38,8 @@ class AppContext:
     snapshots: Memo[Any]
     """Per process, a second old at most: records the hot path reads for their rules only
     (an event's status, start and limits); never the source of seats."""
+    room: WaitingRoom
+    """The events' waiting rooms (their state lives in the cache)."""
 
 
 # Dependencies are `async def` on purpose: FastAPI runs plain `def` dependencies in a thread

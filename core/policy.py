@@ -8,10 +8,13 @@ its own HTTP surface adds (the tiered contract's 422, the partner contract's wor
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from core.errors import AppError, Conflict, NotFound
-from core.security import Principal
+from fastapi import Header
+
+from core.errors import AppError, Conflict, Forbidden, InvalidToken, NotFound
+from core.queue import QueueUnavailable, WaitingRoom, ms
+from core.security import Principal, TokenService
 from core.storage.errors import BuyerLimit, ItemsShort, NoSuchTier, NotOnSale, Refused, SoldOut
 from core.storage.records import BookingStatus, Event, hold_active
 
@@ -62,6 +65,73 @@ class HoldLimitExceeded(Conflict):
 
 class TierNotFound(NotFound):
     code, message = "TIER_NOT_FOUND", "The event has no such ticket tier"
+
+
+class AdmissionRequired(Forbidden):
+    code, message = (
+        "ADMISSION_REQUIRED",
+        "This event sells through its waiting room: join it and send your admission token "
+        "as the Admission-Token header",
+    )
+
+
+class QueueUnavailableError(AppError):
+    status_code, code, message = (
+        503,
+        "QUEUE_UNAVAILABLE",
+        "The waiting room cannot be reached; retry shortly",
+    )
+
+    def __init__(self) -> None:
+        super().__init__(headers={"Retry-After": "1"})
+
+
+AdmissionToken = Annotated[
+    str | None,
+    Header(
+        alias="Admission-Token",
+        max_length=4096,
+        description="While the event's waiting room is on, a buyer's admissionToken "
+        "(GET /events/{id}/queue/me); without a valid one: 403 ADMISSION_REQUIRED",
+    ),
+]
+
+
+def needs_admission(principal: Principal, event: Event) -> bool:
+    """While an event's waiting room is on, a buyer needs an admission to buy; partners
+    (who sell their own allocation), organizers and admins do not."""
+    return bool(event.queue and event.queue.get("enabled")) and principal.role == "user"
+
+
+async def require_admission(
+    principal: Principal,
+    event: Event,
+    token: str | None,
+    tokens: TokenService,
+    room: WaitingRoom,
+    now: datetime,
+) -> None:
+    """A protected sale goes ahead only with an admission token of this account, for this
+    event, not yet past its `admittedUntil`, and matching the admission the waiting room
+    holds. If the room cannot be asked, the sale fails closed (503), never open."""
+    if not needs_admission(principal, event):
+        return
+    if not token:
+        raise AdmissionRequired()
+    try:
+        account, event_id, until = tokens.admission(token)
+    except InvalidToken:
+        raise AdmissionRequired("The admission token is not valid") from None
+    if account != principal.id or event_id != event.id:
+        raise AdmissionRequired("The admission token is for another account or event")
+    if until <= ms(now):
+        raise AdmissionRequired("The admission has ended (admittedUntil passed)")
+    try:
+        held = await room.admitted_until(event.id, principal.id)
+    except QueueUnavailable:
+        raise QueueUnavailableError() from None
+    if held != until:
+        raise AdmissionRequired("The admission token is not the one the waiting room issued")
 
 
 def is_admin(principal: Principal | None) -> bool:

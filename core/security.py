@@ -24,7 +24,7 @@ from core.config import ConfigError, Settings
 from core.errors import InvalidToken
 from core.storage.records import SYSTEM_ACTOR, Actor, Role
 
-TokenType = Literal["access", "refresh"]
+TokenType = Literal["access", "refresh", "admission"]
 VERIFIED_TOKENS_KEPT = 10_000
 
 # OWASP's Argon2id baseline: 19 MiB, 2 iterations, 1 lane.
@@ -234,6 +234,37 @@ class TokenService:
             self._verified.clear()
         self._verified[token] = (float(claims["exp"]), principal)
         return principal
+
+    def admission_token(self, account_id: str, event_id: str, until_ms: int) -> str:
+        """The waiting room's pass: this account may buy for this event until `until_ms`."""
+        now = datetime.now(UTC)
+        payload = {
+            "sub": account_id,
+            "eid": event_id,
+            "typ": "admission",
+            "iss": self.issuer,
+            "aud": self.audience,
+            "iat": now,
+            "nbf": now,
+            "exp": until_ms // 1000 + (1 if until_ms % 1000 else 0),
+            "until": until_ms,
+            "jti": uuid.uuid4().hex,
+        }
+        return jwt.encode(
+            payload,
+            self.keys.signing_key,
+            algorithm=self.keys.algorithm,
+            headers={"kid": self.keys.kid},
+        )
+
+    def admission(self, token: str) -> tuple[str, str, int]:
+        """(account, event, admitted until in ms) of a genuine admission token; InvalidToken
+        for anything else (forged, another kind of token, past its `exp`)."""
+        claims = self.decode(token, "admission")
+        account, event, until = claims.get("sub"), claims.get("eid"), claims.get("until")
+        if type(account) is not str or type(event) is not str or type(until) is not int:
+            raise InvalidToken()
+        return account, event, until
 
     def refresh_claims(self, token: str) -> RefreshClaims:
         claims = self.decode(token, "refresh")

@@ -18,6 +18,8 @@ from modules.notifications.outbox import start_mail_from_changes
 from modules.notifications.router import router as mail_router
 from modules.notifications.sender import send_mail
 from modules.orders.router import router as orders_router
+from modules.queue.router import router as queue_router
+from modules.queue.service import admit_forever
 from modules.reservations.router import router as reservations_router
 from modules.reservations.service import bootstrap_event
 from modules.tickets.router import router as tickets_router
@@ -33,6 +35,7 @@ FEATURES = (
     Feature(auth_router),
     Feature(orders_router),
     Feature(events_router, on_startup=(announce_changes,)),
+    Feature(queue_router, background=(admit_forever,)),
     Feature(activity_router),
     Feature(webhooks_router, on_startup=(start_fan_out,), background=(dispatch_webhooks,)),
     Feature(mail_router, api=False, on_startup=(start_mail_from_changes,), background=(send_mail,)),

@@ -148,6 +148,9 @@ class Event:
     max_per_user: int | None = None
     version: int = 1
     deleted_at: datetime | None = None
+    queue: dict[str, Any] | None = None
+    """The waiting room's settings in their API shape (`enabled`, `opensAt` as ISO text,
+    `admitPerMinute`, `maxActive`, `sessionSeconds`), or None: no waiting room."""
 
     def tier(self, code: str) -> Tier | None:
         return next((t for t in self.tiers if t.code == code), None)

@@ -9,6 +9,7 @@ from core import clock
 from core.deps import CurrentPrincipal, app_context
 from core.idempotency import REPLAYED_HEADER, idempotent
 from core.pagination import Cursor, decode_cursor, encode_cursor
+from core.policy import AdmissionToken
 from core.routing import ApiRoute, Guard
 from core.schemas import Envelope, ok
 from core.storage.records import Booking, BookingStatus
@@ -38,7 +39,11 @@ def _booking_response(
     openapi_extra=idempotent(required=True),
 )
 async def create_booking(
-    body: BookingCreate, principal: CurrentPrincipal, bookings: Bookings, guard: Guard
+    body: BookingCreate,
+    principal: CurrentPrincipal,
+    bookings: Bookings,
+    guard: Guard,
+    admission_token: AdmissionToken = None,
 ) -> Response:
     """Book seats; `hold: true` makes a pending hold to confirm before it expires."""
     booked = await bookings.book(
@@ -51,6 +56,7 @@ async def create_booking(
             external_ref=body.external_ref,
             idempotency_key=guard.key,
             request_hash=guard.fingerprint,
+            admission_token=admission_token,
         ),
     )
     headers = {"Location": f"/api/v1/bookings/{booked.booking.id}"}

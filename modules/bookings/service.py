@@ -61,6 +61,7 @@ class BookingRequest:
     external_ref: str | None = None
     idempotency_key: str | None = None
     request_hash: str | None = None
+    admission_token: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +74,8 @@ class BookingService:
     def __init__(self, ctx: AppContext) -> None:
         self.storage = ctx.storage
         self.events = EventService(ctx)
+        self.tokens = ctx.tokens
+        self.room = ctx.room
         self.hold_ttl = timedelta(seconds=ctx.settings.hold_ttl_seconds)
         self.max_pending = ctx.settings.max_pending_per_user
 
@@ -81,6 +84,9 @@ class BookingService:
         per-customer limit nor the hold cap applies to them (their rate limit does)."""
         now = clock.now()
         event = policy.bookable(await self.events.for_booking(request.event_id), now)
+        await policy.require_admission(
+            principal, event, request.admission_token, self.tokens, self.room, now
+        )
         consumer = not principal.is_partner
         reserve = ReserveRequest(
             event_id=event.id,

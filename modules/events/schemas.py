@@ -39,24 +39,6 @@ def _unique_codes[T: (TierIn, TierPatchIn)](tiers: list[T] | None) -> list[T] | 
     return tiers
 
 
-class EventCreate(InputModel):
-    name: str = Field(min_length=1, max_length=200)
-    description: str | None = Field(default=None, max_length=5000)
-    venue: str = Field(min_length=1, max_length=200)
-    starts_at: DateTimeText = Field(description=STARTS_AT_RULE)
-    ends_at: DateTimeText | None = Field(default=None, description="After startsAt (422 otherwise)")
-    tiers: list[TierIn] = Field(min_length=1, max_length=20)
-    max_per_user: StrictCount | None = Field(default=None, ge=1, le=100)
-
-    _codes = field_validator("tiers")(_unique_codes)
-
-    @model_validator(mode="after")
-    def _ends_after_start(self) -> EventCreate:
-        if self.ends_at is not None and self.ends_at <= self.starts_at:
-            raise ValueError("endsAt must be after startsAt")
-        return self
-
-
 def _not_null(schema: dict[str, Any]) -> None:
     """The document's side of `_required_fields_stay_set`: the type without its null."""
     schema.pop("default", None)
@@ -70,6 +52,68 @@ def _omittable(**constraints: Any) -> Any:
     return Field(default=None, json_schema_extra=_not_null, **constraints)
 
 
+ADMIT_RATE_MAX = 1_000_000
+SESSION_MIN, SESSION_MAX = 1, 86_400
+OPENS_AT_RULE = "In the future when the waiting room is created (422 otherwise), before startsAt"
+
+
+class QueueIn(InputModel):
+    """A new waiting room: buyers join from now, get places drawn at random at `opensAt`,
+    then are admitted `admitPerMinute` at a time, at most `maxActive` at once."""
+
+    enabled: bool = True
+    opens_at: DateTimeText = Field(description=OPENS_AT_RULE)
+    admit_per_minute: StrictCount = Field(ge=1, le=ADMIT_RATE_MAX)
+    max_active: StrictCount | None = Field(default=None, ge=1, le=ADMIT_RATE_MAX)
+    session_seconds: StrictCount = Field(default=600, ge=SESSION_MIN, le=SESSION_MAX)
+
+
+class QueuePatchIn(InputModel):
+    """A change of the waiting room: omitted fields keep their value. `admitPerMinute: 0`
+    pauses admission (at once); `maxActive: null` lifts the limit. Sent to an event without
+    a waiting room, it creates one (then `opensAt` and `admitPerMinute` ≥ 1 are required)."""
+
+    enabled: bool | None = _omittable()
+    opens_at: DateTimeText | None = _omittable(description=OPENS_AT_RULE)
+    admit_per_minute: StrictCount | None = _omittable(ge=0, le=ADMIT_RATE_MAX)
+    max_active: StrictCount | None = Field(default=None, ge=1, le=ADMIT_RATE_MAX)
+    session_seconds: StrictCount | None = _omittable(ge=SESSION_MIN, le=SESSION_MAX)
+
+    @model_validator(mode="after")
+    def _set_fields_stay_set(self) -> QueuePatchIn:
+        for name in ("enabled", "opens_at", "admit_per_minute", "session_seconds"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
+
+
+class QueueOut(CamelModel):
+    enabled: bool
+    opens_at: datetime
+    admit_per_minute: int
+    max_active: int | None
+    session_seconds: int
+
+
+class EventCreate(InputModel):
+    name: str = Field(min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=5000)
+    venue: str = Field(min_length=1, max_length=200)
+    starts_at: DateTimeText = Field(description=STARTS_AT_RULE)
+    ends_at: DateTimeText | None = Field(default=None, description="After startsAt (422 otherwise)")
+    tiers: list[TierIn] = Field(min_length=1, max_length=20)
+    max_per_user: StrictCount | None = Field(default=None, ge=1, le=100)
+    queue: QueueIn | None = None
+
+    _codes = field_validator("tiers")(_unique_codes)
+
+    @model_validator(mode="after")
+    def _ends_after_start(self) -> EventCreate:
+        if self.ends_at is not None and self.ends_at <= self.starts_at:
+            raise ValueError("endsAt must be after startsAt")
+        return self
+
+
 class EventPatch(InputModel):
     name: str | None = _omittable(min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=5000)
@@ -78,12 +122,13 @@ class EventPatch(InputModel):
     ends_at: DateTimeText | None = None
     max_per_user: StrictCount | None = Field(default=None, ge=1, le=100)
     tiers: list[TierPatchIn] | None = Field(default=None, max_length=20)
+    queue: QueuePatchIn | None = _omittable()
 
     _codes = field_validator("tiers")(_unique_codes)
 
     @model_validator(mode="after")
     def _required_fields_stay_set(self) -> EventPatch:
-        for name in ("name", "venue", "starts_at"):
+        for name in ("name", "venue", "starts_at", "queue"):
             if name in self.model_fields_set and getattr(self, name) is None:
                 raise ValueError(f"{name} cannot be null")
         return self
@@ -110,6 +155,7 @@ class EventOut(CamelModel):
     version: int
     organizer_id: str
     tiers: list[TierOut]
+    queue: QueueOut | None = None
     created_at: datetime
     updated_at: datetime
 
@@ -137,6 +183,7 @@ class EventOut(CamelModel):
                 )
                 for t in event.tiers
             ],
+            queue=QueueOut.model_validate(event.queue) if event.queue else None,
             created_at=event.created_at,
             updated_at=event.updated_at,
         )

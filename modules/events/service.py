@@ -12,6 +12,7 @@ from core.errors import Conflict, Forbidden, PreconditionFailed, ValidationFaile
 from core.logging import get_logger
 from core.pagination import decode_cursor, decode_offset, encode_cursor, encode_offset
 from core.policy import EventNotFound, admin_or_owner, listed_owner
+from core.queue import QueueSettings, QueueUnavailable
 from core.security import Principal
 from core.storage.errors import (
     CapacityBelowActive,
@@ -27,6 +28,8 @@ from modules.events.schemas import (
     AvailabilityOut,
     EventCreate,
     EventPatch,
+    QueueIn,
+    QueuePatchIn,
     TierAvailabilityOut,
 )
 
@@ -60,6 +63,75 @@ class EventInPast(Conflict):
 
 class EventHasBookings(Conflict):
     code, message = "EVENT_HAS_ACTIVE_BOOKINGS", "The event still has active bookings"
+
+
+class QueueAlreadyOpen(Conflict):
+    code, message = (
+        "QUEUE_ALREADY_OPEN",
+        "The waiting room has opened: its places are drawn, opensAt can no longer change",
+    )
+
+
+def _opens_at_error(message: str) -> ValidationFailed:
+    return ValidationFailed(errors=[{"field": "queue.opensAt", "message": message}])
+
+
+def new_queue(data: QueueIn | QueuePatchIn, starts_at: datetime, now: datetime) -> QueueSettings:
+    """The settings of a waiting room created now: it must open in the future, before the
+    event starts, at a rate of at least one a minute."""
+    if data.opens_at is None or data.admit_per_minute is None:
+        raise ValidationFailed(
+            errors=[
+                {"field": f"queue.{name}", "message": "required for a new waiting room"}
+                for name, value in (
+                    ("opensAt", data.opens_at),
+                    ("admitPerMinute", data.admit_per_minute),
+                )
+                if value is None
+            ]
+        )
+    if data.admit_per_minute < 1:
+        raise ValidationFailed(
+            errors=[{"field": "queue.admitPerMinute", "message": "must be at least 1"}]
+        )
+    if data.opens_at <= now:
+        raise _opens_at_error("must be in the future for a new waiting room")
+    if data.opens_at >= starts_at:
+        raise _opens_at_error("must be before the event's startsAt")
+    return QueueSettings(
+        enabled=True if data.enabled is None else data.enabled,
+        opens_at=data.opens_at.astimezone(UTC),
+        admit_per_minute=data.admit_per_minute,
+        max_active=data.max_active,
+        session_seconds=600 if data.session_seconds is None else data.session_seconds,
+    )
+
+
+def changed_queue(
+    current: QueueSettings, patch: QueuePatchIn, starts_at: datetime, now: datetime
+) -> QueueSettings:
+    """An existing waiting room after `patch`. Its opening moves only while it is ahead."""
+    opens_at = current.opens_at
+    if patch.opens_at is not None and patch.opens_at != current.opens_at:
+        if current.opens_at <= now:
+            raise QueueAlreadyOpen()
+        if patch.opens_at <= now:
+            raise _opens_at_error("must be in the future")
+        opens_at = patch.opens_at.astimezone(UTC)
+    if opens_at >= starts_at:
+        raise _opens_at_error("must be before the event's startsAt")
+    given = patch.model_fields_set
+    return QueueSettings(
+        enabled=current.enabled if patch.enabled is None else patch.enabled,
+        opens_at=opens_at,
+        admit_per_minute=(
+            current.admit_per_minute if patch.admit_per_minute is None else patch.admit_per_minute
+        ),
+        max_active=patch.max_active if "max_active" in given else current.max_active,
+        session_seconds=(
+            current.session_seconds if patch.session_seconds is None else patch.session_seconds
+        ),
+    )
 
 
 class ContractEventProtected(Conflict):
@@ -100,6 +172,7 @@ class EventService:
         self.cache = ctx.cache
         self.cache_seconds = ctx.settings.availability_cache_seconds
         self.snapshots = ctx.snapshots
+        self.room = ctx.room
         self.contract_events = frozenset(
             (ctx.settings.ticketboss_event_id, ctx.settings.ticketboss_tiered_event_id)
         )
@@ -114,6 +187,7 @@ class EventService:
             raise ValidationFailed(
                 errors=[{"field": "startsAt", "message": "must be in the future"}]
             )
+        queue = new_queue(data.queue, data.starts_at, now) if data.queue else None
         event = Event(
             id=event_id or new_id(),
             owner_id=principal.id,
@@ -127,8 +201,11 @@ class EventService:
             max_per_user=data.max_per_user,
             created_at=now,
             updated_at=now,
+            queue=queue.shape() if queue else None,
         )
-        return await self.storage.events.create(event, principal.actor)
+        created = await self.storage.events.create(event, principal.actor)
+        await self.mirror_queue(created)
+        return created
 
     async def for_booking(self, event_id: str) -> Event | None:
         """The event as the booking path sees it, at most a second old (`ctx.snapshots`).
@@ -208,8 +285,16 @@ class EventService:
         current = await self.managed(principal, event_id)
         if current.status in ("cancelled", "completed"):
             raise EventNotEditable()  # its bookings are ended or served: nothing left to sell
-        fields: dict[str, Any] = patch.model_dump(exclude_unset=True, exclude={"tiers"})
+        fields: dict[str, Any] = patch.model_dump(exclude_unset=True, exclude={"tiers", "queue"})
         starts_at = fields.get("starts_at", current.starts_at)
+        if patch.queue is not None:
+            now = clock.now()
+            queue = (
+                changed_queue(QueueSettings.of(current.queue), patch.queue, starts_at, now)
+                if current.queue
+                else new_queue(patch.queue, starts_at, now)
+            )
+            fields["queue"] = queue.shape()
         ends_at = fields.get("ends_at", current.ends_at)
         if ends_at is not None and ends_at <= starts_at:
             raise Conflict(
@@ -249,7 +334,24 @@ class EventService:
         except Missing:
             raise EventNotFound() from None
         await self.changed(event_id)
+        await self.mirror_queue(event)
         return event
+
+    async def mirror_queue(self, event: Event) -> None:
+        """Tell the waiting room at once (a paused rate pauses now): its settings are read
+        from the cache, never from the database, on the waiting clients' path. A cache that
+        cannot be reached now catches up from the admitters' periodic refresh."""
+        if event.queue is None:
+            return
+        try:
+            await self.room.configure(
+                event.id,
+                event.version,
+                QueueSettings.of(event.queue),
+                open_=event.status == "published" and event.deleted_at is None,
+            )
+        except QueueUnavailable:
+            log.warning("queue_mirror_failed", event_id=event.id)
 
     async def transition(self, principal: Principal, event_id: str, action: str) -> Event:
         current = await self.managed(principal, event_id)
@@ -269,6 +371,7 @@ class EventService:
         except Missing:
             raise EventNotFound() from None
         await self.changed(event_id)
+        await self.mirror_queue(event)
         return event
 
     async def delete(self, principal: Principal, event_id: str) -> None:

@@ -9,6 +9,7 @@ from core import clock
 from core.deps import CurrentPrincipal, app_context
 from core.idempotency import REPLAYED_HEADER, idempotent
 from core.pagination import Cursor, decode_cursor, encode_cursor
+from core.policy import AdmissionToken
 from core.routing import ApiRoute, Guard
 from core.schemas import Envelope, ok
 from core.storage.records import BookingStatus, Order
@@ -36,7 +37,11 @@ def _order_response(
     "", status_code=201, response_model=Envelope[OrderOut], openapi_extra=idempotent(required=True)
 )
 async def place_order(
-    body: OrderCreate, principal: CurrentPrincipal, orders: Orders, guard: Guard
+    body: OrderCreate,
+    principal: CurrentPrincipal,
+    orders: Orders,
+    guard: Guard,
+    admission_token: AdmissionToken = None,
 ) -> Response:
     """Book several tiers of one event at once: every item or none (409 INSUFFICIENT_TICKETS
     names the short tiers). `hold: true` holds them all until the order is confirmed."""
@@ -49,6 +54,7 @@ async def place_order(
             external_ref=body.external_ref,
             idempotency_key=guard.key,
             request_hash=guard.fingerprint,
+            admission_token=admission_token,
         ),
     )
     headers = {"Location": f"/api/v1/orders/{placed.order.id}"}

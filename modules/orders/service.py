@@ -49,6 +49,7 @@ class OrderPlacement:
     external_ref: str | None = None
     idempotency_key: str | None = None
     request_hash: str | None = None
+    admission_token: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +62,8 @@ class OrderService:
     def __init__(self, ctx: AppContext) -> None:
         self.storage = ctx.storage
         self.events = EventService(ctx)
+        self.tokens = ctx.tokens
+        self.room = ctx.room
         self.hold_ttl = timedelta(seconds=ctx.settings.hold_ttl_seconds)
         self.max_pending = ctx.settings.max_pending_per_user
 
@@ -69,6 +72,9 @@ class OrderService:
         order's seats together (partners are held to neither, as for single bookings)."""
         now = clock.now()
         event = policy.bookable(await self.events.for_booking(placement.event_id), now)
+        await policy.require_admission(
+            principal, event, placement.admission_token, self.tokens, self.room, now
+        )
         consumer = not principal.is_partner
         request = OrderRequest(
             event_id=event.id,

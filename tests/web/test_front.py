@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlparse
 
@@ -345,3 +346,39 @@ def test_pages_get_the_strict_policy_and_the_api_keeps_its_own(site: Site) -> No
     )
     assert site.http.get("/static/%2e%2e/router.py").status_code == 404
     assert site.http.get("/static/nothing.js").status_code == 404
+
+
+def test_a_buyer_waits_in_the_queue_and_goes_straight_to_checkout(
+    site: Site, open_page: Any
+) -> None:
+    organizer, buyer = site.account("organizer"), site.account()
+    opens_at = datetime.now(UTC) + timedelta(minutes=5)
+    event = site.event(
+        organizer,
+        queue={"opensAt": opens_at.isoformat(), "admitPerMinute": 6000, "sessionSeconds": 300},
+    )
+    url = f"/api/v1/events/{event['id']}"
+    r = site.http.patch(url, json={"queue": {"admitPerMinute": 0}}, headers=organizer.headers)
+    assert r.status_code == 200, r.text  # paused: the buyer will wait with a place
+    page = open_page()
+    log_in(page, buyer, f"/events/{event['id']}")
+    expect(page.get_by_role("heading", name="Waiting room")).to_be_visible()
+    expect(page.get_by_role("button", name="Book")).to_be_disabled()
+    page.get_by_role("button", name="Join the waiting room").click()
+    expect(page.get_by_text("You are in the pre-queue")).to_be_visible()
+    # The room opens (its opening brought forward): the place is drawn and shown live.
+    soon = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
+    r = site.http.patch(url, json={"queue": {"opensAt": soon}}, headers=organizer.headers)
+    assert r.status_code == 200, r.text
+    expect(page.locator(".queue-position")).to_have_text("#1", timeout=15_000)
+    expect(page.locator(".queue-place")).to_contain_text("admission is paused")
+    r = site.http.patch(url, json={"queue": {"admitPerMinute": 6000}}, headers=organizer.headers)
+    assert r.status_code == 200, r.text
+    expect(page.get_by_text("You're in!")).to_be_visible(timeout=15_000)
+    screenshot(page, "waiting-room", phone=True)
+    book = page.get_by_role("button", name="Book")
+    expect(book).to_be_enabled()
+    book.click()
+    expect(page.get_by_role("heading", name="Your seats are held")).to_be_visible()
+    held = buyer.bookings(event["id"])
+    assert [(b["status"], b["quantity"]) for b in held] == [("pending", 1)]

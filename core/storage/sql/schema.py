@@ -99,6 +99,7 @@ events = Table(
     Column("ends_at", UTCDateTime),
     Column("status", String(16), nullable=False, index=True),
     Column("max_per_user", Integer),
+    Column("queue", JSON().with_variant(JSONB(), "postgresql")),
     Column("version", Integer, nullable=False, default=1),
     Column("deleted_at", UTCDateTime),
     Column("created_at", UTCDateTime, nullable=False),

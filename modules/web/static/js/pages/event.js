@@ -8,6 +8,7 @@
 import { ApiError, clockSkew, get, idempotent, newIdempotencyKey, supports } from "../api.js";
 import { busy, countdown, errorBox, h, money, notice, replace, timeEl } from "../dom.js";
 import { watchAvailability } from "../live.js";
+import { waitingRoom } from "./waiting.js";
 
 const MAX_PER_BOOKING = 10;
 
@@ -19,6 +20,8 @@ export async function page(ctx) {
   const ordersSupported = user ? await supports("orders", "/orders?limit=1") : false;
   const startsAt = new Date(event.startsAt);
   const bookable = event.status === "published" && startsAt > new Date();
+  // Buyers of a queued on-sale book once admitted (partners, organizers, admins need not).
+  const queued = Boolean(event.queue?.enabled && bookable && user && user.role === "user");
 
   // --- tiers and the selection form -----------------------------------------------------------
   const currency = event.tiers[0]?.currency ?? "USD";
@@ -35,7 +38,7 @@ export async function page(ctx) {
       step: 1,
       value: 0,
       inputmode: "numeric",
-      disabled: !bookable || !user,
+      disabled: !bookable || !user || queued,
     });
     const cell = h("td", { class: "num available", dataset: { tier: tier.code } }, availableText(tier.available));
     rows.set(tier.code, { tier, input, cell });
@@ -119,12 +122,25 @@ export async function page(ctx) {
   }
 
   const holdPanel = h("section", { class: "hold", "aria-live": "polite", hidden: true });
+  bookButton.disabled = queued;
+  const room = queued
+    ? waitingRoom(event, {
+        signal: ctx.signal,
+        onAdmitted: () => {
+          for (const { input, tier } of rows.values()) input.disabled = tier.available <= 0;
+          bookButton.disabled = false;
+          form.scrollIntoView({ block: "start" });
+          bookButton.focus();
+        },
+      })
+    : null;
 
   replace(
     ctx.root,
     h("h1", {}, event.name),
     h("p", { class: "meta" }, timeEl(event.startsAt), " · ", event.venue, event.status !== "published" ? ` · ${event.status}` : ""),
     event.description ? h("p", { class: "description" }, event.description) : null,
+    room?.element,
     form,
     holdPanel,
   );
@@ -199,6 +215,8 @@ export async function page(ctx) {
       attempt = { fingerprint, key: newIdempotencyKey() };
     }
     const { key } = attempt;
+    const admission = room?.token();
+    const headers = admission ? { "Admission-Token": admission } : undefined;
     await busy(
       bookButton,
       async () => {
@@ -210,8 +228,9 @@ export async function page(ctx) {
                   "/bookings",
                   { eventId: event.id, tier: items[0].tier, quantity: items[0].quantity, hold: true },
                   key,
+                  { headers },
                 )
-              : await idempotent("POST", "/orders", { eventId: event.id, items, hold: true }, key);
+              : await idempotent("POST", "/orders", { eventId: event.id, items, hold: true }, key, { headers });
           showHold(result, items.length === 1 ? "booking" : "order");
         } catch (error) {
           if (!(error instanceof ApiError) || !error.retryable) attempt = null;
