@@ -51,7 +51,7 @@ from tests.support.server import Server  # noqa: E402 (the launcher the race tes
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
-REDIS_URL = "redis://127.0.0.1:6379/11"
+REDIS_DB = 11  # --redis-db: another engineer's bench may be using 11
 CONCURRENCY = (1, 16, 64, 256)
 HOT_CAPACITY = 1_000_000
 CONTRACT_SEATS = 100_000_000
@@ -319,7 +319,7 @@ class Variant:
             "TICKETBOSS_TOTAL_SEATS": str(CONTRACT_SEATS),
             "PYTHONPATH": str(self.root),
         }
-        server = Server(self.database_url, workers=args.workers, redis_url=REDIS_URL, **env)
+        server = Server(self.database_url, workers=args.workers, redis_url=args.redis_url, **env)
         server.cwd = self.root
         if not (self.root / "modules" / "cli.py").exists():  # before the CLI moved to modules/
             server.command[server.command.index("modules.cli")] = "core.cli"
@@ -407,7 +407,7 @@ async def bench_backend(
 ) -> dict[str, Any]:
     import redis
 
-    redis.Redis.from_url(REDIS_URL).flushdb()
+    redis.Redis.from_url(args.redis_url).flushdb()
     runs: list[dict[str, Any]] = []
     try:
         for variant in variants:
@@ -619,7 +619,9 @@ def main() -> None:
     parser.add_argument(
         "--candidate", help="a git revision to measure instead of this checkout (A/B of one commit)"
     )
+    parser.add_argument("--redis-db", type=int, default=REDIS_DB, help="Redis database (flushed)")
     args = parser.parse_args()
+    args.redis_url = f"redis://127.0.0.1:6379/{args.redis_db}"
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
     args.paths = args.paths.split(",")
     if shutil.which("wrk") is None:
