@@ -30,6 +30,7 @@ from core.storage.records import Change, Event, Mail, User, as_fields
 from core.storage.requests import BookingQuery
 
 PAGE = 200
+NOT_USERS_MAX = 10_000
 
 
 def mail_id(change: Change, recipient: str) -> str:
@@ -95,6 +96,9 @@ class MailFromChanges:
         self.settings = settings
         self.events: dict[str, Event | None] = {}
         self.users: dict[str, User | None] = {}
+        self.not_users: set[str] = set()
+        """Owners that are no account (partners): an owner is an account from its first sale
+        or never, so this holds across batches (bounded: cleared past NOT_USERS_MAX)."""
 
     async def __call__(self, changes: Sequence[Change]) -> None:
         # One batch of an on-sale peak is hundreds of sales of one event by a few buyers:
@@ -159,10 +163,15 @@ class MailFromChanges:
         event: Event,
         **params: Any,
     ) -> Mail | None:
-        if owner_id and owner_id not in self.users:
+        if not owner_id or owner_id in self.not_users:
+            return None
+        if owner_id not in self.users:
             self.users[owner_id] = await self.storage.users.get(owner_id)
-        user = self.users.get(owner_id) if owner_id else None
+        user = self.users[owner_id]
         if user is None:
+            if len(self.not_users) >= NOT_USERS_MAX:
+                self.not_users.clear()
+            self.not_users.add(owner_id)
             return None
         params = {
             "name": user.name,
