@@ -364,7 +364,7 @@ class Variant:
         server.cwd = self.root
         if not (self.root / "modules" / "cli.py").exists():  # before the CLI moved to modules/
             server.command[server.command.index("modules.cli")] = "core.cli"
-        self.server = server.start()
+        self.server = server.start(timeout=300)  # a loaded machine starts workers slowly
         tokens, self.organizer = await prepare(server, self.database_url, users=50)
         tokens_file = scratch / f"tokens-{self.name}.txt"
         tokens_file.write_text("\n".join(tokens) + "\n")
