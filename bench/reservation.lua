@@ -2,6 +2,7 @@
 -- one seat per request, partners partner-1..partner-50 in turn. No Idempotency-Key: the
 -- contract has none, as its public peers' benchmarks send none.
 local counter = 0
+local path = os.getenv("RESERVATIONS_PATH") or "/reservations"  -- a peer may want "/reservations/"
 threads = {}
 local thread_id = 0
 
@@ -18,7 +19,7 @@ end
 function request()
   counter = counter + 1
   local body = '{"partnerId":"partner-' .. ((counter + tid * 7919) % 50 + 1) .. '","seats":1}'
-  return wrk.format("POST", "/reservations", {["Content-Type"] = "application/json"}, body)
+  return wrk.format("POST", path, {["Content-Type"] = "application/json"}, body)
 end
 
 function response(status, headers, body)

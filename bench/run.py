@@ -53,7 +53,7 @@ from tests.support.server import Server  # noqa: E402 (the launcher the race tes
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
-REDIS_URL = "redis://127.0.0.1:6379/11"
+REDIS_DB = 11  # --redis-db: another engineer's bench may be using 11
 CONCURRENCY = (1, 16, 64, 256)
 HOT_CAPACITY = 1_000_000
 CONTRACT_SEATS = 100_000_000
@@ -135,6 +135,7 @@ def drive(
         "redis": partial(pids_named, "redis-server"),
     }
     batches_before = batch_totals(server)
+    mail_before = mails_sent(server)
     before = {name: cpu_seconds(find()) for name, find in groups.items()}
     wrk_before = _children_cpu_seconds()
     result = wrk(server.base_url, script, connections, seconds, env)
@@ -147,6 +148,8 @@ def drive(
         a - b for a, b in zip(batch_totals(server), batches_before, strict=True)
     )
     confirmed = result["statuses"].get("201", 0)
+    result["mails_during"] = (mails_sent(server) or 0) - (mail_before or 0)
+    result["mail"] = drain_mail(server, groups["server"]) if mail_before is not None else None
     result["confirmed_per_s"] = confirmed / (result["duration_us"] / 1e6)
     result["batch_avg"] = round(bookings / statements, 2) if statements else None
     result["cpu_ms"] = {
@@ -159,14 +162,52 @@ def batch_totals(server: Server) -> tuple[float, float]:
     """(statements, bookings) of the reserve batch-size histogram, all workers summed; zeros
     for a version without group commit."""
     totals = {"count": 0.0, "sum": 0.0}
-    token = os.environ.get("METRICS_TOKEN")  # unset: the server answers loopback
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    scraped = httpx.get(f"{server.base_url}/metrics", headers=headers, timeout=30)
-    for line in scraped.text.splitlines():
+    for line in _metrics(server).splitlines():
         for kind in totals:
             if line.startswith(f"ticketboss_reserve_batch_size_{kind} "):
                 totals[kind] = float(line.split()[1])
     return totals["count"], totals["sum"]
+
+
+def mails_sent(server: Server) -> float | None:
+    """Mails the server's senders handed to the transport so far (all workers); None for a
+    version without mail."""
+    scraped = _metrics(server)
+    lines = [x for x in scraped.splitlines() if x.startswith("ticketboss_mail_sent_total{")]
+    if not lines and "ticketboss_mail_sent" not in scraped:
+        return None
+    return sum(float(x.rsplit(" ", 1)[1]) for x in lines)
+
+
+def drain_mail(
+    server: Server, server_pids: Callable[[], list[int]], quiet: float = 2.5, cap: float = 90
+) -> dict[str, Any]:
+    """After a run: wait until the senders stop sending (nothing new for `quiet` seconds),
+    and what that cost the server's processes. Confirmations are sent behind the sales (the
+    sender yields while requests arrive), so a booking's CPU in the run is the sale's alone
+    and the mail's is measured here, per mail."""
+    pids = server_pids()
+    started, before = time.monotonic(), cpu_seconds(pids)
+    sent_at_start = last = mails_sent(server) or 0.0
+    last_change, after = started, before
+    while time.monotonic() - last_change < quiet and time.monotonic() - started < cap:
+        time.sleep(0.25)
+        now = mails_sent(server) or 0.0
+        if now != last:  # the CPU up to the last mail seen, not the quiet wait after it
+            last, last_change, after = now, time.monotonic(), cpu_seconds(pids)
+    cpu = sum(used - before.get(pid, 0.0) for pid, used in after.items())
+    sent = last - sent_at_start
+    return {
+        "sent": int(sent),
+        "seconds": round(last_change - started, 2),
+        "cpu_ms_per_mail": round(cpu * 1000 / sent, 3) if sent else None,
+    }
+
+
+def _metrics(server: Server) -> str:
+    token = os.environ.get("METRICS_TOKEN")  # unset: the server answers loopback
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.get(f"{server.base_url}/metrics", headers=headers, timeout=30).text
 
 
 def _children_cpu_seconds() -> float:
@@ -323,11 +364,11 @@ class Variant:
             "TICKETBOSS_TOTAL_SEATS": str(CONTRACT_SEATS),
             "PYTHONPATH": str(self.root),
         } | self.env
-        server = Server(self.database_url, workers=args.workers, redis_url=REDIS_URL, **env)
+        server = Server(self.database_url, workers=args.workers, redis_url=args.redis_url, **env)
         server.cwd = self.root
         if not (self.root / "modules" / "cli.py").exists():  # before the CLI moved to modules/
             server.command[server.command.index("modules.cli")] = "core.cli"
-        self.server = server.start()
+        self.server = server.start(timeout=300)  # a loaded machine starts workers slowly
         tokens, self.organizer = await prepare(server, self.database_url, users=50)
         tokens_file = scratch / f"tokens-{self.name}.txt"
         tokens_file.write_text("\n".join(tokens) + "\n")
@@ -396,6 +437,9 @@ async def measure(
         "ratio": round(rate / ceiling["rps"], 3) if ceiling["rps"] else 0.0,
         "batch_avg": run["batch_avg"],
         "cpu_ms": run["cpu_ms"],
+        "mails_during": run["mails_during"],
+        "mail_drained": run["mail"] and run["mail"]["sent"],
+        "mail_cpu_ms": run["mail"] and run["mail"]["cpu_ms_per_mail"],
         "non_201": {k: v for k, v in run["statuses"].items() if k != "201"},
         "socket_errors": sum(run["errors"].values()) - run["errors"]["status"],
         "verified": check["ok"],
@@ -411,7 +455,7 @@ async def bench_backend(
 ) -> dict[str, Any]:
     import redis
 
-    redis.Redis.from_url(REDIS_URL).flushdb()
+    redis.Redis.from_url(args.redis_url).flushdb()
     runs: list[dict[str, Any]] = []
     try:
         for variant in variants:
@@ -453,6 +497,8 @@ def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "batch_avg": med("batch_avg"),
                 "server_cpu_ms": _median([r["cpu_ms"] for r in group], "server"),
                 "postgres_cpu_ms": _median([r["cpu_ms"] for r in group], "postgres"),
+                "mails_during": _median(group, "mails_during"),
+                "mail_cpu_ms": _median(group, "mail_cpu_ms"),
                 "non_201": sum(sum(r["non_201"].values()) for r in group),
                 "verified": all(r["verified"] for r in group),
             }
@@ -505,7 +551,9 @@ def write_reports(results: dict[str, Any], args: argparse.Namespace) -> None:
         f"wrk {args.duration} s per run, on the same machine · median of {args.rounds} "
         "interleaved rounds. Ratio = confirmed/s ÷ the same server's /health req/s in the "
         "same round. Batch = bookings per reserve statement (group commit). CPU = ms per "
-        "confirmed answer, from /proc.",
+        "confirmed answer, from /proc. Mails in run = confirmation mails sent during the "
+        "run; mail CPU = the server's CPU per mail sent in the drain after the run (the "
+        "senders yield to sales, so a booking's CPU is the sale's and the mail's is apart).",
         "",
     ]
     if len(names) == 2:
@@ -516,8 +564,8 @@ def write_reports(results: dict[str, Any], args: argparse.Namespace) -> None:
             "",
         ]
     lines += [
-        "| backend | path | conns | variant | /health req/s | confirmed/s | ratio | p50 ms | p99 ms | batch | server CPU | PG CPU | non-201 | verified |",
-        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| backend | path | conns | variant | /health req/s | confirmed/s | ratio | p50 ms | p99 ms | batch | server CPU | PG CPU | mails in run | mail CPU | non-201 | verified |",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for backend, data in results["backends"].items():
         for r in data["rows"]:
@@ -525,7 +573,8 @@ def write_reports(results: dict[str, Any], args: argparse.Namespace) -> None:
                 f"| {backend} | {r['path']} | {r['connections']} | {r['variant']} | "
                 f"{_n(r['ceiling_rps'])} | {_n(r['per_s'])} | {_f(r['ratio'])} | "
                 f"{_f(r['p50_ms'], 1)} | {_f(r['p99_ms'], 1)} | {_f(r['batch_avg'])} | "
-                f"{_f(r['server_cpu_ms'])} | {_f(r['postgres_cpu_ms'])} | {r['non_201']} | "
+                f"{_f(r['server_cpu_ms'])} | {_f(r['postgres_cpu_ms'])} | "
+                f"{_n(r.get('mails_during'))} | {_f(r.get('mail_cpu_ms'))} | {r['non_201']} | "
                 f"{'yes' if r['verified'] else 'NO'} |"
             )
     if len(names) == 2:
@@ -644,7 +693,9 @@ def main() -> None:
         help="measure this checkout against itself with this setting too (repeatable), "
         "interleaved: an A/B of one setting, e.g. RESERVE_ONE_STATEMENT=false",
     )
+    parser.add_argument("--redis-db", type=int, default=REDIS_DB, help="Redis database (flushed)")
     args = parser.parse_args()
+    args.redis_url = f"redis://127.0.0.1:6379/{args.redis_db}"
     if args.against_env and args.baseline:
         raise SystemExit("--against-env and --baseline each name the second variant: pick one")
     args.concurrency = [int(c) for c in args.concurrency.split(",")]

@@ -125,6 +125,9 @@ class Settings(BaseSettings):
     mail_retry_max_seconds: float = Field(default=3600.0, gt=0)
     mail_retry_window_seconds: float = Field(default=3 * 24 * 3600.0, gt=0)
     mail_poll_seconds: float = Field(default=1.0, gt=0)
+    mail_busy_per_second: float = Field(default=5.0, ge=1)
+    """While its worker is answering requests, a sender sends at most this many mails a second
+    (rendering a confirmation costs about as much CPU as the booking): sales come first."""
     public_url: str = "http://127.0.0.1:8000"
     """Where people reach the web front: the base of links in messages (password reset)."""
     reset_token_ttl_seconds: int = Field(default=30 * 60, gt=0)

@@ -109,6 +109,17 @@ class RequestContextMiddleware:
             )
 
 
+class WorkerLoad:
+    """What this process's background work reads to stay out of sales' way: how many
+    requests the worker has begun so far (a count that moves means requests are arriving)."""
+
+    def __init__(self) -> None:
+        self.begun = 0
+
+
+WORKER_LOAD = WorkerLoad()
+
+
 class LoadShedding:
     """Past `max_in_flight` requests this worker has accepted and not yet begun to answer,
     answer 503 with Retry-After at once: before authentication, storage or Redis, so an
@@ -132,6 +143,7 @@ class LoadShedding:
             await _overloaded(send, self.retry_after)
             return
         self.in_flight += 1
+        WORKER_LOAD.begun += 1
         counted = True
 
         async def send_wrapper(message: Message) -> None:

@@ -29,9 +29,11 @@ from modules.webhooks.dispatcher import dispatch_webhooks
 from modules.webhooks.fanout import start_fan_out
 from modules.webhooks.router import router as webhooks_router
 
-# Routes are matched in this order: the hot booking routes first.
+# Routes are matched in this order, one by one: the hot booking routes first, then the
+# partner contract's (its paths share no prefix with the API's, so it shadows none).
 FEATURES = (
     Feature(bookings_router, background=(sweep_expired_holds,)),
+    Feature(reservations_router, api=False, on_startup=(bootstrap_event,)),
     Feature(auth_router),
     Feature(orders_router),
     Feature(events_router, on_startup=(announce_changes,)),
@@ -39,7 +41,6 @@ FEATURES = (
     Feature(activity_router),
     Feature(webhooks_router, on_startup=(start_fan_out,), background=(dispatch_webhooks,)),
     Feature(mail_router, api=False, on_startup=(start_mail_from_changes,), background=(send_mail,)),
-    Feature(reservations_router, api=False, on_startup=(bootstrap_event,)),
     Feature(tickets_router, api=False, on_startup=(bootstrap_show,)),
     # Pages, static files and the docs: last, so no API route is shadowed.
     Feature(web_router, api=False),

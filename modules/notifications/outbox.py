@@ -26,10 +26,11 @@ from core import clock
 from core.config import Settings
 from core.deps import AppContext
 from core.storage.port import Storage
-from core.storage.records import Change, Event, Mail, as_fields
+from core.storage.records import Change, Event, Mail, User, as_fields
 from core.storage.requests import BookingQuery
 
 PAGE = 200
+NOT_USERS_MAX = 10_000
 
 
 def mail_id(change: Change, recipient: str) -> str:
@@ -93,8 +94,16 @@ class MailFromChanges:
     def __init__(self, storage: Storage, settings: Settings) -> None:
         self.storage = storage
         self.settings = settings
+        self.events: dict[str, Event | None] = {}
+        self.users: dict[str, User | None] = {}
+        self.not_users: set[str] = set()
+        """Owners that are no account (partners): an owner is an account from its first sale
+        or never, so this holds across batches (bounded: cleared past NOT_USERS_MAX)."""
 
     async def __call__(self, changes: Sequence[Change]) -> None:
+        # One batch of an on-sale peak is hundreds of sales of one event by a few buyers:
+        # each event and account is read once per batch, not once per change.
+        self.events, self.users = {}, {}
         mails: list[Mail] = []
         for change in changes:
             mails += await self.mails_of(change)
@@ -105,7 +114,11 @@ class MailFromChanges:
         template = template_of(change)
         if template is None:
             return []
-        event = await self.storage.events.get(change.event_id, include_deleted=True)
+        if change.event_id not in self.events:
+            self.events[change.event_id] = await self.storage.events.get(
+                change.event_id, include_deleted=True
+            )
+        event = self.events[change.event_id]
         if event is None:
             return []
         if template == "event_cancelled":
@@ -150,8 +163,15 @@ class MailFromChanges:
         event: Event,
         **params: Any,
     ) -> Mail | None:
-        user = await self.storage.users.get(owner_id) if owner_id else None
+        if not owner_id or owner_id in self.not_users:
+            return None
+        if owner_id not in self.users:
+            self.users[owner_id] = await self.storage.users.get(owner_id)
+        user = self.users[owner_id]
         if user is None:
+            if len(self.not_users) >= NOT_USERS_MAX:
+                self.not_users.clear()
+            self.not_users.add(owner_id)
             return None
         params = {
             "name": user.name,

@@ -7,12 +7,18 @@ run out, then the mail is claimed again: at least once, never lost, and a second
 the same Message-ID. A refusal that will not change (5xx) ends the mail `failed`; anything
 else (a server down, 4xx, a timeout) is retried with exponential backoff and jitter until the
 retry window ends. `ticketboss mail` lists them; /metrics counts them.
+
+Sales come first: rendering a confirmation (a QR code per seat, an .ics, the MIME tree) costs
+a worker about as much CPU as the booking it confirms, so while requests keep arriving at this
+process the sender paces itself to MAIL_BUSY_PER_SECOND and the backlog drains at full speed
+once the peak is over (measured: bench/run.py reports sales and mail CPU apart).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from prometheus_client import Counter
@@ -22,6 +28,7 @@ from core.config import Settings
 from core.deps import AppContext
 from core.logging import get_logger
 from core.mail import MailFailed, Transport, build_transport
+from core.middleware import WORKER_LOAD, WorkerLoad
 from core.outbox import retry_delay
 from core.storage.port import Storage
 from core.storage.records import Attempt, DeliveryStatus, Mail
@@ -44,18 +51,40 @@ def masked(address: str) -> str:
 
 
 class Sender:
-    def __init__(self, storage: Storage, settings: Settings, transport: Transport) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        settings: Settings,
+        transport: Transport,
+        *,
+        load: WorkerLoad = WORKER_LOAD,
+        pause: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self.storage = storage
         self.settings = settings
         self.transport = transport
         self.holder = f"{os.uname().nodename[:30]}:{os.getpid()}:{id(self):x}"
         self.lease = timedelta(seconds=2 * settings.smtp_timeout_seconds + 10)
+        self.load = load
+        self.pause = pause
+        self.seen = load.begun
+
+    async def yield_to_requests(self) -> None:
+        """Before a mail: if requests arrived since the last one, wait a turn (1 / the busy
+        rate), so a peak's sales are not slowed by its own confirmations."""
+        if self.load.begun != self.seen:
+            await self.pause(1 / self.settings.mail_busy_per_second)
+        self.seen = self.load.begun
 
     async def run_once(self, limit: int = CLAIM_BATCH) -> int:
-        """Claim the due mails (up to `limit`) and send them; how many were claimed."""
+        """Claim the due mails (up to `limit`) and send them; how many were claimed. While
+        requests arrive, a second's worth at most, so the claim's lease outlasts its turns."""
+        if self.load.begun != self.seen:
+            limit = min(limit, int(self.settings.mail_busy_per_second))
         now = clock.now()
         claimed = await self.storage.mail.claim(now, self.holder, now + self.lease, limit)
         for mail in claimed:  # one at a time: one SMTP conversation per message
+            await self.yield_to_requests()
             try:
                 await self.send(mail)
             except Exception as exc:  # its lease runs out and it is sent again
