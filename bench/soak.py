@@ -238,9 +238,20 @@ async def phase(server: Server, env: dict[str, str], args: argparse.Namespace) -
     results: multiprocessing.Queue[dict[str, Any]] = spawn.Queue()
     prober = spawn.Process(target=probe, args=(server.port, args.duration, results))
     prober.start()
+    assert server.proc is not None
+    groups = {
+        "server": lambda: bench.process_tree(server.proc.pid),  # type: ignore[union-attr]
+        "postgres": lambda: bench.pids_named("postgres"),
+    }
+    before = {name: bench.cpu_seconds(find()) for name, find in groups.items()}
+    client_before = _own_cpu()
     booking = await asyncio.to_thread(
         bench.wrk, server.base_url, "booking.lua", args.connections, args.duration, env
     )
+    cpu = {"crowd client": round(_own_cpu() - client_before, 1)}
+    for name, find in groups.items():
+        after = bench.cpu_seconds(find())
+        cpu[name] = round(sum(used - before[name].get(pid, 0.0) for pid, used in after.items()), 1)
     probed = results.get(timeout=60)
     prober.join(10)
     latencies = probed["latencies"]
@@ -256,7 +267,14 @@ async def phase(server: Server, env: dict[str, str], args: argparse.Namespace) -
         "health_median_ms": _ms(statistics.median(latencies) if latencies else None),
         "health_errors": probed["errors"],
         "confirmed": booking["statuses"].get("201", 0),
+        "cpu_seconds": cpu,
     }
+
+
+def _own_cpu() -> float:
+    """CPU seconds of this process: the crowd's clients, which share the machine's cores."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -360,6 +378,7 @@ def write(results: dict[str, Any]) -> None:
         f"| booking socket errors | {alone['booking_socket_errors']} "
         f"| {crowd['booking_socket_errors']} |",
         f"| /health probe errors | {alone['health_errors']} | {crowd['health_errors']} |",
+        f"| CPU seconds used | {alone['cpu_seconds']} | {crowd['cpu_seconds']} |",
         "",
         f"Crowd outcomes: {results['crowd_outcomes']}; availability frames received by the "
         f"streams during the crowd phase: {crowd['stream_frames_received']}.",

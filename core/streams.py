@@ -79,7 +79,9 @@ class Feed:
     task: asyncio.Task[None] | None = None
 
     def publish(self, frame: bytes) -> None:
-        self.frame = frame
+        """Wake every subscriber with `frame`: a new state, or HEARTBEAT (the state stays)."""
+        if frame is not HEARTBEAT:
+            self.frame = frame
         waiting, self.next_frame = self.next_frame, asyncio.get_running_loop().create_future()
         waiting.set_result(frame)
 
@@ -139,7 +141,9 @@ class StreamHub:
                 feed.task.cancel()
 
     async def _produce(self, topic: str, feed: Feed, compute: Compute) -> None:
-        """Compute the state at the start and after every burst of notices, once for all."""
+        """Compute the state at the start and after every burst of notices, once for all;
+        a heartbeat when nothing changed for STREAM_HEARTBEAT_SECONDS."""
+        heartbeat = self.settings.stream_heartbeat_seconds
         with self.broadcast.listen(topic) as changed:
             while True:
                 changed.clear()
@@ -154,7 +158,11 @@ class StreamHub:
                 FRAMES_COMPUTED.inc()
                 feed.publish(frame)
                 await asyncio.sleep(COALESCE_SECONDS)  # notices meanwhile: one frame
-                await changed.wait()
+                while not changed.is_set():  # quiet: one heartbeat for all the streams
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(changed.wait(), heartbeat)
+                    if not changed.is_set():
+                        feed.publish(HEARTBEAT)
 
 
 def _decrement(tally: Tally[str], key: str) -> None:
@@ -205,8 +213,10 @@ class LiveStream(Response):
             hub.release(self.ip, self.account)
 
     async def _run(self, feed: Feed, gone: asyncio.Future[None], send: Send) -> None:
+        """Wait on the feed's shared future (no timer or future of its own: a wake-up costs
+        a write and little else), so a client that left is noticed at the next frame or
+        heartbeat, and an idle stream is closed at the first heartbeat past its time."""
         idle = self.hub.settings.stream_idle_seconds
-        heartbeat = self.hub.settings.stream_heartbeat_seconds
         sent: bytes | None = None
         idle_until = time.monotonic() + idle
         while True:
@@ -215,18 +225,10 @@ class LiveStream(Response):
                 await _write(send, frame)
                 sent = frame
                 idle_until = time.monotonic() + idle
-            left = idle_until - time.monotonic()
-            if left <= 0:
+            if gone.done() or time.monotonic() >= idle_until:
                 return
-            waiting = feed.next_frame
-            done, _ = await asyncio.wait(
-                (waiting, gone),
-                timeout=min(heartbeat, left),
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            if gone in done:
-                return
-            if not done:
+            # shielded: cancelling this task must not cancel every subscriber's future
+            if await asyncio.shield(feed.next_frame) is HEARTBEAT:
                 await _write(send, HEARTBEAT)
 
 
