@@ -138,6 +138,8 @@ class Settings(BaseSettings):
     # A request body must have arrived this long after its head (slow-body attacks; serve only).
     body_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
     worker_healthcheck_seconds: int = Field(default=30, ge=1, le=600)
+    # A worker that has not answered its first ping need only be alive, for this long.
+    worker_startup_seconds: int = Field(default=300, ge=1, le=3600)
     # A connection closed while its request is still arriving (an early 413, 431 or 503)
     # reads and drops the rest for this long, up to this much, so the client reads the answer.
     linger_seconds: float = Field(default=5.0, ge=0, le=120)

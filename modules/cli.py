@@ -141,7 +141,11 @@ def _run_uvicorn(uvicorn: Any, settings: Settings, args: argparse.Namespace) -> 
         timeout_worker_healthcheck=settings.worker_healthcheck_seconds,
     )
     if args.workers > 1:
-        Supervisor(config, sockets=[config.bind_socket()]).run()
+        Supervisor(
+            config,
+            sockets=[config.bind_socket()],
+            startup_seconds=settings.worker_startup_seconds,
+        ).run()
     else:
         server = uvicorn.Server(config)
         server.run()
