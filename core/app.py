@@ -34,6 +34,7 @@ from core.queue import WaitingRoom
 from core.ratelimit import RateLimiter
 from core.security import TokenService
 from core.storage import build_storage
+from core.streams import StreamHub
 
 log = get_logger(__name__)
 Hook = Callable[[AppContext], Coroutine[Any, Any, None]]
@@ -72,13 +73,15 @@ async def open_context(settings: Settings, *, migrate: bool | None = None) -> Ap
     else:
         await storage.ping()
     cache = Cache(settings.redis_url, settings.redis_timeout_seconds)
+    broadcast = Broadcast(cache)
     return AppContext(
         settings=settings,
         storage=storage,
         cache=cache,
         tokens=TokenService(settings),
         limiter=RateLimiter(settings, cache),
-        broadcast=Broadcast(cache),
+        broadcast=broadcast,
+        streams=StreamHub(broadcast, settings),
         outbox=Relay(storage),
         snapshots=Memo(SNAPSHOT_SECONDS),
         room=WaitingRoom(cache),

@@ -22,12 +22,16 @@ from core.logging import get_logger
 log = get_logger(__name__)
 CHANNEL = "ticketboss:changed"
 RECONNECT_SECONDS = 1.0
+SOON_SECONDS = 0.1
 
 
 class Broadcast:
     def __init__(self, cache: Cache) -> None:
         self.cache = cache
         self.listeners: dict[str, set[asyncio.Event]] = defaultdict(set)
+        self.running = False
+        self.pending: set[str] = set()
+        self.flushing: asyncio.Task[None] | None = None
 
     async def publish(self, *topics: str) -> None:
         """Tell every process (this one included) that these topics changed."""
@@ -44,6 +48,28 @@ class Broadcast:
         except RedisError as exc:
             self.cache.degraded("publish", exc)
             self._wake(topics)  # this process at least
+
+    def soon(self, topic: str) -> None:
+        """A notice from the write path, published within SOON_SECONDS together with the
+        others of that moment: no Redis round trip per change, and live streams do not wait
+        for the change-log relay (whose other consumers, mail and webhooks, fall behind a
+        busy sale). The relay still announces every change: the catch-all for the ones made
+        elsewhere (expiry, another instance). Only where `run` is running (not serverless)."""
+        if not self.running:
+            return
+        self.pending.add(topic)
+        if self.flushing is None:
+            self.flushing = asyncio.get_running_loop().create_task(self._flush())
+
+    async def _flush(self) -> None:
+        try:
+            await asyncio.sleep(SOON_SECONDS)
+        finally:
+            topics, self.pending, self.flushing = self.pending, set(), None
+        try:
+            await self.publish(*sorted(topics))
+        except Exception as exc:  # a notice is never worth a failed request
+            self.cache.degraded("publish", exc)
 
     @contextlib.contextmanager
     def listen(self, topic: str) -> Iterator[asyncio.Event]:
@@ -64,6 +90,7 @@ class Broadcast:
 
     async def run(self) -> None:
         """Receive notices until cancelled, resubscribing after a lost connection."""
+        self.running = True
         while True:
             try:
                 async with self.cache.subscriber() as pubsub:

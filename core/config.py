@@ -141,7 +141,20 @@ class Settings(BaseSettings):
     # Load shedding, per worker, in force with or without rate limits.
     max_in_flight: int = Field(default=1024, ge=1)
     overload_retry_after_seconds: int = Field(default=1, ge=1, le=3600)
+    # Live streams (SSE), resource limits in force with or without rate limits: open streams
+    # per IP and per account (429), per worker process (503); a stream with no update for
+    # stream_idle_seconds is closed; a comment every stream_heartbeat_seconds.
+    stream_max_per_ip: int = Field(default=16, ge=1)
+    stream_max_per_account: int = Field(default=8, ge=1)
+    stream_max_per_worker: int = Field(default=5000, ge=1)
+    stream_idle_seconds: float = Field(default=300.0, gt=0)
+    stream_heartbeat_seconds: float = Field(default=15.0, gt=0, le=300)
+    stream_retry_after_seconds: int = Field(default=5, ge=1, le=3600)
+    # A request body must have arrived this long after its head (slow-body attacks; serve only).
+    body_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
     worker_healthcheck_seconds: int = Field(default=30, ge=1, le=600)
+    # A worker that has not answered its first ping need only be alive, for this long.
+    worker_startup_seconds: int = Field(default=300, ge=1, le=3600)
     # A connection closed while its request is still arriving (an early 413, 431 or 503)
     # reads and drops the rest for this long, up to this much, so the client reads the answer.
     linger_seconds: float = Field(default=5.0, ge=0, le=120)

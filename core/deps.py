@@ -20,6 +20,7 @@ from core.revocation import TokenVersions
 from core.security import Principal, TokenService
 from core.storage.port import Storage
 from core.storage.records import Role
+from core.streams import StreamHub
 
 
 @dataclass(slots=True)
@@ -33,6 +34,8 @@ class AppContext:
     limiter: RateLimiter
     broadcast: Broadcast
     """Notices to every process that a topic changed (live availability)."""
+    streams: StreamHub
+    """This process's live streams: one computation per change, limits per client."""
     outbox: Relay
     """Hands the change log to its consumers (webhooks, live availability)."""
     snapshots: Memo[Any]

@@ -13,7 +13,14 @@ LINGER_MAX_BYTES, and closes when the client does.
 uvicorn has no limit on how long a request head may take (its keep-alive timer stops at the
 first byte), so a client trickling a header line every few seconds holds its connection
 forever (slowloris). A head must be complete within HEADER_TIMEOUT_SECONDS of the connection
-opening or of its first byte; past that the connection gets 408 and is closed.
+opening or of its first byte; past that the connection gets 408 and is closed. Likewise a
+body must have arrived within BODY_TIMEOUT_SECONDS of its head (a client that sends a head,
+then trickles the body): 408 and close while the request is unanswered.
+
+A request answered before its body arrived (413 on a declared Content-Length) keeps its
+connection alive, and uvicorn reads and drops the rest of the body before the next request.
+That drain is bounded too: past LINGER_MAX_BYTES dropped, or LINGER_SECONDS after the answer,
+the connection is closed (lingering, as above).
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from core.errors import envelope_body
 class ConnectionLimits:
     max_header_bytes: int
     header_timeout_seconds: float
+    body_timeout_seconds: float
     linger_seconds: float
     linger_max_bytes: int
 
@@ -46,6 +54,7 @@ def connection_limits() -> ConnectionLimits:
     return ConnectionLimits(
         settings.max_header_bytes,
         settings.header_timeout_seconds,
+        settings.body_timeout_seconds,
         settings.linger_seconds,
         settings.linger_max_bytes,
     )
@@ -78,6 +87,12 @@ HEAD_TIMEOUT: ErrorAnswer = (
     b"Request Timeout",
     "REQUEST_TIMEOUT",
     "The request headers took too long",
+)
+BODY_TIMEOUT: ErrorAnswer = (
+    408,
+    b"Request Timeout",
+    "REQUEST_TIMEOUT",
+    "The request body took too long",
 )
 NOT_HTTP: ErrorAnswer = (400, b"Bad Request", "BAD_REQUEST", "The request is not valid HTTP")
 
@@ -171,6 +186,8 @@ class TicketBossProtocol(HttpToolsProtocol):
         self.refused = False
         self.discarded = 0
         self.head_timer: asyncio.TimerHandle | None = None
+        self.body_timer: asyncio.TimerHandle | None = None
+        self.drained = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.socket = LingeringTransport(cast(asyncio.Transport, transport), self)
@@ -179,6 +196,7 @@ class TicketBossProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
+        self._cancel_body_timer()
         super().connection_lost(exc)
 
     def _arm_head_timer(self) -> None:
@@ -197,6 +215,28 @@ class TicketBossProtocol(HttpToolsProtocol):
         if self.socket is not None and not self.socket.is_closing():
             self.socket.raw.write(error_response(*HEAD_TIMEOUT))
             self.socket.raw.close()
+
+    def _arm_body_timer(self, delay: float) -> None:
+        self._cancel_body_timer()
+        self.body_timer = self.loop.call_later(delay, self._body_timed_out)
+
+    def _cancel_body_timer(self) -> None:
+        if self.body_timer is not None:
+            self.body_timer.cancel()
+            self.body_timer = None
+
+    def _body_timed_out(self) -> None:
+        """The body is late: 408 if the request is unanswered, else (an answer sent early,
+        its body still being drained) only the close."""
+        self.body_timer = None
+        if self.socket is None or self.socket.is_closing():
+            return
+        if self.cycle is not None and not self.cycle.response_started:
+            self.socket.lingering = True  # the app's answer, if it still comes, is dropped
+            self.socket.raw.write(error_response(*BODY_TIMEOUT))
+            self.socket.raw.close()
+        else:
+            self.transport.close()
 
     def still_receiving(self) -> bool:
         """Whether the client may still be sending the request this connection answers."""
@@ -233,6 +273,29 @@ class TicketBossProtocol(HttpToolsProtocol):
             self.refuse(HEADERS_TOO_LARGE)
             raise HeadTooLarge  # stops the parser; uvicorn's handler finds it refused
         super().on_headers_complete()
+        self.drained = 0
+        self._arm_body_timer(self.limits.body_timeout_seconds)  # ends with the message
+
+    def on_body(self, body: bytes) -> None:
+        cycle = self.cycle
+        if cycle is not None and cycle.response_complete:  # answered early: dropped
+            self.drained += len(body)
+            if self.drained > self.limits.linger_max_bytes and not self.transport.is_closing():
+                self.discarded = self.drained  # the linger's budget is spent as well
+                self.transport.close()
+            return
+        super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        self._cancel_body_timer()
+        super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        cycle = self.cycle
+        if cycle is not None and cycle.more_body and not self.transport.is_closing():
+            # answered before its body arrived: the rest is drained for LINGER_SECONDS at most
+            self._arm_body_timer(self.limits.linger_seconds)
 
     def send_400_response(self, msg: str) -> None:
         self.refuse(NOT_HTTP)

@@ -68,6 +68,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
 
     asyncio.run(_with_context(settings, _migrate))
     _warn_if_exposed(settings, args.host)
+    _raise_open_files_limit()
     with contextlib.ExitStack() as cleanup:
         if args.workers > 1 and not settings.prometheus_multiproc_dir:
             # Workers are separate processes: they share metrics through files in this folder.
@@ -85,6 +86,20 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
             if settings.redis_timeout_seconds is None:
                 os.environ["REDIS_TIMEOUT_SECONDS"] = "5"
         _run_uvicorn(uvicorn, settings, args)
+
+
+def _raise_open_files_limit() -> None:
+    """Every connection is a file descriptor, and a stampede holds thousands (idle keep-alive,
+    live streams): raise the soft limit to the hard one (workers inherit it). Past the hard
+    limit only the administrator can go: `ulimit -Hn`, systemd's LimitNOFILE, Docker's
+    --ulimit nofile."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def _warn_if_exposed(settings: Settings, host: str) -> None:
@@ -126,7 +141,11 @@ def _run_uvicorn(uvicorn: Any, settings: Settings, args: argparse.Namespace) -> 
         timeout_worker_healthcheck=settings.worker_healthcheck_seconds,
     )
     if args.workers > 1:
-        Supervisor(config, sockets=[config.bind_socket()]).run()
+        Supervisor(
+            config,
+            sockets=[config.bind_socket()],
+            startup_seconds=settings.worker_startup_seconds,
+        ).run()
     else:
         server = uvicorn.Server(config)
         server.run()

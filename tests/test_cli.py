@@ -129,3 +129,21 @@ def test_prune_changes_keeps_the_retention_period(tmp_path: Path) -> None:
         timeout=120,
     )
     assert pruned.returncode == 0 and "pruned 6 change record(s)" in pruned.stdout
+
+
+def test_serve_raises_the_open_files_limit_to_the_hard_limit() -> None:
+    import resource
+
+    from modules.cli import _raise_open_files_limit
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    lowered = min(soft, 256)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowered, hard))
+    try:
+        _raise_open_files_limit()
+        raised, still_hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert still_hard == hard
+    assert raised == (hard if hard != resource.RLIM_INFINITY else max(lowered, 1 << 20))
+    assert raised > lowered or hard == lowered

@@ -1,16 +1,20 @@
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime
-from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from core.deps import Context, CurrentPrincipal, app_context, optional_principal, require_role
+from core.deps import (
+    Context,
+    CurrentPrincipal,
+    app_context,
+    client_ip,
+    optional_principal,
+    require_role,
+)
 from core.errors import AppError
 from core.idempotency import idempotent
 from core.pagination import Cursor
@@ -18,6 +22,7 @@ from core.routing import ApiRoute
 from core.schemas import Envelope, dump, ok
 from core.security import Principal
 from core.storage.records import Event, EventStatus
+from core.streams import LiveStream, sse_frame
 from modules.events.schemas import AvailabilityOut, EventCreate, EventOut, EventPatch
 from modules.events.service import EventService, changed_topic
 
@@ -30,8 +35,6 @@ async def event_service(request: Request) -> EventService:
 
 Events = Annotated[EventService, Depends(event_service)]
 Organizer = Annotated[Principal, Depends(require_role("organizer", "admin"))]
-STREAM_COALESCE_SECONDS = 0.25
-STREAM_PING_SECONDS = 15
 MaybePrincipal = Annotated[Principal | None, Depends(optional_principal)]
 
 
@@ -99,36 +102,35 @@ async def availability(event_id: str, events: Events, principal: MaybePrincipal)
 
 @router.get(
     "/{event_id}/availability/stream",
-    response_class=EventSourceResponse,
+    response_class=LiveStream,
     responses={
         200: {
             "description": "Server-Sent Events: `availability` events (the same body as "
             "GET …/availability's `data`) at connect and whenever the seats change, and "
             "heartbeat comments. Reconnecting (with or without Last-Event-ID) resumes with "
-            "the current availability: it is a state, not a log.",
+            "the current availability: it is a state, not a log. A stream that carried no "
+            "update for STREAM_IDLE_SECONDS is closed (reconnect). Limits: STREAM_MAX_PER_IP "
+            "and STREAM_MAX_PER_ACCOUNT open streams (429 TOO_MANY_STREAMS), "
+            "STREAM_MAX_PER_WORKER in all (503 STREAMS_FULL), both with Retry-After.",
             "content": {"text/event-stream": {"schema": {"type": "string"}}},
         }
     },
 )
 async def availability_stream(
-    event_id: str, events: Events, principal: MaybePrincipal, ctx: Context
-) -> EventSourceResponse:
+    event_id: str, request: Request, events: Events, principal: MaybePrincipal, ctx: Context
+) -> LiveStream:
     """Live availability, across workers and instances (a change anywhere reaches every
-    subscriber within a second; bursts are coalesced to a few updates per second)."""
+    subscriber within a second; bursts are coalesced to a few updates per second). Each
+    change is computed once per process and the same bytes go to every stream."""
     await events.visible(principal, event_id)
 
-    async def updates() -> AsyncIterator[ServerSentEvent]:
-        with ctx.broadcast.listen(changed_topic(event_id)) as changed:
-            while True:
-                changed.clear()
-                out = await events.availability_out(event_id)
-                stamp = str(int(out.as_of.timestamp() * 1000))
-                data = orjson.dumps(dump(out)).decode()
-                yield ServerSentEvent(data=data, event="availability", id=stamp)
-                await asyncio.sleep(STREAM_COALESCE_SECONDS)  # notices meanwhile: one update
-                await changed.wait()
+    async def frame() -> bytes:
+        out = await events.availability_out(event_id)
+        stamp = str(int(out.as_of.timestamp() * 1000))
+        return sse_frame(orjson.dumps(dump(out)), "availability", stamp)
 
-    return EventSourceResponse(updates(), ping=STREAM_PING_SECONDS)
+    account = principal.id if principal is not None else None
+    return ctx.streams.stream(changed_topic(event_id), frame, client_ip(request), account)
 
 
 @router.patch("/{event_id}", response_model=Envelope[EventOut], openapi_extra=idempotent())

@@ -170,6 +170,7 @@ class EventService:
     def __init__(self, ctx: AppContext) -> None:
         self.storage = ctx.storage
         self.cache = ctx.cache
+        self.broadcast = ctx.broadcast
         self.cache_seconds = ctx.settings.availability_cache_seconds
         self.snapshots = ctx.snapshots
         self.room = ctx.room
@@ -442,7 +443,9 @@ class EventService:
         return await self.storage.events.availability(event_id, now), now
 
     async def invalidate(self, event_id: str) -> None:
+        """The seats changed: drop the cached availability and tell the live streams."""
         await self.cache.incr(generation_key(event_id), ttl_seconds=3600)
+        self.broadcast.soon(changed_topic(event_id))
 
     async def changed(self, event_id: str) -> None:
         """The event itself changed: drop this process's snapshot and the cached availability."""

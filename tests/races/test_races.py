@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.races import account, counts_and_drift, hot_event, percentile
+from tests.support.races import account, counts_and_drift, hot_event, percentile, scrape
 from tests.support.server import Server
 
 PARALLEL = {"sqlite": 100, "postgresql": 240, "mongodb": 24}
@@ -150,15 +150,6 @@ def new_stats(workers: int) -> dict[str, Any]:
         "errors": [],
         "transport_errors": [],
     }
-
-
-async def scrape(http: httpx.AsyncClient) -> dict[str, float]:
-    """The server's Prometheus samples (all workers), by name and labels."""
-    text = (await http.get("/metrics")).text
-    samples = (
-        line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#")
-    )
-    return {name: float(value) for name, value in samples}
 
 
 def tolerated(backend: str, error: str) -> bool:

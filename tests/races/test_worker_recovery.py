@@ -65,3 +65,21 @@ def test_a_killed_worker_is_replaced_and_the_server_keeps_answering(
         log = server.log.read_text()
         assert f"worker {victim} died" in log
         assert "WARNING" in log.split(f"worker {victim} died")[0].rsplit("\n", 1)[-1]
+
+
+def test_starting_workers_are_not_killed_for_a_short_health_check(
+    tmp_path: pytest.TempPathFactory,
+) -> None:
+    """WORKER_HEALTHCHECK_SECONDS=1 is shorter than a worker's imports: uvicorn's rule alone
+    killed each starting worker before it could answer, and the next one (never healthy).
+    Until its first answer a worker need only be alive (WORKER_STARTUP_SECONDS)."""
+    with Server(
+        f"sqlite:///{tmp_path}/start.db", workers=2, WORKER_HEALTHCHECK_SECONDS="1"
+    ) as server:
+        assert server.proc is not None
+        deadline = time.monotonic() + 60
+        while len(worker_pids(server.proc.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(worker_pids(server.proc.pid)) == 2
+        assert httpx.get(f"{server.base_url}/health", timeout=10).status_code == 200
+    assert "died" not in server.log.read_text()

@@ -79,3 +79,12 @@ async def counts_and_drift(database_url: str, event_id: str) -> tuple[list[TierC
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+
+async def scrape(http: httpx.AsyncClient) -> dict[str, float]:
+    """The server's Prometheus samples (all workers), by name and labels."""
+    text = (await http.get("/metrics")).text
+    samples = (
+        line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#")
+    )
+    return {name: float(value) for name, value in samples}
