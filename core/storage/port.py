@@ -353,7 +353,8 @@ class CheckinStore(Protocol):
         """When each ticket of the event (of those, through that list) first entered."""
 
     async def counts(self, event_id: str) -> list[DoorCount]:
-        """Tickets let in at least once, per list and tier."""
+        """Tickets let in at least once, per list and tier, then per tier through any list
+        (`list_id` None: a ticket let in through two lists counts once there)."""
 
 
 class Storage(Protocol):

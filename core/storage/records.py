@@ -442,8 +442,8 @@ class ScanAnswer:
 
 @dataclass(frozen=True, slots=True)
 class DoorCount:
-    """Tickets of one tier let in (at least once) through one list."""
+    """Tickets of one tier let in (at least once) through one list, or through any (None)."""
 
-    list_id: str
+    list_id: str | None
     tier: str
     checked_in: int

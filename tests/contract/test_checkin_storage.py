@@ -96,10 +96,16 @@ async def test_counts_are_of_tickets_let_in_per_list_and_tier(storage: ManagedSt
         await storage.checkin.redeem(a_scan("s", f"n{n}", ticket=ticket, event_id=event))
     await storage.checkin.redeem(a_scan("s", "x", ticket="a", event_id=event, type="exit"))
     await storage.checkin.redeem(a_scan("s", "y", ticket="a", event_id=event))
-    [count] = await storage.checkin.counts(event)
-    assert (count.list_id, count.tier, count.checked_in) == ("list-1", "GA", 2)
+    await storage.checkin.redeem(a_scan("s", "z", ticket="a", event_id=event, list_id="list-2"))
+    counts = await storage.checkin.counts(event)
+    assert [(c.list_id, c.tier, c.checked_in) for c in counts] == [
+        ("list-1", "GA", 2),
+        ("list-2", "GA", 1),
+        (None, "GA", 2),
+    ]
     assert set(await storage.checkin.entries(event, list_id="list-1")) == {"a", "b"}
-    assert await storage.checkin.entries(event, list_id="list-2") == {}
+    assert set(await storage.checkin.entries(event, list_id="list-2")) == {"a"}
+    assert await storage.checkin.entries(event, list_id="list-3") == {}
 
 
 async def test_keys_are_kept_oldest_first_and_removed_by_kid(storage: ManagedStorage) -> None:

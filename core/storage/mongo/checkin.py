@@ -173,8 +173,12 @@ class MongoCheckin(MongoBase):
 
     async def counts(self, event_id: str) -> list[DoorCount]:
         counted: dict[tuple[str, str], int] = {}
+        anywhere: dict[str, set[str]] = {}
         match = {"event_id": event_id, "type": "entry", "seq": 0}
-        async for doc in self.redemptions.find(match, {"list_id": 1, "tier": 1}):
+        fields = {"list_id": 1, "tier": 1, "ticket_id": 1}
+        async for doc in self.redemptions.find(match, fields):
             group = (doc["list_id"], doc["tier"])
             counted[group] = counted.get(group, 0) + 1
-        return [DoorCount(lst, tier, n) for (lst, tier), n in sorted(counted.items())]
+            anywhere.setdefault(doc["tier"], set()).add(doc["ticket_id"])
+        per_list = [DoorCount(lst, tier, n) for (lst, tier), n in sorted(counted.items())]
+        return per_list + [DoorCount(None, tier, len(t)) for tier, t in sorted(anywhere.items())]

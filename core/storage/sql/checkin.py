@@ -196,4 +196,13 @@ class SQLCheckin(SQLBase):
             .group_by(r.c.list_id, r.c.tier)
             .order_by(r.c.list_id, r.c.tier)
         )
-        return [DoorCount(row.list_id, row.tier, int(row.n)) for row in await self.rows(stmt)]
+        anywhere = (
+            select(r.c.tier, func.count(r.c.ticket_id.distinct()).label("n"))
+            .where(r.c.event_id == event_id, r.c.type == "entry", r.c.seq == 0)
+            .group_by(r.c.tier)
+            .order_by(r.c.tier)
+        )
+        per_list = [DoorCount(row.list_id, row.tier, int(row.n)) for row in await self.rows(stmt)]
+        return per_list + [
+            DoorCount(None, row.tier, int(row.n)) for row in await self.rows(anywhere)
+        ]
