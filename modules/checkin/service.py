@@ -20,6 +20,7 @@ from core.deps import AppContext
 from core.errors import Conflict, NotFound, Unauthorized, ValidationFailed
 from core.security import Principal
 from core.storage.errors import DuplicateKey, Missing
+from core.storage.port import Storage
 from core.storage.records import (
     Booking,
     CheckinList,
@@ -131,6 +132,41 @@ class ScanIn:
     scanned_at: datetime | None
 
 
+async def signing_keys(storage: Storage, event_id: str) -> list[SigningKey]:
+    """The event's keys, the first made now if it has none yet."""
+    keys = await storage.checkin.keys(event_id)
+    if keys:
+        return keys
+    try:
+        await storage.checkin.add_key(signing.new_key(event_id, FIRST_KID, clock.now()))
+    except DuplicateKey:
+        pass  # a concurrent request made it
+    return await storage.checkin.keys(event_id)
+
+
+def qr_of(key: SigningKey, booking: Booking, seat: int) -> str:
+    """The ticket's QR payload; `iat` is the booking's creation, so it never changes."""
+    return signing.sign(
+        key,
+        tid=ticket_id(booking.id, seat),
+        eid=booking.event_id,
+        tier=booking.tier,
+        iat=booking.created_at,
+    )
+
+
+async def seat_codes(storage: Storage, bookings: Sequence[Booking]) -> list[dict[str, str]]:
+    """Every seat's label (`<ticket number>/<seat>`) and QR payload, for a message."""
+    if not bookings:
+        return []
+    key = (await signing_keys(storage, bookings[0].event_id))[-1]
+    return [
+        {"label": f"{b.ticket_number}/{seat}", "qr": qr_of(key, b, seat)}
+        for b in bookings
+        for seat in range(1, b.quantity + 1)
+    ]
+
+
 class CheckinService:
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
@@ -140,15 +176,7 @@ class CheckinService:
     # Keys
 
     async def signing_keys(self, event_id: str) -> list[SigningKey]:
-        """The event's keys, the first made now if it has none yet."""
-        keys = await self.storage.checkin.keys(event_id)
-        if keys:
-            return keys
-        try:
-            await self.storage.checkin.add_key(signing.new_key(event_id, FIRST_KID, clock.now()))
-        except DuplicateKey:
-            pass  # a concurrent request made it
-        return await self.storage.checkin.keys(event_id)
+        return await signing_keys(self.storage, event_id)
 
     async def public_keys(self, principal: Principal | None, event_id: str) -> list[SigningKey]:
         event = await self.events.visible(principal, event_id)
@@ -185,13 +213,7 @@ class CheckinService:
                 booking=b,
                 seat=seat,
                 status=status_of(b, ticket_id(b.id, seat) in entered),
-                qr=signing.sign(
-                    key,
-                    tid=ticket_id(b.id, seat),
-                    eid=b.event_id,
-                    tier=b.tier,
-                    iat=b.created_at,
-                ),
+                qr=qr_of(key, b, seat),
             )
             for b in bookings
             if has_tickets(b)
