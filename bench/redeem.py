@@ -106,6 +106,7 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/11")
     args = parser.parse_args()
     scratch = BENCH / "results"
     scratch.mkdir(exist_ok=True)
@@ -114,9 +115,11 @@ async def main() -> None:
         "postgresql": pg,
         "sqlite": f"sqlite:///{scratch / f'redeem-{uuid.uuid4().hex[:8]}.db'}",
     }
-    servers = {b: Server(u, workers=args.workers).start() for b, u in urls.items()}
+    servers: dict[str, Server] = {}
     measured: dict[str, list[float]] = {b: [] for b in urls}
     try:
+        for backend, url in urls.items():
+            servers[backend] = Server(url, workers=args.workers, redis_url=args.redis).start()
         doors = {b: await door(servers[b], urls[b], args.concurrency) for b in urls}
         for _ in range(args.rounds):
             for backend in urls:
