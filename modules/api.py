@@ -12,6 +12,7 @@ from modules.activity.router import router as activity_router
 from modules.auth.router import router as auth_router
 from modules.bookings.router import router as bookings_router
 from modules.bookings.service import sweep_expired_holds
+from modules.checkin.router import router as checkin_router
 from modules.events.router import router as events_router
 from modules.events.service import announce_changes
 from modules.notifications.outbox import start_mail_from_changes
@@ -39,6 +40,7 @@ FEATURES = (
     Feature(events_router, on_startup=(announce_changes,)),
     Feature(queue_router, background=(admit_forever,)),
     Feature(activity_router),
+    Feature(checkin_router),
     Feature(webhooks_router, on_startup=(start_fan_out,), background=(dispatch_webhooks,)),
     Feature(mail_router, api=False, on_startup=(start_mail_from_changes,), background=(send_mail,)),
     Feature(tickets_router, api=False, on_startup=(bootstrap_show,)),

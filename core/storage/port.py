@@ -20,7 +20,9 @@ from core.storage.records import (
     Attempt,
     Booking,
     Change,
+    CheckinList,
     Delivery,
+    DoorCount,
     Drift,
     Event,
     EventStatus,
@@ -32,6 +34,10 @@ from core.storage.records import (
     Reservation,
     ResetToken,
     Role,
+    Scan,
+    ScanAnswer,
+    Scanner,
+    SigningKey,
     TierCount,
     User,
     Webhook,
@@ -301,6 +307,56 @@ class ResetStore(Protocol):
         issued, used already, or replaced by a newer one)."""
 
 
+class CheckinStore(Protocol):
+    """Tickets at the door: signing keys, check-in lists, scanners, and redemptions, each
+    recorded once by a unique key (never read-then-write)."""
+
+    async def add_key(self, key: SigningKey) -> SigningKey:
+        """DuplicateKey("kid") when the event has a key with that kid."""
+
+    async def keys(self, event_id: str) -> list[SigningKey]:
+        """The event's keys, oldest first (the last one signs)."""
+
+    async def remove_key(self, event_id: str, kid: str) -> None:
+        """Missing when there is no such key."""
+
+    async def create_list(self, checkin_list: CheckinList) -> CheckinList: ...
+    async def get_list(self, list_id: str) -> CheckinList | None: ...
+
+    async def lists(self, event_id: str) -> list[CheckinList]:
+        """Oldest first."""
+
+    async def create_scanner(self, scanner: Scanner) -> Scanner: ...
+    async def scanner_by_token(self, token_hash: str) -> Scanner | None: ...
+    async def get_scanner(self, scanner_id: str) -> Scanner | None: ...
+
+    async def scanners(self, event_id: str) -> list[Scanner]:
+        """Oldest first, revoked ones too."""
+
+    async def revoke_scanner(self, scanner_id: str, now: datetime) -> Scanner:
+        """Its token admits nothing from now on (revoking twice keeps the first time); Missing."""
+
+    async def redeem(self, scan: Scan) -> ScanAnswer:
+        """Answer a scan once per (scanner, nonce): a nonce answered before gets that answer
+        back (`replayed`), whatever this scan says. Else a scan not `refused` is recorded, by
+        a unique key: an entry is the ticket's n-th on the list (n = its exits there so far)
+        and only one scan can be it (`ok`, the others `already_used`); an exit follows the
+        last entry not yet followed (`ok`) or there is none (`already_used`)."""
+
+    async def entries(
+        self,
+        event_id: str,
+        *,
+        list_id: str | None = None,
+        ticket_ids: Sequence[str] | None = None,
+    ) -> dict[str, datetime]:
+        """When each ticket of the event (of those, through that list) first entered."""
+
+    async def counts(self, event_id: str) -> list[DoorCount]:
+        """Tickets let in at least once, per list and tier, then per tier through any list
+        (`list_id` None: a ticket let in through two lists counts once there)."""
+
+
 class Storage(Protocol):
     @property
     def kind(self) -> str: ...
@@ -324,6 +380,8 @@ class Storage(Protocol):
     def mail(self) -> MailStore: ...
     @property
     def resets(self) -> ResetStore: ...
+    @property
+    def checkin(self) -> CheckinStore: ...
 
     async def ping(self) -> None: ...
     async def close(self) -> None: ...

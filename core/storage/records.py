@@ -371,3 +371,82 @@ class ResetToken:
     token_hash: str
     expires_at: datetime
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKey:
+    """One of an event's Ed25519 ticket-signing keys. The private key is kept as it is (PKCS#8
+    PEM), like a webhook secret, because tickets are signed with it; only `public_x` (the
+    JWK's `x`) ever leaves the server. The newest key signs; older ones verify until removed."""
+
+    event_id: str
+    kid: str
+    private_key: str
+    public_x: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CheckinList:
+    """A door's list: the tiers it admits (empty: all), from `opens_at` on (None: always)."""
+
+    id: str
+    event_id: str
+    name: str
+    tiers: tuple[str, ...]
+    created_at: datetime
+    opens_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Scanner:
+    """A device allowed to check in tickets of one event, by the SHA-256 of its token only."""
+
+    id: str
+    event_id: str
+    name: str
+    token_hash: str
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+ScanResult = Literal["ok", "already_used", "revoked", "unknown", "wrong_list", "not_yet_valid"]
+ScanType = Literal["entry", "exit"]
+
+
+@dataclass(frozen=True, slots=True)
+class Scan:
+    """One scan to answer, once per (scanner, nonce). `refused` is the answer the service
+    decided already (a bad signature, a revoked ticket…); None: redeem it, which only the
+    store decides atomically (`ok` or `already_used`)."""
+
+    scanner_id: str
+    nonce: str
+    list_id: str
+    event_id: str
+    type: ScanType
+    scanned_at: datetime
+    at: datetime
+    ticket_id: str | None = None
+    tier: str | None = None
+    refused: ScanResult | None = None
+    ticket: dict[str, Any] | None = None
+    """What the answer shows of the ticket (None when nothing in the QR could be trusted)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScanAnswer:
+    result: ScanResult
+    ticket: dict[str, Any] | None
+    scanned_at: datetime
+    replayed: bool = False
+    """This nonce was answered before: this is that answer again, and nothing changed."""
+
+
+@dataclass(frozen=True, slots=True)
+class DoorCount:
+    """Tickets of one tier let in (at least once) through one list, or through any (None)."""
+
+    list_id: str | None
+    tier: str
+    checked_in: int

@@ -26,8 +26,10 @@ from core import clock
 from core.config import Settings
 from core.deps import AppContext
 from core.storage.port import Storage
-from core.storage.records import Change, Event, Mail, User, as_fields
+from core.storage.records import Booking, Change, Event, Mail, User, as_fields
 from core.storage.requests import BookingQuery
+from modules.checkin.service import seat_codes
+from modules.notifications.render import WITH_TICKETS
 
 PAGE = 200
 NOT_USERS_MAX = 10_000
@@ -126,8 +128,18 @@ class MailFromChanges:
         if template == "booking_cancelled" and ended_by_event(event, change.occurred_at):
             return []  # event_cancelled says it once
         lines = await self._lines(change)
-        mail = await self._mail(change, change.owner_id, template, event, lines=lines)
+        extra: dict[str, Any] = {}
+        if template in WITH_TICKETS:
+            extra["tickets"] = await seat_codes(self.storage, await self._bookings(change))
+        mail = await self._mail(change, change.owner_id, template, event, lines=lines, **extra)
         return [mail] if mail else []
+
+    async def _bookings(self, change: Change) -> list[Booking]:
+        if change.subject == "booking":
+            booking = await self.storage.bookings.get(change.subject_id)
+            return [booking] if booking else []
+        order = await self.storage.orders.get(change.subject_id)
+        return list(order.bookings) if order else []
 
     async def _lines(self, change: Change) -> list[dict[str, Any]]:
         if change.subject == "booking":

@@ -1,8 +1,9 @@
 """A mail row → the message that goes out: Jinja2 templates (a text and an HTML part, HTML
 autoescaped), QR codes inline, an .ics attached (RFC 5545).
 
-The QR codes encode `<ticket number>/<seat>` (one per seat): signed tickets for the door do
-not exist yet (another issue), and a scanner will read those instead once they do.
+The QR codes are the tickets (one per seat): each encodes the seat's signed JWS (see
+modules/checkin), captioned `<ticket number>/<seat>`. A message made before tickets were
+signed has no `tickets` param: its codes encode the caption alone, as they did then.
 """
 
 from __future__ import annotations
@@ -106,8 +107,11 @@ def render(mail: Mail, sender: str) -> EmailMessage:
         if priced and lines
         else None
     )
-    labels = seats(lines)[:MAX_QR_CODES] if priced else []
-    qrs = [{"cid": f"seat{i}.{mail.id}", "label": label} for i, label in enumerate(labels)]
+    codes: list[dict[str, str]] = p.get("tickets") or [
+        {"label": label, "qr": label} for label in seats(lines)
+    ]
+    shown = codes[:MAX_QR_CODES] if priced else []
+    qrs = [{"cid": f"seat{i}.{mail.id}", **code} for i, code in enumerate(shown)]
     subject = SUBJECTS[mail.template].format(**p)
     context = {**p, "subject": subject, "total": total, "qrs": qrs}
     message = EmailMessage()
@@ -125,7 +129,7 @@ def render(mail: Mail, sender: str) -> EmailMessage:
         assert isinstance(html, EmailMessage)
         for qr in qrs:
             html.add_related(
-                qr_png(qr["label"]), maintype="image", subtype="png", cid=f"<{qr['cid']}>"
+                qr_png(qr["qr"]), maintype="image", subtype="png", cid=f"<{qr['cid']}>"
             )
         message.add_attachment(
             calendar(mail, sender),

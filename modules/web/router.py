@@ -34,6 +34,7 @@ FRONT_PATHS = (
     "/organizer/events/{event_id}/edit",
     "/organizer/events/{event_id}/sales",
     "/admin",
+    "/scan",
 )
 
 router = APIRouter(include_in_schema=False)

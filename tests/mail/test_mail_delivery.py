@@ -14,6 +14,7 @@ import pytest
 from icalendar import Calendar
 
 from core.storage.records import Mail
+from modules.notifications.render import qr_png
 from modules.notifications.sender import MAIL_FAILED, MAIL_SENT
 from tests.support.accounts import Account
 from tests.support.api import Api, make_settings, running_api
@@ -83,6 +84,9 @@ async def test_a_booking_confirmation_carries_qr_codes_and_a_calendar_entry(
     assert len(qrs) == 3 and all(q["Content-ID"] for q in qrs)
     for qr in qrs:
         assert f"cid:{qr['Content-ID'].strip('<>')}" in html.get_content()
+    r = await api.client.get(f"/api/v1/bookings/{booking['id']}/tickets", headers=buyer.headers)
+    signed = [qr_png(t["qr"]) for t in r.json()["data"]]  # the tickets' JWS, not a label
+    assert [q.get_content() for q in qrs] == signed
     [ics] = found["text/calendar"]
     assert ics.get_filename() == "event.ics"
     [vevent] = Calendar.from_ical(ics.get_content()).walk("VEVENT")

@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 import pytest
 from playwright.sync_api import expect
 
-from tests.web.conftest import PASSWORD, Site, User, screenshot
+from tests.web.conftest import PASSWORD, PHONE, Site, User, screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -88,11 +88,12 @@ def test_buyer_registers_holds_confirms_and_cancels(site: Site, open_page: Any) 
     expect(row.get_by_role("cell").nth(3)).to_have_text("2")
     screenshot(page, "my-bookings", phone=True)
 
-    # The printable ticket with a QR code of the ticket number.
+    # The printable ticket with one signed QR code per seat.
     row.get_by_role("link", name=f"Ticket {ticket_number}").click()
-    expect(
-        page.get_by_role("img", name=f"QR code of ticket number {ticket_number}")
-    ).to_be_visible()
+    for seat in (1, 2):
+        expect(
+            page.get_by_role("img", name=f"QR code of ticket {ticket_number}/{seat}")
+        ).to_be_visible()
     expect(page.locator(".ticket .ticket-number")).to_have_text(ticket_number)
     screenshot(page, "ticket", phone=True)
     page.emulate_media(media="print")
@@ -382,3 +383,40 @@ def test_a_buyer_waits_in_the_queue_and_goes_straight_to_checkout(
     expect(page.get_by_role("heading", name="Your seats are held")).to_be_visible()
     held = buyer.bookings(event["id"])
     assert [(b["status"], b["quantity"]) for b in held] == [("pending", 1)]
+
+
+def test_a_scanner_device_checks_tickets_in_at_phone_width(site: Site, open_page: Any) -> None:
+    organizer, buyer = site.account("organizer"), site.account()
+    event = site.event(organizer)
+    booking = buyer.book(event["id"], "GA", 1)
+    path = f"/api/v1/events/{event['id']}"
+    r = site.http.post(
+        f"{path}/checkin-lists", json={"name": "Main door"}, headers=organizer.headers
+    )
+    assert r.status_code == 201, r.text
+    r = site.http.post(f"{path}/scanners", json={"name": "Phone"}, headers=organizer.headers)
+    token = r.json()["data"]["token"]
+    r = site.http.get(f"/api/v1/bookings/{booking['id']}/tickets", headers=buyer.headers)
+    [ticket] = r.json()["data"]
+
+    page = open_page(PHONE)
+    page.goto("/scan")
+    page.get_by_label("Device token").fill(token)
+    page.get_by_role("button", name="Start scanning").click()
+    expect(page.get_by_label("Check-in list")).to_contain_text("Main door")
+    answer = page.get_by_role("status", name="Scan answer")
+    page.get_by_label("Ticket code").fill(ticket["qr"])
+    page.get_by_role("button", name="Check ticket").click()
+    expect(answer).to_have_attribute("data-result", "ok")
+    expect(answer).to_contain_text("Welcome in")
+    screenshot(page, "scanner-ok")
+    page.get_by_label("Ticket code").fill(ticket["qr"])
+    page.get_by_role("button", name="Check ticket").click()
+    expect(answer).to_have_attribute("data-result", "already_used")
+    page.get_by_label("Ticket code").fill("not a ticket")
+    page.get_by_role("button", name="Check ticket").click()
+    expect(answer).to_have_attribute("data-result", "unknown")
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= PHONE["width"]  # nothing wider than the phone
+    r = site.http.get(f"/api/v1/bookings/{booking['id']}/tickets", headers=buyer.headers)
+    assert r.json()["data"][0]["status"] == "used"

@@ -44,6 +44,8 @@ def duplicate_key(exc: DuplicateKeyError, collection: str) -> DuplicateKey:
         field = "tier"
     if field == "idempotency_key" and collection == "orders":
         field = "order_key"
+    if field == "id" and collection == "checkin_keys":
+        field = "kid"
     return DuplicateKey(field)
 
 
@@ -152,6 +154,11 @@ class MongoBase:
         self.webhook_deliveries = db["webhook_deliveries"]
         self.mail = db["mail"]
         self.resets = db["password_resets"]
+        self.checkin_keys = db["checkin_keys"]
+        self.checkin_lists = db["checkin_lists"]
+        self.scanner_docs = db["scanners"]
+        self.redemptions = db["checkin_redemptions"]
+        self.answers = db["checkin_answers"]
 
     async def started(self, event_id: str, now: datetime, s: Session | None = None) -> bool:
         """Whether the event has started (sales, confirmations included, are over)."""

@@ -170,6 +170,58 @@ class ResetDoc(Document):
         indexes = [IndexModel([("token_hash", ASCENDING)], unique=True)]
 
 
+class SigningKeyDoc(Document):
+    """An event's ticket-signing key; its id is `<event id>:<kid>`."""
+
+    id: str  # type: ignore[assignment]
+
+    class Settings:
+        name = "checkin_keys"
+        indexes = [IndexModel([("event_id", ASCENDING), ("created_at", ASCENDING)])]
+
+
+class CheckinListDoc(Document):
+    id: str  # type: ignore[assignment]
+
+    class Settings:
+        name = "checkin_lists"
+        indexes = [IndexModel([("event_id", ASCENDING), ("_id", ASCENDING)])]
+
+
+class ScannerDoc(Document):
+    id: str  # type: ignore[assignment]
+
+    class Settings:
+        name = "scanners"
+        indexes = [
+            IndexModel([("token_hash", ASCENDING)], unique=True),
+            IndexModel([("event_id", ASCENDING), ("_id", ASCENDING)]),
+        ]
+
+
+class RedemptionDoc(Document):
+    """A ticket's n-th entry (or exit) through a list; its id `<list>|<ticket>|<type>|<n>`
+    admits it once."""
+
+    id: str  # type: ignore[assignment]
+
+    class Settings:
+        name = "checkin_redemptions"
+        indexes = [
+            IndexModel([("list_id", ASCENDING), ("ticket_id", ASCENDING)]),
+            IndexModel([("event_id", ASCENDING), ("type", ASCENDING), ("ticket_id", ASCENDING)]),
+        ]
+
+
+class ScanAnswerDoc(Document):
+    """The answer given to a scan; its id `<scanner>|<nonce>`."""
+
+    id: str  # type: ignore[assignment]
+
+    class Settings:
+        name = "checkin_answers"
+
+
 DOCUMENTS: list[type[Document]] = [
     UserDoc,
     PartnerDoc,
@@ -185,4 +237,9 @@ DOCUMENTS: list[type[Document]] = [
     DeliveryDoc,
     MailDoc,
     ResetDoc,
+    SigningKeyDoc,
+    CheckinListDoc,
+    ScannerDoc,
+    RedemptionDoc,
+    ScanAnswerDoc,
 ]

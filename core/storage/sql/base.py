@@ -58,6 +58,10 @@ UNIQUE_KEYS: list[tuple[str, tuple[str, ...], str, str]] = [
     ("orders", ("owner_id", "idempotency_key"), "uq_orders_owner_key", "order_key"),
     ("webhooks", ("id",), "webhooks_pkey", "webhook_id"),
     ("mail", ("id",), "mail_pkey", "mail_id"),
+    ("checkin_keys", ("event_id", "kid"), "checkin_keys_pkey", "kid"),
+    ("checkin_lists", ("id",), "checkin_lists_pkey", "list_id"),
+    ("scanners", ("id",), "scanners_pkey", "scanner_id"),
+    ("scanners", ("token_hash",), "scanners_token_hash_key", "token_hash"),
 ]
 _BY_CONSTRAINT = {name: key for _, _, name, key in UNIQUE_KEYS}
 _BY_COLUMNS = {(table, columns): key for table, columns, _, key in UNIQUE_KEYS}

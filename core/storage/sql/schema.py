@@ -308,3 +308,69 @@ password_resets = Table(
     Column("created_at", UTCDateTime, nullable=False),
 )
 """One live password-reset token per account, by its SHA-256 only."""
+
+checkin_keys = Table(
+    "checkin_keys",
+    metadata,
+    Column("event_id", String(64), primary_key=True),
+    Column("kid", String(32), primary_key=True),
+    Column("private_key", Text, nullable=False),
+    Column("public_x", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+"""Each event's Ed25519 ticket-signing keys (kept to sign with, like webhook secrets)."""
+
+checkin_lists = Table(
+    "checkin_lists",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("event_id", String(64), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("tiers", JSON().with_variant(JSONB(), "postgresql"), nullable=False),
+    Column("opens_at", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_checkin_lists_event", "event_id", "id"),
+)
+"""The doors of an event: which tiers each admits, from when."""
+
+scanners = Table(
+    "scanners",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("event_id", String(64), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime),
+    Index("ix_scanners_event", "event_id", "id"),
+)
+"""Check-in devices of one event, by the SHA-256 of their token only."""
+
+checkin_redemptions = Table(
+    "checkin_redemptions",
+    metadata,
+    Column("list_id", String(32), primary_key=True),
+    Column("ticket_id", String(64), primary_key=True),
+    Column("type", String(8), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("event_id", String(64), nullable=False),
+    Column("tier", String(64), nullable=False),
+    Column("scanner_id", String(32), nullable=False),
+    Column("nonce", String(128), nullable=False),
+    Column("scanned_at", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_redemptions_event", "event_id", "ticket_id"),
+)
+"""A ticket's n-th entry (or exit) through a list: the primary key admits it once."""
+
+checkin_answers = Table(
+    "checkin_answers",
+    metadata,
+    Column("scanner_id", String(32), primary_key=True),
+    Column("nonce", String(128), primary_key=True),
+    Column("result", String(16), nullable=False),
+    Column("ticket", JSON().with_variant(JSONB(), "postgresql")),
+    Column("scanned_at", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+"""The answer given to each (scanner, nonce): a scan sent again gets it again."""

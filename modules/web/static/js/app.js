@@ -10,6 +10,7 @@ import * as event from "./pages/event.js";
 import * as events from "./pages/events.js";
 import * as organizer from "./pages/organizer.js";
 import * as sales from "./pages/sales.js";
+import * as scan from "./pages/scan.js";
 import * as ticket from "./pages/ticket.js";
 
 const ROUTES = [
@@ -24,6 +25,7 @@ const ROUTES = [
   [/^\/organizer\/events\/([^/]+)\/edit$/, organizer.editor, { roles: ["organizer", "admin"] }],
   [/^\/organizer\/events\/([^/]+)\/sales$/, sales.page, { roles: ["organizer", "admin"] }],
   [/^\/admin$/, admin.page, { roles: ["admin"] }],
+  [/^\/scan$/, scan.page],
 ];
 
 const main = document.getElementById("main");

@@ -1,5 +1,6 @@
-// A printable ticket: the event, the seats, the ticket number and its QR code (print stylesheet
-// in app.css hides everything else).
+// A printable ticket: the event, the seats, the ticket number and one QR code per seat, each the
+// seat's signed ticket (a JWS the door's scanners verify); the print stylesheet in app.css hides
+// everything else.
 
 import qrcode from "../../vendor/qrcode-generator/qrcode.js";
 import { currentUser, get } from "../api.js";
@@ -42,6 +43,12 @@ export async function page(ctx) {
   } catch (error) {
     if (error.name === "AbortError") throw error;
   }
+  let tickets = [];
+  try {
+    ({ data: tickets } = await get(`/bookings/${encodeURIComponent(bookingId)}/tickets`, { signal: ctx.signal }));
+  } catch (error) {
+    if (error.name === "AbortError") throw error;
+  }
   const tier = event?.tiers.find((t) => t.code === booking.tier);
   document.title = `Ticket ${booking.ticketNumber} · TicketBoss`;
   const valid = booking.status === "confirmed";
@@ -79,7 +86,16 @@ export async function page(ctx) {
       h(
         "div",
         { class: "ticket-code" },
-        qrSvg(booking.ticketNumber, `QR code of ticket number ${booking.ticketNumber}`),
+        tickets.length
+          ? tickets.map((t) =>
+              h(
+                "figure",
+                { class: ["seat", t.status] },
+                qrSvg(t.qr, `QR code of ticket ${booking.ticketNumber}/${t.seat}`),
+                h("figcaption", {}, `Seat ${t.seat} · ${t.status}`),
+              ),
+            )
+          : qrSvg(booking.ticketNumber, `QR code of ticket number ${booking.ticketNumber}`),
         h("p", { class: "ticket-number" }, booking.ticketNumber),
       ),
     ),
