@@ -116,6 +116,10 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8000"
     """Where people reach the web front: the base of links in messages (password reset)."""
     reset_token_ttl_seconds: int = Field(default=30 * 60, gt=0)
+    email_code_ttl_seconds: int = Field(default=15 * 60, gt=0)
+    email_code_max_attempts: int = Field(default=5, ge=1, le=100)
+    require_verified_email: bool = False
+    """Accounts book and order only once their address is verified (403 EMAIL_NOT_VERIFIED)."""
 
     prometheus_multiproc_dir: str | None = None
     metrics_token: str | None = None

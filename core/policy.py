@@ -10,10 +10,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from core.errors import AppError, Conflict, NotFound
+from core.errors import AppError, Conflict, Forbidden, NotFound
 from core.security import Principal
 from core.storage.errors import BuyerLimit, ItemsShort, NoSuchTier, NotOnSale, Refused, SoldOut
-from core.storage.records import BookingStatus, Event, hold_active
+from core.storage.records import BookingStatus, Event, User, hold_active
 
 
 class EventNotFound(NotFound):
@@ -62,6 +62,25 @@ class HoldLimitExceeded(Conflict):
 
 class TierNotFound(NotFound):
     code, message = "TIER_NOT_FOUND", "The event has no such ticket tier"
+
+
+class EmailNotVerified(Forbidden):
+    code, message = (
+        "EMAIL_NOT_VERIFIED",
+        "Verify your email address first (POST /api/v1/auth/verify-email with the mailed code)",
+    )
+
+
+def needs_verified_email(principal: Principal, required: bool) -> bool:
+    """Whether a purchase by `principal` waits for its account's verified address
+    (REQUIRE_VERIFIED_EMAIL): partners sell for customers they vouch for, and have no address."""
+    return required and not principal.is_partner
+
+
+def verified_buyer(user: User | None) -> None:
+    """Buying needs a verified address (when `needs_verified_email`)."""
+    if user is None or user.email_verified_at is None:
+        raise EmailNotVerified()
 
 
 def is_admin(principal: Principal | None) -> bool:

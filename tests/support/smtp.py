@@ -1,5 +1,8 @@
 """A real SMTP server in the test process (aiosmtpd, on its own thread): it records every
-message it accepts, can require a login, can refuse (4xx/5xx) or be slow on purpose."""
+message it accepts, can require a login, can refuse (4xx/5xx) or be slow on purpose.
+
+Every registration mails a verification code: those messages are kept apart (`codes`), so
+that a test counts the mail it is about in `received`."""
 
 from __future__ import annotations
 
@@ -28,6 +31,13 @@ class Received:
         return str(self.message["Message-ID"])
 
 
+CODE_SUBJECT = "Your TicketBoss code: "
+
+
+def is_code(message: EmailMessage) -> bool:
+    return str(message["Subject"]).startswith(CODE_SUBJECT)
+
+
 @dataclass
 class Handler:
     refuse: str | None = None
@@ -35,6 +45,7 @@ class Handler:
     delay: float = 0.0
     """Seconds to wait before answering DATA (a send in flight, to kill a sender mid-send)."""
     received: list[Received] = field(default_factory=list)
+    codes: list[Received] = field(default_factory=list)
     refused: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -47,8 +58,9 @@ class Handler:
             return self.refuse
         parsed = message_from_bytes(envelope.original_content, policy=policy.default)
         assert isinstance(parsed, EmailMessage)
+        got = Received(list(envelope.rcpt_tos), parsed)
         with self.lock:
-            self.received.append(Received(list(envelope.rcpt_tos), parsed))
+            (self.codes if is_code(parsed) else self.received).append(got)
         return "250 OK"
 
 

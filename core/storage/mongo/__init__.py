@@ -14,6 +14,7 @@ from core.storage.mongo.accounts import MongoPartners, MongoTokens, MongoUsers
 from core.storage.mongo.base import Doc, Lanes
 from core.storage.mongo.bookings import MongoBookings
 from core.storage.mongo.changes import MongoChanges
+from core.storage.mongo.codes import MongoCodes
 from core.storage.mongo.documents import DOCUMENTS
 from core.storage.mongo.events import MongoEvents
 from core.storage.mongo.mail import MongoMail, MongoResets
@@ -42,6 +43,7 @@ class MongoStorage:
         self.webhooks = MongoWebhooks(self.client, self.db_name)
         self.mail = MongoMail(self.client, self.db_name)
         self.resets = MongoResets(self.client, self.db_name)
+        self.codes = MongoCodes(self.client, self.db_name)
         self.bookings.batch_size = batch_size
 
     async def migrate(self) -> None:

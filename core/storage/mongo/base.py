@@ -152,6 +152,7 @@ class MongoBase:
         self.webhook_deliveries = db["webhook_deliveries"]
         self.mail = db["mail"]
         self.resets = db["password_resets"]
+        self.codes = db["email_codes"]
 
     async def started(self, event_id: str, now: datetime, s: Session | None = None) -> bool:
         """Whether the event has started (sales, confirmations included, are over)."""

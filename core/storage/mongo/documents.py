@@ -170,6 +170,16 @@ class ResetDoc(Document):
         indexes = [IndexModel([("token_hash", ASCENDING)], unique=True)]
 
 
+class EmailCodeDoc(Document):
+    """One live email code per account and purpose (`<user>/<purpose>`), its hash only."""
+
+    id: str  # type: ignore[assignment]
+
+    class Settings:
+        name = "email_codes"
+        indexes = [IndexModel([("email", ASCENDING)])]
+
+
 DOCUMENTS: list[type[Document]] = [
     UserDoc,
     PartnerDoc,
@@ -185,4 +195,5 @@ DOCUMENTS: list[type[Document]] = [
     DeliveryDoc,
     MailDoc,
     ResetDoc,
+    EmailCodeDoc,
 ]

@@ -18,6 +18,7 @@ from core.storage.sql.accounts import SQLPartners, SQLTokens, SQLUsers
 from core.storage.sql.base import Engines, async_url, sqlite_begin
 from core.storage.sql.bookings import SQLBookings
 from core.storage.sql.changes import SQLChanges
+from core.storage.sql.codes import SQLCodes
 from core.storage.sql.events import SQLEvents
 from core.storage.sql.mail import SQLMail, SQLResets
 from core.storage.sql.orders import SQLOrders
@@ -57,6 +58,7 @@ class SQLStorage:
         self.webhooks = SQLWebhooks(engines, self.kind)
         self.mail = SQLMail(engines, self.kind)
         self.resets = SQLResets(engines, self.kind)
+        self.codes = SQLCodes(engines, self.kind)
         self.bookings.batch_size = batch_size
         # PostgreSQL: while one batch of a tier runs, the next can already be on its way (the
         # tier row's lock orders them inside the database); SQLite has one writer anyway.
