@@ -40,9 +40,10 @@ from modules.auth.schemas import (
     VerifyEmailIn,
 )
 from modules.auth.service import AuthService, InvalidClient
+from modules.auth.web import drop_cookie, is_web, keep_in_cookie, presented, web_guard
 
 log = get_logger(__name__)
-router = APIRouter(tags=["auth"], route_class=ApiRoute)
+router = APIRouter(tags=["auth"], route_class=ApiRoute, dependencies=[Depends(web_guard)])
 UserOnly = Annotated[Principal, Depends(require_role("user", "organizer", "admin"))]
 Admin = Annotated[Principal, Depends(require_role("admin"))]
 
@@ -54,19 +55,28 @@ async def auth_service(request: Request) -> AuthService:
 Auth = Annotated[AuthService, Depends(auth_service)]
 
 
-def _pair(tokens: TokenPair) -> TokenPairOut:
+def _pair(tokens: TokenPair, request: Request) -> TokenPairOut:
+    """The pair as JSON; for the web front, without the refresh token (its cookie has it)."""
     return TokenPairOut(
         access_token=tokens.access_token,
-        refresh_token=tokens.refresh_token,
+        refresh_token=None if is_web(request) else tokens.refresh_token,
         expires_in=tokens.expires_in,
     )
 
 
+def _session(
+    response: JSONResponse, tokens: TokenPair, request: Request, ctx: AppContextType
+) -> JSONResponse:
+    if is_web(request):
+        keep_in_cookie(response, tokens.refresh_token, ctx.tokens.refresh_ttl)
+    return response
+
+
 @router.post("/auth/register", status_code=201, response_model=Envelope[RegisteredOut])
-async def register(body: RegisterIn, auth: Auth) -> JSONResponse:
+async def register(body: RegisterIn, request: Request, auth: Auth, ctx: Context) -> JSONResponse:
     user, tokens = await auth.register(body.email, body.password, body.name)
-    out = RegisteredOut(user=UserOut.of(user), **_pair(tokens).model_dump())
-    return ok(out, status=201)
+    out = RegisteredOut(user=UserOut.of(user), **_pair(tokens, request).model_dump())
+    return _session(ok(out, status=201), tokens, request, ctx)
 
 
 @router.post("/auth/login", response_model=Envelope[TokenPairOut], responses=declare(401))
@@ -88,18 +98,24 @@ async def login(body: LoginIn, request: Request, auth: Auth, ctx: Context) -> JS
         await audit.record(ctx, "login_failed", account_id=None, ip=ip, email=email)
         raise
     await ctx.limiter.login_succeeded("login", account, ip)
-    return ok(_pair(tokens))
+    return _session(ok(_pair(tokens, request)), tokens, request, ctx)
 
 
-@router.post("/auth/refresh", response_model=Envelope[TokenPairOut], responses=declare(401))
-async def refresh(body: RefreshIn, auth: Auth) -> JSONResponse:
-    return ok(_pair(await auth.refresh(body.refresh_token)))
+@router.post("/auth/refresh", response_model=Envelope[TokenPairOut], responses=declare(401, 403))
+async def refresh(body: RefreshIn, request: Request, auth: Auth, ctx: Context) -> JSONResponse:
+    """Rotate the pair. The web front (`X-TicketBoss-Client: web`) may send `{}`: its
+    refresh token comes from its cookie, and the new one goes back there."""
+    tokens = await auth.refresh(presented(request, body.refresh_token))
+    return _session(ok(_pair(tokens, request)), tokens, request, ctx)
 
 
-@router.post("/auth/logout", status_code=204)
-async def logout(body: RefreshIn, auth: Auth, principal: UserOnly) -> Response:
-    await auth.logout(body.refresh_token, principal)
-    return Response(status_code=204)
+@router.post("/auth/logout", status_code=204, responses=declare(401, 403))
+async def logout(body: RefreshIn, request: Request, auth: Auth, principal: UserOnly) -> Response:
+    await auth.logout(presented(request, body.refresh_token), principal)
+    response = Response(status_code=204)
+    if is_web(request):
+        drop_cookie(response)
+    return response
 
 
 @router.post("/auth/change-password", response_model=Envelope[TokenPairOut], responses=declare(401))
@@ -116,7 +132,8 @@ async def change_password(
     except InvalidCredentials:
         await ctx.limiter.login_failed("change-password", principal.id, ip)
         raise
-    return ok(_pair(tokens), headers={"Cache-Control": "no-store"})
+    response = ok(_pair(tokens, request), headers={"Cache-Control": "no-store"})
+    return _session(response, tokens, request, ctx)
 
 
 _later: set[asyncio.Task[None]] = set()

@@ -108,12 +108,19 @@ class ChangeEmailIn(InputModel):
 
 
 class RefreshIn(InputModel):
-    refresh_token: str = Field(min_length=1, max_length=4096)
+    refresh_token: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=4096,
+        description="Required, except from the web front (its httpOnly cookie carries it)",
+    )
 
 
 class TokenPairOut(CamelModel):
     access_token: str
-    refresh_token: str
+    refresh_token: str | None = Field(
+        description="null for the web front (X-TicketBoss-Client: web): an httpOnly cookie has it"
+    )
     token_type: Literal["Bearer"] = "Bearer"
     expires_in: int
 
