@@ -107,6 +107,8 @@ class Settings(BaseSettings):
     smtp_url: SecretStr | None = None
     """smtp://user:pass@host:587 (STARTTLS when offered) or smtps://user:pass@host:465."""
     smtp_timeout_seconds: float = Field(default=15.0, gt=0, le=120)
+    smtp_ca_file: str | None = None
+    """A PEM bundle SMTP's TLS certificate may chain to instead of the system's (a private relay)."""
     mail_dir: str = "./data/mail"
     mail_from: str = "TicketBoss <no-reply@ticketboss.localhost>"
     mail_retry_base_seconds: float = Field(default=10.0, gt=0)

@@ -7,6 +7,7 @@ that a test counts the mail it is about in `received`."""
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +26,8 @@ from tests.support.services import free_port
 class Received:
     envelope_to: list[str]
     message: EmailMessage
+    tls: bool = False
+    """The message came over TLS (STARTTLS or smtps)."""
 
     @property
     def message_id(self) -> str:
@@ -58,22 +61,43 @@ class Handler:
             return self.refuse
         parsed = message_from_bytes(envelope.original_content, policy=policy.default)
         assert isinstance(parsed, EmailMessage)
-        got = Received(list(envelope.rcpt_tos), parsed)
+        tls = server.transport.get_extra_info("ssl_object") is not None
+        got = Received(list(envelope.rcpt_tos), parsed, tls=tls)
         with self.lock:
             (self.codes if is_code(parsed) else self.received).append(got)
         return "250 OK"
 
 
 class SmtpServer:
-    def __init__(self, *, login: tuple[str, str] | None = None) -> None:
-        self.port = free_port()
+    """`tls`: a server certificate; with `starttls` the server insists on STARTTLS (and a
+    login only over TLS), else it speaks TLS from the first byte (smtps)."""
+
+    def __init__(
+        self,
+        *,
+        login: tuple[str, str] | None = None,
+        port: int | None = None,
+        tls: ssl.SSLContext | None = None,
+        starttls: bool = True,
+    ) -> None:
+        self.port = port or free_port()
         self.handler = Handler()
         self.login = login
         options: dict[str, Any] = {}
         if login is not None:
-            options = {"auth_require_tls": False, "authenticator": self._authenticate}
+            # aiosmtpd counts only STARTTLS as TLS for AUTH; smtps is TLS from the first byte
+            options = {
+                "auth_require_tls": tls is not None and starttls,
+                "authenticator": self._authenticate,
+            }
+        if tls is not None and starttls:
+            options |= {"tls_context": tls, "require_starttls": True}
         self.controller = Controller(
-            self.handler, hostname="127.0.0.1", port=self.port, server_kwargs=options
+            self.handler,
+            hostname="127.0.0.1",
+            port=self.port,
+            server_kwargs=options,
+            ssl_context=tls if tls is not None and not starttls else None,
         )
 
     def _authenticate(
