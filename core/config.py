@@ -119,6 +119,8 @@ class Settings(BaseSettings):
     smtp_url: SecretStr | None = None
     """smtp://user:pass@host:587 (STARTTLS when offered) or smtps://user:pass@host:465."""
     smtp_timeout_seconds: float = Field(default=15.0, gt=0, le=120)
+    smtp_ca_file: str | None = None
+    """A PEM bundle SMTP's TLS certificate may chain to instead of the system's (a private relay)."""
     mail_dir: str = "./data/mail"
     mail_from: str = "TicketBoss <no-reply@ticketboss.localhost>"
     mail_retry_base_seconds: float = Field(default=10.0, gt=0)
@@ -131,6 +133,10 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8000"
     """Where people reach the web front: the base of links in messages (password reset)."""
     reset_token_ttl_seconds: int = Field(default=30 * 60, gt=0)
+    email_code_ttl_seconds: int = Field(default=15 * 60, gt=0)
+    email_code_max_attempts: int = Field(default=5, ge=1, le=100)
+    require_verified_email: bool = False
+    """Accounts book and order only once their address is verified (403 EMAIL_NOT_VERIFIED)."""
 
     prometheus_multiproc_dir: str | None = None
     metrics_token: str | None = None

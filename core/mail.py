@@ -65,9 +65,10 @@ def parse_smtp_url(url: str) -> SmtpTarget:
 class SmtpTransport:
     kind = "smtp"
 
-    def __init__(self, url: str, timeout: float) -> None:
+    def __init__(self, url: str, timeout: float, ca_file: str | None = None) -> None:
         self.target = parse_smtp_url(url)
         self.timeout = timeout
+        self.ca_file = ca_file
 
     async def send(self, message: EmailMessage) -> None:
         t = self.target
@@ -80,6 +81,7 @@ class SmtpTransport:
                 password=t.password,
                 use_tls=t.tls,
                 start_tls=False if t.tls else None,  # None: upgrade when the server offers it
+                cert_bundle=self.ca_file,
                 timeout=self.timeout,
             )
         except aiosmtplib.SMTPResponseException as exc:
@@ -160,7 +162,9 @@ def stored_message(directory: str, name: str) -> EmailMessage | None:
     return parsed
 
 
-def build_transport(smtp_url: str | None, mail_dir: str, timeout: float) -> Transport:
+def build_transport(
+    smtp_url: str | None, mail_dir: str, timeout: float, ca_file: str | None = None
+) -> Transport:
     if smtp_url:
-        return SmtpTransport(smtp_url, timeout)
+        return SmtpTransport(smtp_url, timeout, ca_file)
     return DirectoryTransport(mail_dir)

@@ -16,7 +16,7 @@ from core.errors import AppError, Conflict, Forbidden, InvalidToken, NotFound
 from core.queue import QueueUnavailable, WaitingRoom, ms
 from core.security import Principal, TokenService
 from core.storage.errors import BuyerLimit, ItemsShort, NoSuchTier, NotOnSale, Refused, SoldOut
-from core.storage.records import BookingStatus, Event, hold_active
+from core.storage.records import BookingStatus, Event, User, hold_active
 
 
 class EventNotFound(NotFound):
@@ -132,6 +132,25 @@ async def require_admission(
         raise QueueUnavailableError() from None
     if held != until:
         raise AdmissionRequired("The admission token is not the one the waiting room issued")
+
+
+class EmailNotVerified(Forbidden):
+    code, message = (
+        "EMAIL_NOT_VERIFIED",
+        "Verify your email address first (POST /api/v1/auth/verify-email with the mailed code)",
+    )
+
+
+def needs_verified_email(principal: Principal, required: bool) -> bool:
+    """Whether a purchase by `principal` waits for its account's verified address
+    (REQUIRE_VERIFIED_EMAIL): partners sell for customers they vouch for, and have no address."""
+    return required and not principal.is_partner
+
+
+def verified_buyer(user: User | None) -> None:
+    """Buying needs a verified address (when `needs_verified_email`)."""
+    if user is None or user.email_verified_at is None:
+        raise EmailNotVerified()
 
 
 def is_admin(principal: Principal | None) -> bool:

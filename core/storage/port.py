@@ -24,6 +24,7 @@ from core.storage.records import (
     Delivery,
     DoorCount,
     Drift,
+    EmailCode,
     Event,
     EventStatus,
     Mail,
@@ -301,10 +302,39 @@ class ResetStore(Protocol):
         """Store the token (replacing the account's live one) and enqueue its mail, in one
         atomic step."""
 
-    async def spend(self, token_hash: str, now: datetime) -> tuple[SpendOutcome, str | None]:
-        """Remove the token whose hash this is: ("ok", its account) if it was live; "spent"
-        (None) if it had expired (it is gone now too); "unknown" if there is none (never
-        issued, used already, or replaced by a newer one)."""
+    async def reset(
+        self, token_hash: str, password_hash: str, now: datetime
+    ) -> tuple[SpendOutcome, User | None]:
+        """Spend the token whose hash this is and, if it was live, set the account's password
+        and end every session of it (token version bumped, refresh tokens revoked): all in one
+        atomic step, so a token is never spent without its password set, nor used twice.
+        ("ok", the account after); ("spent", None) if it had expired (it is gone now, nothing
+        else changed); ("unknown", None) if there is none (never issued, used, replaced) or
+        its account is gone."""
+
+
+class CodeStore(Protocol):
+    """Email codes (salted hashes, one live per account and purpose) and their mail."""
+
+    async def issue(self, code: EmailCode, mail: Mail) -> None:
+        """Store the code (replacing the account's live one of its purpose) and enqueue its
+        mail, in one atomic step."""
+
+    async def attempt(self, email: str, now: datetime, max_attempts: int) -> list[EmailCode]:
+        """Count one attempt against every unexpired code sent to `email` with attempts left
+        (each below `max_attempts`, atomically per code: racing guesses never get more than
+        `max_attempts` in all) and return those codes, their attempt counted."""
+
+    async def find(self, email: str) -> list[EmailCode]:
+        """Every code sent to `email`, live or not (to say why an attempt found none)."""
+
+    async def use(self, code: EmailCode, now: datetime, mail: Mail | None) -> User | None:
+        """Spend `code` and apply it in one atomic step. `verify`: the account's address is
+        verified, if it still is `code.email`. `change`: the account moves to `code.email`,
+        verified, and `mail` (telling the old address) is enqueued.
+        The account after; None if the code was spent or replaced meanwhile (nothing
+        changed); DuplicateKey if another account took the address meanwhile (nothing
+        changed)."""
 
 
 class CheckinStore(Protocol):
@@ -382,6 +412,8 @@ class Storage(Protocol):
     def resets(self) -> ResetStore: ...
     @property
     def checkin(self) -> CheckinStore: ...
+    @property
+    def codes(self) -> CodeStore: ...
 
     async def ping(self) -> None: ...
     async def close(self) -> None: ...

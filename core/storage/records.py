@@ -107,6 +107,8 @@ class User:
     updated_at: datetime
     token_version: int = 0
     """Access tokens carry the version they were issued at; bumping it ends them all."""
+    email_verified_at: datetime | None = None
+    """When the account proved it reads `email` (a code mailed to it); None: not yet."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -450,3 +452,22 @@ class DoorCount:
     list_id: str | None
     tier: str
     checked_in: int
+
+
+CodePurpose = Literal["verify", "change"]
+
+
+@dataclass(frozen=True, slots=True)
+class EmailCode:
+    """A 6-digit code mailed to `email`: proves the account reads that address (`verify`: its
+    own; `change`: the address it is moving to). One live per account and purpose, stored as
+    a salted hash only, spent once, refused after `attempts` reaches the limit."""
+
+    user_id: str
+    purpose: CodePurpose
+    email: str
+    code_hash: str
+    salt: str
+    expires_at: datetime
+    created_at: datetime
+    attempts: int = 0

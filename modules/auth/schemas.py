@@ -93,13 +93,34 @@ class ResetPasswordIn(InputModel):
     password: NewPassword
 
 
+class VerifyEmailIn(InputModel):
+    email: Email = Field(description="The address the code was mailed to")
+    code: str = Field(pattern=r"^[0-9]{6}$", description="The 6-digit code of the message")
+
+
+class ResendVerificationIn(InputModel):
+    email: Email
+
+
+class ChangeEmailIn(InputModel):
+    current_password: str = Field(min_length=1, max_length=128)
+    new_email: Email = Field(description=EMAIL_RULES)
+
+
 class RefreshIn(InputModel):
-    refresh_token: str = Field(min_length=1, max_length=4096)
+    refresh_token: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=4096,
+        description="Required, except from the web front (its httpOnly cookie carries it)",
+    )
 
 
 class TokenPairOut(CamelModel):
     access_token: str
-    refresh_token: str
+    refresh_token: str | None = Field(
+        description="null for the web front (X-TicketBoss-Client: web): an httpOnly cookie has it"
+    )
     token_type: Literal["Bearer"] = "Bearer"
     expires_in: int
 
@@ -109,12 +130,18 @@ class UserOut(CamelModel):
     email: str
     name: str
     role: str
+    email_verified: bool
     created_at: datetime
 
     @classmethod
     def of(cls, user: User) -> UserOut:
         return cls(
-            id=user.id, email=user.email, name=user.name, role=user.role, created_at=user.created_at
+            id=user.id,
+            email=user.email,
+            name=user.name,
+            role=user.role,
+            email_verified=user.email_verified_at is not None,
+            created_at=user.created_at,
         )
 
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import NoReturn
 
 from core import clock
 from core.deps import AppContext
 from core.errors import AppError, Conflict, Forbidden, InvalidCredentials, InvalidToken, NotFound
+from core.logging import get_logger
 from core.revocation import TokenVersions
 from core.security import (
     Principal,
@@ -19,7 +22,16 @@ from core.security import (
     verify_password,
 )
 from core.storage.errors import DuplicateKey, Missing
-from core.storage.records import Partner, RefreshToken, ResetToken, Role, User, new_id
+from core.storage.records import (
+    CodePurpose,
+    EmailCode,
+    Partner,
+    RefreshToken,
+    ResetToken,
+    Role,
+    User,
+    new_id,
+)
 from modules.auth import audit
 from modules.notifications.outbox import new_mail
 
@@ -35,6 +47,44 @@ class ResetTokenInvalid(AppError):
 
 class ResetTokenExpired(AppError):
     status_code, code, message = 400, "RESET_TOKEN_EXPIRED", "This reset link has expired"
+
+
+class CodeInvalid(AppError):
+    status_code, code = 400, "VERIFICATION_CODE_INVALID"
+    message = "This code is not valid (wrong, already used, replaced by a newer one, or unknown)"
+
+
+class CodeExpired(AppError):
+    status_code, code = 400, "VERIFICATION_CODE_EXPIRED"
+    message = "This code has expired; ask for a new one"
+
+
+class CodeExhausted(AppError):
+    status_code, code = 400, "VERIFICATION_ATTEMPTS_EXCEEDED"
+    message = "Too many wrong codes; ask for a new one"
+
+
+class SameEmail(AppError):
+    status_code, code = 400, "EMAIL_UNCHANGED"
+    message = "This is already the account's address"
+
+
+log = get_logger(__name__)
+
+
+def code_hash(salt: str, code: str) -> str:
+    """A 6-digit code is guessable offline whatever the hash; the salt keeps equal codes
+    apart, the short life and the attempt limit keep it from being guessed online."""
+    return hmac.new(salt.encode(), code.encode(), hashlib.sha256).hexdigest()
+
+
+def matching(codes: list[EmailCode], code: str) -> EmailCode | None:
+    """The code `code` is, compared in constant time with every candidate."""
+    found = None
+    for candidate in codes:
+        if hmac.compare_digest(candidate.code_hash, code_hash(candidate.salt, code)):
+            found = candidate
+    return found
 
 
 def token_hash(token: str) -> str:
@@ -71,7 +121,84 @@ class AuthService:
             await self.storage.users.create(user)
         except DuplicateKey:
             raise EmailTaken() from None
+        try:
+            await self.send_code(user, "verify", user.email)
+        except Exception as exc:  # the account exists: its owner asks for the code again
+            log.warning("verification_not_sent", account_id=user.id, error=type(exc).__name__)
         return user, await self._issue(user, family_id=uuid.uuid4().hex)
+
+    async def send_code(self, user: User, purpose: CodePurpose, email: str) -> None:
+        """Mail a new 6-digit code to `email` (replacing the account's live one of `purpose`)."""
+        s, now = self.settings, clock.now()
+        code, salt = f"{secrets.randbelow(1_000_000):06d}", secrets.token_hex(16)
+        params = {
+            "name": user.name,
+            "code": code,
+            "purpose": purpose,
+            "minutes": max(1, s.email_code_ttl_seconds // 60),
+        }
+        mail = new_mail(f"{new_id()}-code", "verify_email", email, params, s)
+        expires = now + timedelta(seconds=s.email_code_ttl_seconds)
+        entry = EmailCode(user.id, purpose, email, code_hash(salt, code), salt, expires, now)
+        await self.storage.codes.issue(entry, mail)
+
+    async def resend_verification(self, email: str) -> None:
+        """A new code for an account whose address is not verified yet; nothing otherwise
+        (the caller answers the same either way)."""
+        user = await self.storage.users.get_by_email(email.lower())
+        if user is not None and user.email_verified_at is None:
+            await self.send_code(user, "verify", user.email)
+
+    async def verify_email(self, email: str, code: str) -> User:
+        """Spend a code mailed to `email`: the account's address is verified, or (a change of
+        address) the account moves to it and the old address is told. Every try counts
+        against the code's attempts before it is compared, so racing guesses get no more."""
+        now, email = clock.now(), email.lower()
+        limit = self.settings.email_code_max_attempts
+        counted = await self.storage.codes.attempt(email, now, limit)
+        if not counted:
+            await self._why_not(email, now, limit)
+        found = matching(counted, code)
+        if found is None:
+            raise CodeInvalid()
+        notice = None
+        if found.purpose == "change":
+            old = await self.storage.users.get(found.user_id)
+            if old is None:
+                raise CodeInvalid()
+            params = {"name": old.name, "new_email": found.email}
+            notice = new_mail(
+                f"{new_id()}-moved", "email_changed", old.email, params, self.settings
+            )
+        try:
+            user = await self.storage.codes.use(found, now, notice)
+        except DuplicateKey:
+            raise EmailTaken() from None
+        if user is None:
+            raise CodeInvalid()
+        return user
+
+    async def _why_not(self, email: str, now: datetime, limit: int) -> NoReturn:
+        """Raise why no code sent to `email` could take a try."""
+        codes = await self.storage.codes.find(email)
+        if any(c.expires_at <= now for c in codes):
+            raise CodeExpired()
+        if any(c.attempts >= limit for c in codes):
+            raise CodeExhausted()
+        raise CodeInvalid()
+
+    async def change_email(self, principal: Principal, current: str, new_email: str) -> None:
+        """Needs the current password. The new address gets a code; the account moves only
+        once the code comes back (verify_email), and the old address is told then."""
+        user = await self.storage.users.get(principal.id)
+        if user is None or not await verify_password(current, user.password_hash):
+            raise InvalidCredentials()
+        new_email = new_email.lower()
+        if new_email == user.email:
+            raise SameEmail()
+        if await self.storage.users.get_by_email(new_email) is not None:
+            raise EmailTaken()
+        await self.send_code(user, "change", new_email)
 
     async def login(self, email: str, password: str) -> TokenPair:
         user = await self.storage.users.get_by_email(email.lower())
@@ -151,17 +278,15 @@ class AuthService:
         await self.storage.resets.issue(ResetToken(user.id, hashed, expires, now), mail)
 
     async def reset_password(self, token: str, password: str) -> None:
-        """Spend the token and set the password; every session of the account ends."""
+        """Spend the token and set the password, one atomic step; every session ends."""
         password_hash = await hash_password(password)
-        outcome, user_id = await self.storage.resets.spend(token_hash(token), clock.now())
+        outcome, user = await self.storage.resets.reset(
+            token_hash(token), password_hash, clock.now()
+        )
         if outcome == "spent":
             raise ResetTokenExpired()
-        if user_id is None:
+        if user is None:
             raise ResetTokenInvalid()
-        try:
-            user = await self.storage.users.set_password(user_id, password_hash, clock.now())
-        except Missing:
-            raise ResetTokenInvalid() from None
         await self.versions.bumped(user.id, user.token_version, partner=False)
 
     async def _issue(self, user: User, family_id: str) -> TokenPair:

@@ -78,10 +78,13 @@ class BookingService:
         self.room = ctx.room
         self.hold_ttl = timedelta(seconds=ctx.settings.hold_ttl_seconds)
         self.max_pending = ctx.settings.max_pending_per_user
+        self.require_verified = ctx.settings.require_verified_email
 
     async def book(self, principal: Principal, request: BookingRequest) -> Booked:
         """Reserve seats for the caller. Partners sell to many customers: neither the event's
         per-customer limit nor the hold cap applies to them (their rate limit does)."""
+        if policy.needs_verified_email(principal, self.require_verified):
+            policy.verified_buyer(await self.storage.users.get(principal.id))
         now = clock.now()
         event = policy.bookable(await self.events.for_booking(request.event_id), now)
         await policy.require_admission(

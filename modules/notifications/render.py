@@ -29,6 +29,8 @@ SUBJECTS = {
     "booking_cancelled": "Booking cancelled: {event_name}",
     "event_cancelled": "Cancelled: {event_name}",
     "password_reset": "Reset your TicketBoss password",
+    "verify_email": "Your TicketBoss code: {code}",
+    "email_changed": "Your TicketBoss address was changed",
 }
 WITH_TICKETS = ("booking_confirmed", "order_receipt")
 MAX_QR_CODES = 50

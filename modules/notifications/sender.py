@@ -145,7 +145,8 @@ class Sender:
 def sender_of(ctx: AppContext) -> Sender:
     s = ctx.settings
     smtp_url = s.smtp_url.get_secret_value() if s.smtp_url else None
-    return Sender(ctx.storage, s, build_transport(smtp_url, s.mail_dir, s.smtp_timeout_seconds))
+    transport = build_transport(smtp_url, s.mail_dir, s.smtp_timeout_seconds, s.smtp_ca_file)
+    return Sender(ctx.storage, s, transport)
 
 
 async def send_mail(ctx: AppContext) -> None:

@@ -128,7 +128,7 @@ def _text_schemas(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
     )
     return {
         "partner name": schemas["PartnerIn"]["properties"]["name"],
-        "refresh token": schemas["RefreshIn"]["properties"]["refreshToken"],
+        "refresh token": schemas["RefreshIn"]["properties"]["refreshToken"]["anyOf"][0],
         "event search": events["schema"]["anyOf"][0],
         "webhook url": schemas["WebhookCreate"]["properties"]["url"],
     }

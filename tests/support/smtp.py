@@ -1,9 +1,13 @@
 """A real SMTP server in the test process (aiosmtpd, on its own thread): it records every
-message it accepts, can require a login, can refuse (4xx/5xx) or be slow on purpose."""
+message it accepts, can require a login, can refuse (4xx/5xx) or be slow on purpose.
+
+Every registration mails a verification code: those messages are kept apart (`codes`), so
+that a test counts the mail it is about in `received`."""
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -22,10 +26,19 @@ from tests.support.services import free_port
 class Received:
     envelope_to: list[str]
     message: EmailMessage
+    tls: bool = False
+    """The message came over TLS (STARTTLS or smtps)."""
 
     @property
     def message_id(self) -> str:
         return str(self.message["Message-ID"])
+
+
+CODE_SUBJECT = "Your TicketBoss code: "
+
+
+def is_code(message: EmailMessage) -> bool:
+    return str(message["Subject"]).startswith(CODE_SUBJECT)
 
 
 @dataclass
@@ -35,6 +48,7 @@ class Handler:
     delay: float = 0.0
     """Seconds to wait before answering DATA (a send in flight, to kill a sender mid-send)."""
     received: list[Received] = field(default_factory=list)
+    codes: list[Received] = field(default_factory=list)
     refused: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -47,21 +61,43 @@ class Handler:
             return self.refuse
         parsed = message_from_bytes(envelope.original_content, policy=policy.default)
         assert isinstance(parsed, EmailMessage)
+        tls = server.transport.get_extra_info("ssl_object") is not None
+        got = Received(list(envelope.rcpt_tos), parsed, tls=tls)
         with self.lock:
-            self.received.append(Received(list(envelope.rcpt_tos), parsed))
+            (self.codes if is_code(parsed) else self.received).append(got)
         return "250 OK"
 
 
 class SmtpServer:
-    def __init__(self, *, login: tuple[str, str] | None = None) -> None:
-        self.port = free_port()
+    """`tls`: a server certificate; with `starttls` the server insists on STARTTLS (and a
+    login only over TLS), else it speaks TLS from the first byte (smtps)."""
+
+    def __init__(
+        self,
+        *,
+        login: tuple[str, str] | None = None,
+        port: int | None = None,
+        tls: ssl.SSLContext | None = None,
+        starttls: bool = True,
+    ) -> None:
+        self.port = port or free_port()
         self.handler = Handler()
         self.login = login
         options: dict[str, Any] = {}
         if login is not None:
-            options = {"auth_require_tls": False, "authenticator": self._authenticate}
+            # aiosmtpd counts only STARTTLS as TLS for AUTH; smtps is TLS from the first byte
+            options = {
+                "auth_require_tls": tls is not None and starttls,
+                "authenticator": self._authenticate,
+            }
+        if tls is not None and starttls:
+            options |= {"tls_context": tls, "require_starttls": True}
         self.controller = Controller(
-            self.handler, hostname="127.0.0.1", port=self.port, server_kwargs=options
+            self.handler,
+            hostname="127.0.0.1",
+            port=self.port,
+            server_kwargs=options,
+            ssl_context=tls if tls is not None and not starttls else None,
         )
 
     def _authenticate(

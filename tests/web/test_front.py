@@ -210,12 +210,23 @@ def test_refusals_are_shown_in_words(site: Site, open_page: Any) -> None:
     assert len(buyer.bookings(event["id"])) == 1
 
 
+def refresh_cookie(page: Any) -> str:
+    """The refresh token's cookie (one per path it is sent to: refresh, logout)."""
+    cookies = [c for c in page.context.cookies() if c["name"] == "tb_refresh"]
+    assert sorted(c["path"] for c in cookies) == ["/api/v1/auth/logout", "/api/v1/auth/refresh"]
+    assert all(c["httpOnly"] and c["secure"] and c["sameSite"] == "Strict" for c in cookies)
+    [value] = {c["value"] for c in cookies}
+    return str(value)
+
+
 def test_an_expired_access_token_is_refreshed_silently(site: Site, open_page: Any) -> None:
     buyer = site.account()
     page = open_page()
     log_in(page, buyer)
-    first = page.evaluate("sessionStorage.getItem('ticketboss.refreshToken')")
-    assert first and page.evaluate("Object.keys(localStorage).length") == 0
+    first = refresh_cookie(page)
+    assert page.evaluate("Object.keys(localStorage).length") == 0
+    assert page.evaluate("JSON.stringify(sessionStorage)") == '{"ticketboss.session":"1"}'
+    assert "tb_refresh" not in page.evaluate("document.cookie")  # httpOnly: no script sees it
 
     answered: list[int] = []
 
@@ -238,8 +249,8 @@ def test_an_expired_access_token_is_refreshed_silently(site: Site, open_page: An
     expect(page.get_by_role("heading", name="My bookings")).to_be_visible()
     expect(page.get_by_text("No bookings yet.")).to_be_visible()
     expect(page.get_by_role("alert")).to_have_count(0)
-    rotated = page.evaluate("sessionStorage.getItem('ticketboss.refreshToken')")
-    assert rotated and rotated != first
+    rotated = refresh_cookie(page)
+    assert rotated != first
     # The tab keeps its session across a reload (the refresh token rotates again) ...
     page.reload()
     expect(page.get_by_role("heading", name="My bookings")).to_be_visible()

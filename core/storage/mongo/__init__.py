@@ -19,6 +19,7 @@ from core.storage.mongo.base import Doc, Lanes, MongoBase
 from core.storage.mongo.bookings import MongoBookings
 from core.storage.mongo.changes import MongoChanges
 from core.storage.mongo.checkin import MongoCheckin
+from core.storage.mongo.codes import MongoCodes
 from core.storage.mongo.documents import DOCUMENTS
 from core.storage.mongo.events import MongoEvents
 from core.storage.mongo.mail import MongoMail, MongoResets
@@ -51,6 +52,7 @@ class MongoStorage:
         self.mail = MongoMail(self.client, self.db_name)
         self.resets = MongoResets(self.client, self.db_name)
         self.checkin = MongoCheckin(self.client, self.db_name)
+        self.codes = MongoCodes(self.client, self.db_name)
 
     async def migrate(self) -> None:
         """Create the collections' indexes (idempotent) and bring the data to SCHEMA_VERSION."""

@@ -38,23 +38,7 @@ class MongoUsers(MongoBase):
         return await self._change(user_id, now)
 
     async def set_password(self, user_id: str, password_hash: str, now: datetime) -> User:
-        async def work(s: Session) -> Doc | None:
-            d = await self.users.find_one_and_update(
-                {"_id": user_id},
-                {
-                    "$set": {"password_hash": password_hash, "updated_at": now},
-                    "$inc": {"token_version": 1},
-                },
-                return_document=ReturnDocument.AFTER,
-                session=s,
-            )
-            if d is not None:
-                await self.tokens.update_many(
-                    {"user_id": user_id}, {"$set": {"revoked": True}}, session=s
-                )
-            return d
-
-        d = await self.tx(work)
+        d = await self.tx(lambda s: password_set(self, s, user_id, password_hash, now))
         if d is None:
             raise Missing()
         return record(User, d)
@@ -68,6 +52,25 @@ class MongoUsers(MongoBase):
         if d is None:
             raise Missing()
         return record(User, d)
+
+
+async def password_set(
+    base: MongoBase, s: Session, user_id: str, password_hash: str, now: datetime
+) -> Doc | None:
+    """Within a transaction: the new password, every session ended (token version, refresh
+    tokens); the account's document after, or None if there is no such account."""
+    d = await base.users.find_one_and_update(
+        {"_id": user_id},
+        {
+            "$set": {"password_hash": password_hash, "updated_at": now},
+            "$inc": {"token_version": 1},
+        },
+        return_document=ReturnDocument.AFTER,
+        session=s,
+    )
+    if d is not None:
+        await base.tokens.update_many({"user_id": user_id}, {"$set": {"revoked": True}}, session=s)
+    return d
 
 
 class MongoPartners(MongoBase):

@@ -159,6 +159,7 @@ class MongoBase:
         self.scanner_docs = db["scanners"]
         self.redemptions = db["checkin_redemptions"]
         self.answers = db["checkin_answers"]
+        self.codes = db["email_codes"]
 
     async def started(self, event_id: str, now: datetime, s: Session | None = None) -> bool:
         """Whether the event has started (sales, confirmations included, are over)."""

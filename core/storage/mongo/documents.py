@@ -222,6 +222,16 @@ class ScanAnswerDoc(Document):
         name = "checkin_answers"
 
 
+class EmailCodeDoc(Document):
+    """One live email code per account and purpose (`<user>/<purpose>`), its hash only."""
+
+    id: str  # type: ignore[assignment]
+
+    class Settings:
+        name = "email_codes"
+        indexes = [IndexModel([("email", ASCENDING)])]
+
+
 DOCUMENTS: list[type[Document]] = [
     UserDoc,
     PartnerDoc,
@@ -242,4 +252,5 @@ DOCUMENTS: list[type[Document]] = [
     ScannerDoc,
     RedemptionDoc,
     ScanAnswerDoc,
+    EmailCodeDoc,
 ]

@@ -10,9 +10,10 @@ from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.errors import BulkWriteError
 
 from core.storage.attempts import mail_settled
+from core.storage.mongo.accounts import password_set
 from core.storage.mongo.base import Doc, MongoBase, Session, record
 from core.storage.port import SpendOutcome
-from core.storage.records import Attempt, Mail, ResetToken, as_fields
+from core.storage.records import Attempt, Mail, ResetToken, User, as_fields
 
 DUPLICATE_KEY = 11000
 
@@ -91,9 +92,17 @@ class MongoResets(MongoBase):
 
         await self.tx(work)
 
-    async def spend(self, token_hash: str, now: datetime) -> tuple[SpendOutcome, str | None]:
-        doc = await self.resets.find_one_and_delete({"token_hash": token_hash})
-        if doc is None:
-            return "unknown", None
-        token = record(ResetToken, doc | {"user_id": doc["_id"]})
-        return ("ok", token.user_id) if token.expires_at > now else ("spent", None)
+    async def reset(
+        self, token_hash: str, password_hash: str, now: datetime
+    ) -> tuple[SpendOutcome, User | None]:
+        async def work(s: Session) -> tuple[SpendOutcome, User | None]:
+            doc = await self.resets.find_one_and_delete({"token_hash": token_hash}, session=s)
+            if doc is None:
+                return "unknown", None
+            token = record(ResetToken, doc | {"user_id": doc["_id"]})
+            if token.expires_at <= now:
+                return "spent", None
+            user = await password_set(self, s, token.user_id, password_hash, now)
+            return ("ok", record(User, user)) if user else ("unknown", None)
+
+        return await self.tx(work)

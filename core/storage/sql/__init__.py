@@ -24,6 +24,7 @@ from core.storage.sql.base import Engines, SQLBase, async_url, sqlite_begin
 from core.storage.sql.bookings import SQLBookings
 from core.storage.sql.changes import SQLChanges
 from core.storage.sql.checkin import SQLCheckin
+from core.storage.sql.codes import SQLCodes
 from core.storage.sql.events import SQLEvents
 from core.storage.sql.mail import SQLMail, SQLResets
 from core.storage.sql.orders import SQLOrders
@@ -68,6 +69,7 @@ class SQLStorage:
         self.mail = SQLMail(engines, self.kind)
         self.resets = SQLResets(engines, self.kind)
         self.checkin = SQLCheckin(engines, self.kind)
+        self.codes = SQLCodes(engines, self.kind)
 
     def _prepare_sqlite_path(self) -> None:
         database = make_url(self.url).database

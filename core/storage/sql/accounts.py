@@ -34,34 +34,40 @@ class SQLUsers(SQLBase):
         return await self._change(user_id, now)
 
     async def set_password(self, user_id: str, password_hash: str, now: datetime) -> User:
-        rt = t.refresh_tokens
-
-        async def work(conn: Any) -> Row[Any] | None:
-            row = await first(conn, self._bump(user_id, now, password_hash=password_hash))
-            if row is not None:
-                await conn.execute(update(rt).where(rt.c.user_id == user_id).values(revoked=True))
-            return row
-
-        row = await self.tx(work)
+        row = await self.tx(lambda c: password_set(c, user_id, password_hash, now))
         if row is None:
             raise Missing()
         return from_fields(User, row._mapping)
 
-    def _bump(self, user_id: str, now: datetime, **values: Any) -> Any:
-        u = t.users
-        return (
-            update(u)
-            .where(u.c.id == user_id)
-            .values(**values, token_version=u.c.token_version + 1, updated_at=now)
-            .returning(*u.c)
-        )
-
     async def _change(self, user_id: str, now: datetime, **values: Any) -> User:
-        stmt = self._bump(user_id, now, **values)
+        stmt = bumped(user_id, now, **values)
         row = await self.tx(lambda c: first(c, stmt))
         if row is None:
             raise Missing()
         return from_fields(User, row._mapping)
+
+
+def bumped(user_id: str, now: datetime, **values: Any) -> Any:
+    """The statement that changes an account and moves its token version on."""
+    u = t.users
+    return (
+        update(u)
+        .where(u.c.id == user_id)
+        .values(**values, token_version=u.c.token_version + 1, updated_at=now)
+        .returning(*u.c)
+    )
+
+
+async def password_set(
+    conn: Any, user_id: str, password_hash: str, now: datetime
+) -> Row[Any] | None:
+    """Within a transaction: the new password, every session ended (token version, refresh
+    tokens); the account's row after, or None if there is no such account."""
+    row = await first(conn, bumped(user_id, now, password_hash=password_hash))
+    if row is not None:
+        rt = t.refresh_tokens
+        await conn.execute(update(rt).where(rt.c.user_id == user_id).values(revoked=True))
+    return row
 
 
 class SQLPartners(SQLBase):

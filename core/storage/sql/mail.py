@@ -11,8 +11,9 @@ from sqlalchemy import Row, delete, insert, or_, select, update
 
 from core.storage.attempts import mail_settled
 from core.storage.port import SpendOutcome
-from core.storage.records import Attempt, Mail, ResetToken, as_fields, from_fields
+from core.storage.records import Attempt, Mail, ResetToken, User, as_fields, from_fields
 from core.storage.sql import schema as t
+from core.storage.sql.accounts import password_set
 from core.storage.sql.base import SQLBase, first
 
 
@@ -95,10 +96,19 @@ class SQLResets(SQLBase):
 
         await self.tx(work)
 
-    async def spend(self, token_hash: str, now: datetime) -> tuple[SpendOutcome, str | None]:
+    async def reset(
+        self, token_hash: str, password_hash: str, now: datetime
+    ) -> tuple[SpendOutcome, User | None]:
         r = t.password_resets
-        stmt = delete(r).where(r.c.token_hash == token_hash).returning(r.c.user_id, r.c.expires_at)
-        row = await self.tx(lambda c: first(c, stmt))
-        if row is None:
-            return "unknown", None
-        return ("ok", row.user_id) if row.expires_at > now else ("spent", None)
+        spend = delete(r).where(r.c.token_hash == token_hash).returning(r.c.user_id, r.c.expires_at)
+
+        async def work(conn: Any) -> tuple[SpendOutcome, User | None]:
+            row = await first(conn, spend)
+            if row is None:
+                return "unknown", None
+            if row.expires_at <= now:
+                return "spent", None
+            user = await password_set(conn, row.user_id, password_hash, now)
+            return ("ok", from_fields(User, user._mapping)) if user else ("unknown", None)
+
+        return await self.tx(work)

@@ -63,6 +63,7 @@ users = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Column("token_version", Integer, nullable=False, server_default="0"),
+    Column("email_verified_at", UTCDateTime),
 )
 
 partners = Table(
@@ -374,3 +375,16 @@ checkin_answers = Table(
     Column("created_at", UTCDateTime, nullable=False),
 )
 """The answer given to each (scanner, nonce): a scan sent again gets it again."""
+email_codes = Table(
+    "email_codes",
+    metadata,
+    Column("user_id", String(32), primary_key=True),
+    Column("purpose", String(8), primary_key=True),
+    Column("email", String(320), nullable=False, index=True),
+    Column("code_hash", String(64), nullable=False),
+    Column("salt", String(32), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+"""One live email code per account and purpose (verify its address, or move to a new one)."""

@@ -1,11 +1,14 @@
 // The front's only way to the server: the public JSON API under /api/v1.
 //
-// Tokens: the access token lives in this module's memory only; the refresh token lives in
-// sessionStorage (this tab only, gone when the tab closes) so a reload or a printed ticket does
-// not log the buyer out. Nothing is written to localStorage. See README ("Web front").
+// Tokens: the access token lives in this module's memory only; the refresh token lives in an
+// httpOnly, Secure, SameSite=Strict cookie the server sets for the refresh and logout paths
+// (asked for with the X-TicketBoss-Client header), so no script on the page can read it.
+// sessionStorage keeps only a flag, "this tab has a session", so a reload or a printed ticket
+// does not log the buyer out. Nothing is written to localStorage. See README ("Web front").
 
 const BASE = "/api/v1";
-const REFRESH_KEY = "ticketboss.refreshToken";
+const SESSION_KEY = "ticketboss.session";
+const WEB = { "X-TicketBoss-Client": "web" };
 const EARLY_REFRESH_MS = 60_000; // rotate a minute before the access token expires
 
 let access = null; // { token, expiresAt } (expiresAt in this browser's clock, ms)
@@ -70,18 +73,18 @@ function notify() {
   for (const listener of sessionListeners) listener(user);
 }
 
-function storedRefreshToken() {
+function hasSession() {
   try {
-    return sessionStorage.getItem(REFRESH_KEY);
+    return sessionStorage.getItem(SESSION_KEY) === "1" || access !== null;
   } catch {
-    return null; // storage disabled: the session lasts as long as the page
+    return access !== null; // storage disabled: the session lasts as long as the page
   }
 }
 
 function keep(pair) {
   access = { token: pair.accessToken, expiresAt: Date.now() + pair.expiresIn * 1000 };
   try {
-    sessionStorage.setItem(REFRESH_KEY, pair.refreshToken);
+    sessionStorage.setItem(SESSION_KEY, "1");
   } catch {
     /* storage disabled */
   }
@@ -94,7 +97,7 @@ function forget() {
   access = null;
   clearTimeout(refreshTimer);
   try {
-    sessionStorage.removeItem(REFRESH_KEY);
+    sessionStorage.removeItem(SESSION_KEY);
   } catch {
     /* storage disabled */
   }
@@ -112,14 +115,14 @@ export function refresh() {
 }
 
 async function rotate() {
-  const token = storedRefreshToken();
-  if (!token) return false;
+  if (!hasSession()) return false;
   let response;
   try {
     response = await fetch(`${BASE}/auth/refresh`, {
       method: "POST",
-      headers: { "Content-Type": "application/json", Accept: "application/json" },
-      body: JSON.stringify({ refreshToken: token }),
+      headers: { "Content-Type": "application/json", Accept: "application/json", ...WEB },
+      body: "{}",
+      credentials: "same-origin",
     });
   } catch {
     return false; // offline: keep the refresh token for the next try
@@ -135,7 +138,7 @@ async function rotate() {
 
 /** Restore the session of this tab (after a reload) and load the user. */
 export async function restoreSession() {
-  if (!storedRefreshToken()) return null;
+  if (!hasSession()) return null;
   if (!(await refresh())) return null;
   try {
     user = (await request("GET", "/auth/me")).data;
@@ -167,9 +170,8 @@ export async function register(name, email, password) {
 }
 
 export async function logout() {
-  const token = storedRefreshToken();
   try {
-    if (token && access) await request("POST", "/auth/logout", { body: { refreshToken: token } });
+    if (access) await request("POST", "/auth/logout", { body: {} });
   } catch {
     /* the tokens are dropped below either way */
   } finally {
@@ -177,9 +179,17 @@ export async function logout() {
   }
 }
 
+/** A new password (the current one is required): the other sessions end, this one goes on. */
+export async function changePassword(currentPassword, newPassword) {
+  const { data } = await request("POST", "/auth/change-password", {
+    body: { currentPassword, newPassword },
+  });
+  return startSession(data);
+}
+
 /** Reload the current user (after a role change, say). */
 export async function reloadUser() {
-  if (!access && !storedRefreshToken()) return null;
+  if (!hasSession()) return null;
   user = (await request("GET", "/auth/me")).data;
   notify();
   return user;
@@ -205,10 +215,10 @@ async function readJson(response) {
  */
 export async function request(method, path, options = {}) {
   const { body, auth = true, idempotencyKey, headers = {}, signal, retried = false } = options;
-  if (auth && storedRefreshToken() && (!access || Date.now() > access.expiresAt - 5_000)) {
+  if (auth && hasSession() && (!access || Date.now() > access.expiresAt - 5_000)) {
     await refresh();
   }
-  const sent = { Accept: "application/json", ...headers };
+  const sent = { Accept: "application/json", ...WEB, ...headers };
   if (body !== undefined) sent["Content-Type"] = "application/json";
   const bearer = auth && access ? access.token : null;
   if (bearer) sent.Authorization = `Bearer ${bearer}`;
@@ -219,6 +229,7 @@ export async function request(method, path, options = {}) {
       method,
       headers: sent,
       body: body === undefined ? undefined : JSON.stringify(body),
+      credentials: "same-origin",
       signal,
     });
   } catch (error) {

@@ -17,6 +17,10 @@ const ROUTES = [
   [/^\/$/, events.page],
   [/^\/login$/, auth.loginPage],
   [/^\/register$/, auth.registerPage],
+  [/^\/forgot-password$/, auth.forgotPage],
+  [/^\/reset-password$/, auth.resetPage],
+  [/^\/verify-email$/, auth.verifyPage],
+  [/^\/account$/, auth.accountPage, { login: true }],
   [/^\/events\/([^/]+)$/, event.page],
   [/^\/bookings$/, bookings.page, { login: true }],
   [/^\/tickets\/([^/]+)$/, ticket.page, { login: true }],
@@ -106,7 +110,7 @@ function renderNav(user) {
     if (user.role === "organizer" || user.role === "admin") items.push(link("/organizer", "Organizer"));
     if (user.role === "admin") items.push(link("/admin", "Admin"));
     items.push(
-      h("span", { class: "who" }, user.name),
+      h("span", { class: "who" }, link("/account", user.name)),
       h(
         "button",
         {
