@@ -116,6 +116,8 @@ class Reserving(SweepsAndRecounts):
         return await releasing_expired(lambda: self._reserve_once(request), release, request)
 
     async def _reserve_once(self, request: ReserveRequest) -> Reservation:
+        if request.claimed:
+            return await self._reserve_claimed(request)
         if request.limited or self.batch_size <= 1:
             return await self._reserve_alone(request)
         if self._batcher is None:
@@ -129,6 +131,11 @@ class Reserving(SweepsAndRecounts):
         return await self._batcher.reserve(request)
 
     async def _reserve_alone(self, request: ReserveRequest) -> Reservation:
+        raise NotImplementedError
+
+    async def _reserve_claimed(self, request: ReserveRequest) -> Reservation:
+        """A booking with an access code or a waiting-list offer: the use or the offer is
+        taken in the same atomic step as the seats (never batched)."""
         raise NotImplementedError
 
     async def _reserve_batch(

@@ -18,6 +18,7 @@ from core.storage.mongo.documents import DOCUMENTS
 from core.storage.mongo.events import MongoEvents
 from core.storage.mongo.mail import MongoMail, MongoResets
 from core.storage.mongo.orders import MongoOrders
+from core.storage.mongo.waitlist import MongoCodes, MongoWaitlist
 from core.storage.mongo.webhooks import MongoWebhooks
 
 SCHEMA_VERSION = 2
@@ -42,6 +43,8 @@ class MongoStorage:
         self.webhooks = MongoWebhooks(self.client, self.db_name)
         self.mail = MongoMail(self.client, self.db_name)
         self.resets = MongoResets(self.client, self.db_name)
+        self.waitlist = MongoWaitlist(self.client, self.db_name)
+        self.codes = MongoCodes(self.client, self.db_name)
         self.bookings.batch_size = batch_size
 
     async def migrate(self) -> None:

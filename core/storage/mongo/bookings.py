@@ -7,7 +7,8 @@ from datetime import datetime
 from pymongo import DESCENDING, ReturnDocument
 
 from core.storage import changelog, drift, refusals
-from core.storage.errors import NotOnSale
+from core.storage.errors import DuplicateKey, NotOnSale, StorageBusy
+from core.storage.mongo import claims, waitlist
 from core.storage.mongo.base import (
     Doc,
     Session,
@@ -25,11 +26,24 @@ from core.storage.mongo.seats import (
     release_expired_alone,
     tallies,
 )
-from core.storage.records import Actor, Booking, Drift
-from core.storage.requests import BookingQuery
+from core.storage.records import Actor, Booking, Drift, Reservation
+from core.storage.requests import BookingQuery, ReserveRequest
 
 
 class MongoBookings(MongoReserving):
+    async def _reserve_claimed(self, request: ReserveRequest) -> Reservation:
+        try:
+            async with self.lanes.of(request.event_id):
+                doc = await self.tx(lambda s: claims.reserve_claimed(self, s, request))
+        except DuplicateKey as dup:
+            if dup.field != "idempotency_key":
+                raise
+            existing = await self.get_by_key(request.owner_id, request.storage_key)
+            if existing is None:
+                raise StorageBusy("try again") from None
+            return Reservation(existing, replayed=request.idempotency_key is not None)
+        return Reservation(record(Booking, doc))
+
     async def confirm(self, booking_id: str, owner_id: str, now: datetime, actor: Actor) -> Booking:
         async def work(s: Session) -> Doc | None:
             d = await self.bookings.find_one_and_update(
@@ -84,7 +98,7 @@ class MongoBookings(MongoReserving):
                     return_document=ReturnDocument.AFTER,
                 )
                 if d is not None:
-                    await give_back(self, s, [d | {"status": status}])
+                    await give_back(self, s, [d | {"status": status}], now)
                     change = changelog.booking_change("cancelled", fields_of(d), actor, now)
                     await record_changes(self, s, [change])
                     return d
@@ -126,6 +140,8 @@ class MongoBookings(MongoReserving):
             found = await self._drifts(s)
             for event_id in sorted({d.event_id for d in found}):
                 await derive_counters(self, s, event_id)
+            if any(" blocked" in d.counter_of or d.counter_of.startswith("code ") for d in found):
+                await waitlist.repair_claims(self, s)
             return found
 
         return await self.tx(repair)
@@ -162,4 +178,4 @@ class MongoBookings(MongoReserving):
             (d["event_id"], d["owner_id"], d["active"], d.get("pending", 0))
             async for d in self.buyers.find({}, session=s)
         ]
-        return drift.drifts(tiers, buyers, by_tier, by_buyer)
+        return drift.drifts(tiers, buyers, by_tier, by_buyer) + await waitlist.claim_drifts(self, s)

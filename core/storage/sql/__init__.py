@@ -21,6 +21,7 @@ from core.storage.sql.changes import SQLChanges
 from core.storage.sql.events import SQLEvents
 from core.storage.sql.mail import SQLMail, SQLResets
 from core.storage.sql.orders import SQLOrders
+from core.storage.sql.waitlist import SQLCodes, SQLWaitlist
 from core.storage.sql.webhooks import SQLWebhooks
 
 
@@ -57,6 +58,8 @@ class SQLStorage:
         self.webhooks = SQLWebhooks(engines, self.kind)
         self.mail = SQLMail(engines, self.kind)
         self.resets = SQLResets(engines, self.kind)
+        self.waitlist = SQLWaitlist(engines, self.kind)
+        self.codes = SQLCodes(engines, self.kind)
         self.bookings.batch_size = batch_size
         # PostgreSQL: while one batch of a tier runs, the next can already be on its way (the
         # tier row's lock orders them inside the database); SQLite has one writer anyway.

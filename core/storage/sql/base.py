@@ -58,6 +58,8 @@ UNIQUE_KEYS: list[tuple[str, tuple[str, ...], str, str]] = [
     ("orders", ("owner_id", "idempotency_key"), "uq_orders_owner_key", "order_key"),
     ("webhooks", ("id",), "webhooks_pkey", "webhook_id"),
     ("mail", ("id",), "mail_pkey", "mail_id"),
+    ("waitlist_entries", ("live_key",), "waitlist_entries_live_key_key", "waitlist_entry"),
+    ("access_codes", ("event_id", "code"), "uq_access_codes_event_code", "access_code"),
 ]
 _BY_CONSTRAINT = {name: key for _, _, name, key in UNIQUE_KEYS}
 _BY_COLUMNS = {(table, columns): key for table, columns, _, key in UNIQUE_KEYS}

@@ -9,8 +9,10 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.storage import changelog, drift, refusals
-from core.storage.records import Actor, Booking, Drift, from_fields
-from core.storage.requests import BookingQuery
+from core.storage.errors import DuplicateKey
+from core.storage.records import Actor, Booking, Drift, Reservation, from_fields
+from core.storage.requests import BookingQuery, ReserveRequest
+from core.storage.sql import claims, waitlist
 from core.storage.sql import schema as t
 from core.storage.sql.base import active_at, before_start, first, hold_active, holds_seats
 from core.storage.sql.changes import record
@@ -77,7 +79,7 @@ class SQLBookings(SQLReserving):
                 )
                 row = await first(conn, stmt)
                 if row is not None:
-                    await give_back(conn, [{**row._mapping, "status": status}])
+                    await give_back(conn, [{**row._mapping, "status": status}], now)
                     await record(
                         conn, [changelog.booking_change("cancelled", row._mapping, actor, now)]
                     )
@@ -88,6 +90,15 @@ class SQLBookings(SQLReserving):
         if row is not None:
             return from_fields(Booking, row._mapping)
         raise refusals.not_cancelled(await self.get(booking_id), owner_id)
+
+    async def _reserve_claimed(self, request: ReserveRequest) -> Reservation:
+        try:
+            row = await self.tx(lambda conn: claims.reserve_claimed(conn, self.upsert, request))
+        except DuplicateKey as dup:
+            if dup.field != "idempotency_key":
+                raise
+            return await self._replay(request)
+        return Reservation(from_fields(Booking, row))
 
     async def get(self, booking_id: str) -> Booking | None:
         row = await self.first(select(t.bookings).where(t.bookings.c.id == booking_id))
@@ -132,6 +143,8 @@ class SQLBookings(SQLReserving):
             found = await _drifts(conn)
             for event_id in sorted({d.event_id for d in found}):
                 await _rebuild_counters(conn, event_id)
+            if any(" blocked" in d.counter_of or d.counter_of.startswith("code ") for d in found):
+                await waitlist.repair_claims(conn)
             return found
 
         return await self.tx(repair)
@@ -157,7 +170,7 @@ async def _drifts(conn: AsyncConnection) -> list[Drift]:
         buyer_counters=[tuple(r) for r in buyers],
         tier_tally={(r[0], r[1]): drift.Seats(int(r[2]), int(r[3])) for r in tier_tally},
         buyer_tally={(r[0], r[1]): drift.Seats(int(r[2]), int(r[3])) for r in buyer_tally},
-    )
+    ) + await waitlist.claim_drifts(conn)
 
 
 async def _rebuild_counters(conn: AsyncConnection, event_id: str) -> None:
