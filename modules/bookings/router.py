@@ -51,6 +51,8 @@ async def create_booking(
             external_ref=body.external_ref,
             idempotency_key=guard.key,
             request_hash=guard.fingerprint,
+            waitlist_entry_id=body.waitlist_entry_id,
+            access_code=body.access_code,
         ),
     )
     headers = {"Location": f"/api/v1/bookings/{booked.booking.id}"}

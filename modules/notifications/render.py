@@ -28,6 +28,7 @@ SUBJECTS = {
     "booking_cancelled": "Booking cancelled: {event_name}",
     "event_cancelled": "Cancelled: {event_name}",
     "password_reset": "Reset your TicketBoss password",
+    "waitlist_offered": "Seats are waiting for you: {event_name}",
 }
 WITH_TICKETS = ("booking_confirmed", "order_receipt")
 MAX_QR_CODES = 50
