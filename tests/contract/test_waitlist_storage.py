@@ -301,3 +301,14 @@ async def test_recount_reports_and_repairs_blocked_seats(
     assert [d.counter_of for d in fixed if d.event_id == event.id] == ["tier GA blocked"]
     assert await drift_of(storage, event) == []
     assert await seats(storage, event) == (0, 0, 1)
+
+
+async def test_cancelling_an_event_gives_codes_their_uses_back(storage: ManagedStorage) -> None:
+    event = await an_event(storage, capacity=5)
+    code = await storage.codes.create(
+        access_code(event, "HELD", max_uses=2, reserve_seats=True), clock.now()
+    )
+    await storage.bookings.reserve(reserve(event, code="HELD"))
+    await storage.events.transition(event.id, ("published",), "cancelled", clock.now(), ACTOR)
+    assert (await storage.codes.get(event.id, code.id)).uses == 0  # type: ignore[union-attr]
+    assert await drift_of(storage, event) == []

@@ -28,7 +28,7 @@ from core.storage.mongo.seats import (
     ended,
     release_expired,
 )
-from core.storage.mongo.waitlist import offer_freed
+from core.storage.mongo.waitlist import end_code_uses, offer_freed
 from core.storage.records import (
     SYSTEM_ACTOR,
     Actor,
@@ -259,6 +259,7 @@ class MongoEvents(MongoBase):
                 changelog.booking_change(status, ended(d, status, now), who, now) for d in docs
             ]
         await record_changes(self, s, changes)
+        await end_code_uses(self, s, [d["_id"] for d in holding])
         for status, docs in ends.items():
             who = SYSTEM_ACTOR if status == "expired" else actor
             orders = sorted({d["order_id"] for d in docs if d.get("order_id")})

@@ -115,6 +115,16 @@ async def return_code_uses(
     return held
 
 
+async def end_code_uses(base: MongoBase, s: Session, booking_ids: Sequence[str]) -> None:
+    """Give ended bookings' uses back to their codes, a reserving code's seats held again
+    (the event's cancellation: nothing is offered, its tiers are closed)."""
+    held = await return_code_uses(base, s, booking_ids)
+    for (event_id, code), seats in sorted(held.items()):
+        await base.tiers.update_one(
+            {"_id": tier_id(event_id, code)}, {"$inc": {"blocked": seats}}, session=s
+        )
+
+
 def _public(doc: Doc) -> Doc:
     return {k: v for k, v in fields_of(doc).items() if k not in ("_id", "live_key")}
 

@@ -32,7 +32,7 @@ from core.storage.sql import schema as t
 from core.storage.sql.base import SQLBase, active_at, first, hold_expired, holds_seats
 from core.storage.sql.changes import record
 from core.storage.sql.seats import close_tiers, derive_counters, end_orders, release_expired
-from core.storage.sql.waitlist import TIER_STATE, offer_freed
+from core.storage.sql.waitlist import TIER_STATE, end_code_uses, offer_freed
 
 
 class SQLEvents(SQLBase):
@@ -328,6 +328,7 @@ async def _end_holdings(conn: AsyncConnection, event_id: str, now: datetime, act
         .returning(*b.c)
     )
     rows = ended.all()
+    await end_code_uses(conn, [r.id for r in rows])
     await record(
         conn,
         [

@@ -138,6 +138,16 @@ async def return_code_uses(conn: AsyncConnection, booking_ids: Sequence[str]) ->
     return held
 
 
+async def end_code_uses(conn: AsyncConnection, booking_ids: Sequence[str]) -> None:
+    """Give ended bookings' uses back to their codes, a reserving code's seats held again
+    (the event's cancellation: nothing is offered, its tiers are closed)."""
+    tr = t.tiers
+    for (event_id, code), seats in sorted((await return_code_uses(conn, booking_ids)).items()):
+        await conn.execute(
+            update(tr).where(_tier(event_id, code)).values(blocked=tr.c.blocked + seats)
+        )
+
+
 def _public(row: Mapping[Any, Any]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if k != "live_key"}
 
