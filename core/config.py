@@ -65,6 +65,7 @@ class Settings(BaseSettings):
 
     hold_ttl_seconds: int = Field(default=600, gt=0)
     max_pending_per_user: int = Field(default=10, gt=0, le=1000)
+    waitlist_offer_seconds: int = Field(default=3600, gt=0, le=7 * 24 * 3600)
     change_retention_days: float = Field(default=90.0, gt=0)
     expire_sweep_seconds: float = Field(default=15.0, gt=0)
     availability_cache_seconds: int = Field(default=3, ge=0)

@@ -15,7 +15,18 @@ from fastapi import Header
 from core.errors import AppError, Conflict, Forbidden, InvalidToken, NotFound
 from core.queue import QueueUnavailable, WaitingRoom, ms
 from core.security import Principal, TokenService
-from core.storage.errors import BuyerLimit, ItemsShort, NoSuchTier, NotOnSale, Refused, SoldOut
+from core.storage.errors import (
+    BuyerLimit,
+    ClaimReason,
+    ClaimRefused,
+    ItemsShort,
+    NoSuchTier,
+    NotOnSale,
+    Refused,
+    SeatsAvailable,
+    SoldOut,
+    WaitlistClosed,
+)
 from core.storage.records import BookingStatus, Event, User, hold_active
 
 
@@ -153,6 +164,58 @@ def verified_buyer(user: User | None) -> None:
         raise EmailNotVerified()
 
 
+class SeatsAvailableError(Conflict):
+    code, message = "SEATS_AVAILABLE", "This tier has seats: book them instead of waiting"
+
+
+class WaitlistClosedError(Conflict):
+    code, message = "WAITLIST_CLOSED", "This tier's waiting list is closed"
+
+
+class AccessCodeInvalid(AppError):
+    status_code, code, message = 422, "ACCESS_CODE_INVALID", "No such access code for this event"
+
+
+class AccessCodeNotUsable(Conflict):
+    code = "ACCESS_CODE_NOT_USABLE"
+
+
+class WaitlistEntryNotFound(NotFound):
+    code, message = "WAITLIST_ENTRY_NOT_FOUND", "No such waiting-list entry for this tier"
+
+
+class OfferNotUsable(Conflict):
+    code = "WAITLIST_OFFER_NOT_USABLE"
+
+
+_CLAIM_MESSAGES: dict[ClaimReason, str] = {
+    "code_disabled": "This access code has been disabled",
+    "code_expired": "This access code has expired",
+    "code_not_yet_valid": "This access code is not valid yet",
+    "code_used_up": "This access code has no uses left",
+    "code_other_tier": "This access code does not unlock this tier",
+    "entry_not_offered": "This waiting-list entry has no offer yet",
+    "offer_expired": "This waiting-list offer has expired",
+    "offer_used": "This waiting-list offer has been used",
+    "offer_quantity": "Book exactly the seats of the offer",
+}
+
+
+def claim_error(refused: ClaimRefused) -> AppError:
+    """The API error for a code or an offer that allowed no booking: 422 for a code the
+    event does not have, 404 for an entry that is not the caller's, else 409 with `reason`."""
+    reason = refused.reason
+    if reason == "code_unknown":
+        return AccessCodeInvalid(errors=[{"field": "accessCode", "message": "unknown code"}])
+    if reason == "entry_unknown":
+        return WaitlistEntryNotFound()
+    extra: dict[str, Any] = {"reason": reason}
+    if reason == "offer_quantity":
+        extra["quantity"] = refused.detail
+    cls = AccessCodeNotUsable if reason.startswith("code_") else OfferNotUsable
+    return cls(_CLAIM_MESSAGES[reason], extra=extra)
+
+
 def is_admin(principal: Principal | None) -> bool:
     return principal is not None and principal.role == "admin"
 
@@ -232,6 +295,12 @@ def refusal_error(refused: Refused, event: Event, tier: str) -> AppError:
             return InsufficientTickets(
                 f"Only {available} tickets left in tier {tier}", extra={"available": available}
             )
+        case ClaimRefused():
+            return claim_error(refused)
+        case SeatsAvailable(available=available):
+            return SeatsAvailableError(extra={"available": available})
+        case WaitlistClosed():
+            return WaitlistClosedError()
     raise AssertionError(refused)
 
 

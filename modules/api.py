@@ -13,6 +13,7 @@ from modules.auth.router import router as auth_router
 from modules.bookings.router import router as bookings_router
 from modules.bookings.service import sweep_expired_holds
 from modules.checkin.router import router as checkin_router
+from modules.codes.router import router as codes_router
 from modules.events.router import router as events_router
 from modules.events.service import announce_changes
 from modules.notifications.outbox import start_mail_from_changes
@@ -25,6 +26,7 @@ from modules.reservations.router import router as reservations_router
 from modules.reservations.service import bootstrap_event
 from modules.tickets.router import router as tickets_router
 from modules.tickets.service import bootstrap_show
+from modules.waitlist.router import router as waitlist_router
 from modules.web.router import router as web_router
 from modules.webhooks.dispatcher import dispatch_webhooks
 from modules.webhooks.fanout import start_fan_out
@@ -39,6 +41,8 @@ FEATURES = (
     Feature(orders_router),
     Feature(events_router, on_startup=(announce_changes,)),
     Feature(queue_router, background=(admit_forever,)),
+    Feature(waitlist_router),
+    Feature(codes_router),
     Feature(activity_router),
     Feature(checkin_router),
     Feature(webhooks_router, on_startup=(start_fan_out,), background=(dispatch_webhooks,)),

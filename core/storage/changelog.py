@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, Literal
 
-from core.storage.records import Actor, Change, Event, as_fields, new_id
+from core.storage.records import SYSTEM_ACTOR, Actor, Change, Event, as_fields, new_id
 
 PRIVATE_FIELDS = ("idempotency_key", "request_hash")
 """Booking fields a change record leaves out: they belong to the caller's retries."""
@@ -57,7 +57,7 @@ def _sale_change(
 
 def event_change(what: str, event: Event, actor: Actor, now: datetime) -> Change:
     fields = as_fields(event, exclude=("tiers",))
-    tiers = [as_fields(t, exclude=("active", "version")) for t in event.tiers]
+    tiers = [as_fields(t, exclude=("active", "version", "blocked")) for t in event.tiers]
     return Change(
         id=new_id(),
         type=f"event.{what}",
@@ -68,6 +68,23 @@ def event_change(what: str, event: Event, actor: Actor, now: datetime) -> Change
         seq=event.version,
         event_id=event.id,
         data={k: jsonable(v) for k, v in fields.items()} | {"tiers": tiers},
+    )
+
+
+def waitlist_change(what: str, entry: Mapping[Any, Any], now: datetime) -> Change:
+    """The change record of a waiting-list entry (`waitlist.offered`: its seats are blocked
+    for its owner until `offer_expires_at`)."""
+    return Change(
+        id=new_id(),
+        type=f"waitlist.{what}",
+        occurred_at=now,
+        actor=SYSTEM_ACTOR,
+        subject="waitlist",
+        subject_id=entry["id"],
+        seq=entry["version"],
+        event_id=entry["event_id"],
+        data={k: jsonable(v) for k, v in entry.items() if k != "_id"},
+        owner_id=entry["owner_id"],
     )
 
 

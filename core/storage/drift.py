@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -80,3 +80,57 @@ def _buyer_drift(event_id: str, owner: str, counter: Seats, actual: Seats) -> li
         for name in ("active", "pending")
         if getattr(counter, name) != getattr(actual, name)
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class CodeCount:
+    """An access code's counter and what its bookings say."""
+
+    event_id: str
+    code: str
+    tier: str
+    uses: int
+    """The code's counter."""
+    used: int
+    """Bookings holding seats with the code."""
+    max_uses: int
+    holding: bool
+
+
+def claim_drifts(
+    blocked_counters: Iterable[tuple[str, str, int]],
+    offered: Mapping[tuple[str, str], int],
+    codes: Iterable[CodeCount],
+) -> list[Drift]:
+    """Every tier whose blocked seats disagree with its live offers and the holds of its
+    codes (`max_uses − used` while holding), and every code whose uses disagree with its
+    bookings."""
+    codes = list(codes)
+    expected = expected_blocked(offered, codes)
+    found = [
+        Drift(c.event_id, f"code {c.code} uses", c.uses, c.used) for c in codes if c.uses != c.used
+    ]
+    for event_id, code, blocked in blocked_counters:
+        actual = expected.get((event_id, code), 0)
+        if blocked != actual:
+            found.append(Drift(event_id, f"tier {code} blocked", blocked, actual))
+    return found
+
+
+def expected_blocked(
+    offered: Mapping[tuple[str, str], int], codes: Iterable[CodeCount]
+) -> dict[tuple[str, str], int]:
+    """The seats a tier's blocked counter should hold: its live offers' and its holding
+    codes' (`max_uses − used`)."""
+    expected = dict(offered)
+    for c in codes:
+        if c.holding:
+            key = (c.event_id, c.tier)
+            expected[key] = expected.get(key, 0) + max(0, c.max_uses - c.used)
+    return expected
+
+
+def of_claims(found: Sequence[Drift]) -> bool:
+    """Whether any drift is of the waiting list's or the access codes' terms (a tier's
+    `blocked` seats, a code's `uses`): those are rebuilt by the backend's `repair_claims`."""
+    return any(" blocked" in d.counter_of or d.counter_of.startswith("code ") for d in found)

@@ -110,3 +110,40 @@ class BuyerLimit(Refused):
     def __init__(self, limit: Literal["max_per_user", "max_pending"]) -> None:
         super().__init__(f"{limit} reached")
         self.limit = limit
+
+
+class SeatsAvailable(Refused):
+    """A waiting list is joined only while the tier lacks the seats asked for."""
+
+    def __init__(self, available: int) -> None:
+        super().__init__(f"{available} seats available")
+        self.available = available
+
+
+class WaitlistClosed(Refused):
+    """The organizer turned the tier's waiting list off."""
+
+
+ClaimReason = Literal[
+    "code_unknown",
+    "code_disabled",
+    "code_expired",
+    "code_not_yet_valid",
+    "code_used_up",
+    "code_other_tier",
+    "entry_unknown",
+    "entry_not_offered",
+    "offer_expired",
+    "offer_used",
+    "offer_quantity",
+]
+
+
+class ClaimRefused(Refused):
+    """A booking with an access code or a waiting-list offer that the code or the offer does
+    not allow (`reason`); nothing was written."""
+
+    def __init__(self, reason: ClaimReason, detail: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason: ClaimReason = reason
+        self.detail = detail

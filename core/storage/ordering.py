@@ -93,12 +93,12 @@ def order_refusal(request: OrderRequest, tiers: Mapping[str, Tier | None]) -> Re
     every item fits now (the order lost a race with a release: try again)."""
     for item in request.items:
         tier = tiers.get(item.tier)
-        if tier is None or not tier.on_sale:
+        if tier is None or not tier.on_sale or tier.hidden:
             return refusals.refusal(tier)
     short = [
-        (item.tier, item.quantity, max(0, tier.capacity - tier.active))
+        (item.tier, item.quantity, max(0, tier.free))
         for item in request.items
-        if (tier := tiers[item.tier]) is not None and tier.capacity - tier.active < item.quantity
+        if (tier := tiers[item.tier]) is not None and tier.free < item.quantity
     ]
     return ItemsShort(short) if short else None
 

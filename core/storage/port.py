@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from core.storage.records import (
+    AccessCode,
     Actor,
     Attempt,
     Booking,
@@ -41,11 +42,13 @@ from core.storage.records import (
     SigningKey,
     TierCount,
     User,
+    WaitlistEntry,
     Webhook,
 )
 from core.storage.requests import (
     BookingQuery,
     ChangeQuery,
+    CodePatch,
     EventQuery,
     OrderQuery,
     OrderRequest,
@@ -313,7 +316,7 @@ class ResetStore(Protocol):
         its account is gone."""
 
 
-class CodeStore(Protocol):
+class EmailCodeStore(Protocol):
     """Email codes (salted hashes, one live per account and purpose) and their mail."""
 
     async def issue(self, code: EmailCode, mail: Mail) -> None:
@@ -387,6 +390,62 @@ class CheckinStore(Protocol):
         (`list_id` None: a ticket let in through two lists counts once there)."""
 
 
+class WaitlistStore(Protocol):
+    """Waiting lists. Freed seats are offered by the step that frees them (a cancel, an
+    expiry, capacity raised, an offer or a code's hold ended), in that step: the tier's
+    earliest waiting entries that fit get `offered`, their seats blocked (tier `blocked`) and
+    a `waitlist.offered` change recorded."""
+
+    async def join(self, entry: WaitlistEntry) -> WaitlistEntry:
+        """Add the entry at the end of its tier's list, only while the tier lacks the seats
+        asked for, in one atomic step with the tier; NoSuchTier (hidden ones too), NotOnSale,
+        WaitlistClosed, SeatsAvailable, DuplicateKey("waitlist_entry") (one live entry per
+        account and tier)."""
+
+    async def get(self, entry_id: str) -> WaitlistEntry | None: ...
+
+    async def find(
+        self,
+        *,
+        owner_id: str | None = None,
+        event_id: str | None = None,
+        tier: str | None = None,
+        live_only: bool = False,
+        limit: int = 100,
+    ) -> list[WaitlistEntry]:
+        """In list order (oldest first)."""
+
+    async def position(self, entry: WaitlistEntry) -> int:
+        """1 + the entries waiting ahead of it."""
+
+    async def leave(self, entry_id: str, owner_id: str, now: datetime) -> WaitlistEntry:
+        """A waiting or offered entry of the owner's ends (`left`); an offer's seats go to the
+        next entries in the same step; Missing."""
+
+    async def expire(self, now: datetime) -> int:
+        """End offers past their expiry and the holds of codes past their validity, their
+        seats passed on in the same step; how many ended."""
+
+
+class CodeStore(Protocol):
+    """Access codes. A use is counted in the atomic step of the booking that uses it (see
+    BookingStore.reserve with `access_code`) and given back in that of its release."""
+
+    async def create(self, code: AccessCode, now: datetime) -> AccessCode:
+        """Insert; a holding code blocks `max_uses` free seats of its tier in the same step
+        (CapacityBelowActive when the tier lacks them); DuplicateKey("access_code")."""
+
+    async def get(self, event_id: str, code_id: str) -> AccessCode | None: ...
+    async def find(self, event_id: str) -> list[AccessCode]: ...
+
+    async def update(
+        self, event_id: str, code_id: str, patch: CodePatch, now: datetime
+    ) -> AccessCode:
+        """Apply the patch; the code's hold follows in the same step (disabled or expired:
+        released and passed on; more uses: more seats blocked, or CapacityBelowActive);
+        CapacityBelowActive("maxUses") below the uses made; Missing."""
+
+
 class Storage(Protocol):
     @property
     def kind(self) -> str: ...
@@ -412,6 +471,10 @@ class Storage(Protocol):
     def resets(self) -> ResetStore: ...
     @property
     def checkin(self) -> CheckinStore: ...
+    @property
+    def email_codes(self) -> EmailCodeStore: ...
+    @property
+    def waitlist(self) -> WaitlistStore: ...
     @property
     def codes(self) -> CodeStore: ...
 

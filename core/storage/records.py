@@ -80,7 +80,7 @@ class Change:
     """`<subject>.<what happened>`: booking.created, event.published, order.cancelled…"""
     occurred_at: datetime
     actor: Actor
-    subject: Literal["booking", "event", "order", "account"]
+    subject: Literal["booking", "event", "order", "account", "waitlist"]
     """`account`: security notes (failed or refused sign-ins, refresh-token reuse), never
     handed to the outbox's consumers; their `event_id` is empty."""
     subject_id: str
@@ -132,6 +132,17 @@ class Tier:
     version: int = 0
     """Grows with every change to the tier's seats."""
     on_sale: bool = False
+    blocked: int = 0
+    """Seats held back from sale: offered to waiting-list entries, or reserved for an access
+    code's holders; changed in the same atomic step as the offer or code that blocks them."""
+    hidden: bool = False
+    """Not listed, and sold only through an access code."""
+    waitlist_open: bool = True
+    """Whether buyers may join the tier's waiting list (and its entries get offers)."""
+
+    @property
+    def free(self) -> int:
+        return self.capacity - self.active - self.blocked
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,10 +252,13 @@ class TierCount:
     capacity: int
     pending: int
     confirmed: int
+    blocked: int = 0
+    """Seats offered to the waiting list or reserved by access codes (the tier's counter)."""
+    hidden: bool = False
 
     @property
     def available(self) -> int:
-        return self.capacity - self.pending - self.confirmed
+        return max(0, self.capacity - self.pending - self.confirmed - self.blocked)
 
 
 @dataclass(frozen=True, slots=True)
@@ -471,3 +485,55 @@ class EmailCode:
     expires_at: datetime
     created_at: datetime
     attempts: int = 0
+
+
+WaitlistStatus = Literal["waiting", "offered", "booked", "expired", "left"]
+
+
+@dataclass(frozen=True, slots=True)
+class WaitlistEntry:
+    """One account waiting for seats of one tier. `seq` orders the tier's entries (taken from
+    the tier's own sequence in the join's atomic step); an offer blocks `quantity` seats until
+    `offer_expires_at` (`offer_seconds` after it was made, fixed when the entry joined)."""
+
+    id: str
+    event_id: str
+    tier: str
+    owner_id: str
+    quantity: int
+    status: WaitlistStatus
+    seq: int
+    offer_seconds: int
+    created_at: datetime
+    updated_at: datetime
+    offer_expires_at: datetime | None = None
+    booking_id: str | None = None
+    version: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class AccessCode:
+    """An organizer's code for one event: it unlocks `tiers` (hidden ones included) within its
+    validity window for `max_uses` bookings. `uses` counts the bookings holding seats with it
+    (a cancelled one gives its use back). A `reserve_seats` code holds `max_uses − uses` seats
+    of its one tier back from sale while `holding` (enabled, not expired)."""
+
+    id: str
+    event_id: str
+    code: str
+    max_uses: int
+    tiers: tuple[str, ...]
+    created_at: datetime
+    updated_at: datetime
+    uses: int = 0
+    valid_from: datetime | None = None
+    valid_until: datetime | None = None
+    reserve_seats: bool = False
+    holding: bool = False
+    discount_percent: int = 0
+    enabled: bool = True
+
+    @property
+    def held(self) -> int:
+        """Seats this code blocks in its tier now."""
+        return self.max_uses - self.uses if self.holding else 0

@@ -76,10 +76,11 @@ def not_cancelled(current: Booking | Order | None, owner_id: str | None) -> Stor
     return NotPending("expired" if current.status == "pending" else current.status)
 
 
-def refusal(tier: Tier | None) -> Refused:
-    """Why a reserve that changed nothing was refused, from a fresh read of its tier."""
-    if tier is None:
+def refusal(tier: Tier | None, *, unlocked: bool = False) -> Refused:
+    """Why a reserve that changed nothing was refused, from a fresh read of its tier (a
+    hidden tier does not exist for a buyer without a code that `unlocked` it)."""
+    if tier is None or (tier.hidden and not unlocked):
         return NoSuchTier()
     if not tier.on_sale:
         return NotOnSale()
-    return SoldOut(available=max(0, tier.capacity - tier.active))
+    return SoldOut(available=max(0, tier.free))

@@ -37,6 +37,21 @@ class TierPatch:
     name: str | None = None
     price_cents: int | None = None
     capacity: int | None = None
+    hidden: bool | None = None
+    waitlist_open: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CodePatch:
+    """A change to an access code: fields left None are kept (`clear_*` empties a bound)."""
+
+    max_uses: int | None = None
+    valid_from: datetime | None = None
+    valid_until: datetime | None = None
+    clear_valid_from: bool = False
+    clear_valid_until: bool = False
+    discount_percent: int | None = None
+    enabled: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +90,15 @@ class ReserveRequest:
     booking_id: str = field(default_factory=new_id)
     ticket_number: str = field(default_factory=new_ticket_number)
     change_id: str = field(default_factory=new_id)
+    waitlist_entry_id: str | None = None
+    """Book the seats this waiting-list entry's offer blocks (exactly its quantity)."""
+    access_code: str | None = None
+    """Book with this access code of the event: a use counted in the same step."""
+
+    @property
+    def claimed(self) -> bool:
+        """Whether the booking uses an offer or a code (their own atomic step: claims.py)."""
+        return self.waitlist_entry_id is not None or self.access_code is not None
 
     @property
     def storage_key(self) -> str:

@@ -80,16 +80,24 @@ class Sweeper:
 
 class Reserver:
     """`reserve`: a request larger than a limit on its own is refused before any write; one
-    with a per-buyer limit goes to the `limited` step (its buyer's count is a guard of its
+    with an access code or a waiting-list offer goes to the `claimed` step (the use or the
+    offer taken in the same atomic step as the seats, never batched); one with a per-buyer limit goes to the `limited` step (its buyer's count is a guard of its
     own); any other to the `batcher` (group commit, whose fallback is `unlimited`) or, without
     one, to `unlimited`. An expired hold never blocks a sale: before a refusal for want of
     seats (or of the buyer's allowance) is final, the tier's expired holds are released by the
     `sweeper` and the step is tried once more."""
 
     def __init__(
-        self, *, limited: Step, unlimited: Step, sweeper: Sweeper, batcher: ReserveBatcher | None
+        self,
+        *,
+        limited: Step,
+        unlimited: Step,
+        claimed: Step,
+        sweeper: Sweeper,
+        batcher: ReserveBatcher | None,
     ) -> None:
         self.limited = limited
+        self.claimed = claimed
         self.unlimited = unlimited
         self.sweeper = sweeper
         self.batcher = batcher
@@ -99,6 +107,8 @@ class Reserver:
         return await releasing_expired(lambda: self._once(request), release, request)
 
     async def _once(self, request: ReserveRequest) -> Reservation:
+        if request.claimed:
+            return await self.claimed.reserve(request)
         if request.limited:
             return await self.limited.reserve(request)
         if self.batcher is None:

@@ -140,7 +140,7 @@ class AuthService:
         mail = new_mail(f"{new_id()}-code", "verify_email", email, params, s)
         expires = now + timedelta(seconds=s.email_code_ttl_seconds)
         entry = EmailCode(user.id, purpose, email, code_hash(salt, code), salt, expires, now)
-        await self.storage.codes.issue(entry, mail)
+        await self.storage.email_codes.issue(entry, mail)
 
     async def resend_verification(self, email: str) -> None:
         """A new code for an account whose address is not verified yet; nothing otherwise
@@ -155,7 +155,7 @@ class AuthService:
         against the code's attempts before it is compared, so racing guesses get no more."""
         now, email = clock.now(), email.lower()
         limit = self.settings.email_code_max_attempts
-        counted = await self.storage.codes.attempt(email, now, limit)
+        counted = await self.storage.email_codes.attempt(email, now, limit)
         if not counted:
             await self._why_not(email, now, limit)
         found = matching(counted, code)
@@ -171,7 +171,7 @@ class AuthService:
                 f"{new_id()}-moved", "email_changed", old.email, params, self.settings
             )
         try:
-            user = await self.storage.codes.use(found, now, notice)
+            user = await self.storage.email_codes.use(found, now, notice)
         except DuplicateKey:
             raise EmailTaken() from None
         if user is None:
@@ -180,7 +180,7 @@ class AuthService:
 
     async def _why_not(self, email: str, now: datetime, limit: int) -> NoReturn:
         """Raise why no code sent to `email` could take a try."""
-        codes = await self.storage.codes.find(email)
+        codes = await self.storage.email_codes.find(email)
         if any(c.expires_at <= now for c in codes):
             raise CodeExpired()
         if any(c.attempts >= limit for c in codes):

@@ -57,6 +57,8 @@ async def create_booking(
             idempotency_key=guard.key,
             request_hash=guard.fingerprint,
             admission_token=admission_token,
+            waitlist_entry_id=body.waitlist_entry_id,
+            access_code=body.access_code,
         ),
     )
     headers = {"Location": f"/api/v1/bookings/{booked.booking.id}"}

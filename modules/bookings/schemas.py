@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from core.inputs import StrictCount, StrictFlag
 from core.policy import display_status
@@ -18,6 +18,24 @@ class BookingCreate(InputModel):
     quantity: StrictCount = Field(ge=1, le=MAX_QUANTITY)
     hold: StrictFlag = False
     external_ref: str | None = Field(default=None, max_length=255)
+    waitlist_entry_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=32,
+        description="Book the seats your waiting-list offer holds (exactly its quantity)",
+    )
+    access_code: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="An access code of the event: unlocks its tiers, hidden ones too",
+    )
+
+    @model_validator(mode="after")
+    def _one_claim(self) -> BookingCreate:
+        if self.waitlist_entry_id is not None and self.access_code is not None:
+            raise ValueError("use either waitlistEntryId or accessCode, not both")
+        return self
 
 
 class BookingOut(CamelModel):

@@ -62,6 +62,8 @@ class BookingRequest:
     idempotency_key: str | None = None
     request_hash: str | None = None
     admission_token: str | None = None
+    waitlist_entry_id: str | None = None
+    access_code: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +107,8 @@ class BookingService:
             idempotency_key=request.idempotency_key,
             request_hash=request.request_hash,
             actor=principal.actor,
+            waitlist_entry_id=request.waitlist_entry_id,
+            access_code=request.access_code,
         )
         try:
             reservation = await self.storage.bookings.reserve(reserve)
@@ -179,11 +183,17 @@ class BookingService:
         return booking
 
     async def release_expired(self) -> int:
-        """Give every expired hold's seats back (the sweeper and `ticketboss expire-holds`)."""
-        return await self.storage.bookings.release_expired(clock.now())
+        """Give every expired hold's seats back, and end lapsed waiting-list offers and codes'
+        holds (their seats pass on): the sweeper and `ticketboss expire-holds`."""
+        now = clock.now()
+        released = await self.storage.bookings.release_expired(now)
+        return released + await self.storage.waitlist.expire(now)
 
     async def reconcile(self, *, fix: bool) -> list[Drift]:
-        """Compare every seat counter with the bookings; with `fix`, repair the drift found."""
+        """Compare every seat counter with the bookings, offers and codes; with `fix`, end
+        what lapsed first and repair the drift found."""
+        if fix:
+            await self.storage.waitlist.expire(clock.now())
         return await self.storage.bookings.recount(clock.now(), fix=fix)
 
     async def get(self, principal: Principal, booking_id: str) -> Booking:

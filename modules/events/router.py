@@ -79,7 +79,8 @@ async def list_events(
         limit=limit,
         cursor=cursor,
     )
-    return ok([EventOut.of(e) for e in found], meta={"limit": limit, "nextCursor": next_cursor})
+    listed = [EventOut.of(e, staff=events.staff(principal, e)) for e in found]
+    return ok(listed, meta={"limit": limit, "nextCursor": next_cursor})
 
 
 @router.post("", status_code=201, response_model=Envelope[EventOut], openapi_extra=idempotent())
@@ -91,7 +92,8 @@ async def create_event(body: EventCreate, principal: Organizer, events: Events) 
 async def get_event(event_id: str, events: Events, principal: MaybePrincipal) -> JSONResponse:
     event = await events.visible(principal, event_id)
     counts, _ = await events.availability(event_id)
-    return ok(EventOut.of(event, counts), headers={"ETag": f'"{event.version}"'})
+    view = EventOut.of(event, counts, staff=events.staff(principal, event))
+    return ok(view, headers={"ETag": f'"{event.version}"'})
 
 
 @router.get("/{event_id}/availability", response_model=Envelope[AvailabilityOut])

@@ -5,7 +5,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from core.inputs import DateTimeText, StrictCount
+from core.inputs import DateTimeText, StrictCount, StrictFlag
 from core.schemas import CamelModel, InputModel
 from core.storage.records import Event, TierCount
 
@@ -17,11 +17,17 @@ Capacity = Annotated[StrictCount, Field(ge=0, le=1_000_000)]
 STARTS_AT_RULE = "In the future when the event is created (422 otherwise)"
 
 
+HIDDEN_RULE = "Not listed to buyers, and sold only with an access code that unlocks it"
+WAITLIST_RULE = "Whether buyers may join the tier's waiting list when it is sold out"
+
+
 class TierIn(InputModel):
     code: TierCode
     name: str = Field(min_length=1, max_length=100)
     price_cents: PriceCents
     capacity: Capacity
+    hidden: StrictFlag = Field(default=False, description=HIDDEN_RULE)
+    waitlist_open: StrictFlag = Field(default=True, description=WAITLIST_RULE)
 
 
 class TierPatchIn(InputModel):
@@ -29,6 +35,8 @@ class TierPatchIn(InputModel):
     name: str | None = Field(default=None, min_length=1, max_length=100)
     price_cents: PriceCents | None = None
     capacity: Capacity | None = None
+    hidden: StrictFlag | None = Field(default=None, description=HIDDEN_RULE)
+    waitlist_open: StrictFlag | None = Field(default=None, description=WAITLIST_RULE)
 
 
 def _unique_codes[T: (TierIn, TierPatchIn)](tiers: list[T] | None) -> list[T] | None:
@@ -141,6 +149,8 @@ class TierOut(CamelModel):
     currency: Literal["USD"] = "USD"
     capacity: int
     available: int
+    hidden: bool = False
+    waitlist_open: bool = True
 
 
 class EventOut(CamelModel):
@@ -160,7 +170,10 @@ class EventOut(CamelModel):
     updated_at: datetime
 
     @classmethod
-    def of(cls, event: Event, counts: list[TierCount] | None = None) -> EventOut:
+    def of(
+        cls, event: Event, counts: list[TierCount] | None = None, *, staff: bool = True
+    ) -> EventOut:
+        """The event; `staff` (its organizer, an admin) also sees its hidden tiers."""
         available = {c.code: c.available for c in counts or []}
         return cls(
             id=event.id,
@@ -179,9 +192,12 @@ class EventOut(CamelModel):
                     name=t.name,
                     price_cents=t.price_cents,
                     capacity=t.capacity,
-                    available=available.get(t.code, t.capacity - t.active),
+                    available=available.get(t.code, max(0, t.free)),
+                    hidden=t.hidden,
+                    waitlist_open=t.waitlist_open,
                 )
                 for t in event.tiers
+                if staff or not t.hidden
             ],
             queue=QueueOut.model_validate(event.queue) if event.queue else None,
             created_at=event.created_at,
@@ -195,6 +211,9 @@ class TierAvailabilityOut(CamelModel):
     available: int
     pending: int
     confirmed: int
+    blocked: int = Field(
+        default=0, description="Seats offered to the waiting list or held for access codes"
+    )
 
 
 class AvailabilityOut(CamelModel):

@@ -198,7 +198,17 @@ class EventService:
             starts_at=data.starts_at.astimezone(UTC),
             ends_at=data.ends_at.astimezone(UTC) if data.ends_at else None,
             status="draft",
-            tiers=tuple(Tier(t.code, t.name, t.price_cents, t.capacity) for t in data.tiers),
+            tiers=tuple(
+                Tier(
+                    t.code,
+                    t.name,
+                    t.price_cents,
+                    t.capacity,
+                    hidden=t.hidden,
+                    waitlist_open=t.waitlist_open,
+                )
+                for t in data.tiers
+            ),
             max_per_user=data.max_per_user,
             created_at=now,
             updated_at=now,
@@ -230,6 +240,11 @@ class EventService:
         ):
             raise EventNotFound()
         return event
+
+    @staticmethod
+    def staff(principal: Principal | None, event: Event) -> bool:
+        """Whether the caller sees the event's hidden tiers (its organizer, an admin)."""
+        return admin_or_owner(principal, event.owner_id)
 
     async def managed(self, principal: Principal, event_id: str) -> Event:
         event = await self.visible(principal, event_id)
@@ -302,7 +317,10 @@ class EventService:
                 "endsAt must be after startsAt",
                 errors=[{"field": "endsAt", "message": "must be after startsAt"}],
             )
-        tiers = [TierPatch(t.code, t.name, t.price_cents, t.capacity) for t in patch.tiers or []]
+        tiers = [
+            TierPatch(t.code, t.name, t.price_cents, t.capacity, t.hidden, t.waitlist_open)
+            for t in patch.tiers or []
+        ]
         for tier in tiers:
             if current.tier(tier.code) is None and None in (
                 tier.name,
@@ -413,6 +431,8 @@ class EventService:
                     "capacity": c.capacity,
                     "pending": c.pending,
                     "confirmed": c.confirmed,
+                    "blocked": c.blocked,
+                    "hidden": c.hidden,
                 }
                 for c in counts
             ],
@@ -422,8 +442,11 @@ class EventService:
         return counts, now
 
     async def availability_out(self, event_id: str) -> AvailabilityOut:
-        """The availability as the API shows it (GET …/availability and its stream)."""
+        """The availability as the API shows it (GET …/availability and its stream): seats
+        offered to the waiting list or held for codes are not available; hidden tiers are
+        not shown."""
         counts, as_of = await self.availability(event_id)
+        counts = [c for c in counts if not c.hidden]
         tiers = [
             TierAvailabilityOut(
                 code=c.code,
@@ -431,6 +454,7 @@ class EventService:
                 available=c.available,
                 pending=c.pending,
                 confirmed=c.confirmed,
+                blocked=c.blocked,
             )
             for c in counts
         ]

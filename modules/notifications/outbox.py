@@ -10,7 +10,8 @@ What a buyer is told:
 - an order confirmed (likewise): order_receipt, every line with its price, the QR codes and an .ics;
 - `booking.cancelled` / `order.cancelled` by the buyer or an organizer: booking_cancelled;
 - `event.cancelled`: event_cancelled, one per holder (whatever they held), and nothing else
-  for the bookings that the cancellation ended in the same step.
+  for the bookings that the cancellation ended in the same step;
+- `waitlist.offered`: waitlist_offered, the seats held for them and until when.
 
 Accounts without a user (partners' bookings) get no mail.
 """
@@ -63,6 +64,8 @@ def template_of(change: Change) -> str | None:
     paid) or by `.created` already confirmed (bought at once)."""
     if change.subject == "event":
         return "event_cancelled" if change.type == "event.cancelled" else None
+    if change.subject == "waitlist":
+        return "waitlist_offered" if change.type == "waitlist.offered" else None
     if change.subject == "booking" and change.order_id is not None:
         return None  # the order's own change tells the buyer about all its bookings
     what = change.type.split(".", 1)[1]
@@ -127,6 +130,10 @@ class MailFromChanges:
             return await self._holders(change, event)
         if template == "booking_cancelled" and ended_by_event(event, change.occurred_at):
             return []  # event_cancelled says it once
+        if template == "waitlist_offered":
+            offer = {k: change.data.get(k) for k in ("tier", "quantity", "offer_expires_at")}
+            mail = await self._mail(change, change.owner_id, template, event, **offer)
+            return [mail] if mail else []
         lines = await self._lines(change)
         extra: dict[str, Any] = {}
         if template in WITH_TICKETS:

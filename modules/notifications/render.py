@@ -31,6 +31,7 @@ SUBJECTS = {
     "password_reset": "Reset your TicketBoss password",
     "verify_email": "Your TicketBoss code: {code}",
     "email_changed": "Your TicketBoss address was changed",
+    "waitlist_offered": "Seats are waiting for you: {event_name}",
 }
 WITH_TICKETS = ("booking_confirmed", "order_receipt")
 MAX_QR_CODES = 50

@@ -48,6 +48,8 @@ CHANGE_TYPES: tuple[str, ...] = (
     "event.cancelled",
     "event.completed",
     "event.deleted",
+    "waitlist.offered",
+    "waitlist.expired",
 )
 """The change types the change log records (core/storage/rules.py), which webhooks receive."""
 EVENT_FILTERS = frozenset({"*", *CHANGE_TYPES, *{f"{t.split('.')[0]}.*" for t in CHANGE_TYPES}})

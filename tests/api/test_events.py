@@ -277,6 +277,7 @@ async def test_availability_is_computed_from_bookings_and_read_your_writes(api: 
         "available": 3,
         "pending": 0,
         "confirmed": 2,
+        "blocked": 0,
     }
     assert tiers["GA"] == {
         "code": "GA",
@@ -284,6 +285,7 @@ async def test_availability_is_computed_from_bookings_and_read_your_writes(api: 
         "available": 47,
         "pending": 3,
         "confirmed": 0,
+        "blocked": 0,
     }
     assert data["available"] == 50 and data["eventId"] == event["id"] and data["asOf"]
     await api.client.patch(f"/api/v1/bookings/{held['id']}/cancel", headers=buyer.headers)

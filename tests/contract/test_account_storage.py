@@ -114,13 +114,15 @@ async def test_a_code_is_issued_with_its_mail_and_a_new_one_replaces_it(
 ) -> None:
     user = await storage.users.create(a_user())
     first, mail = a_code(user), a_mail(user.email)
-    await storage.codes.issue(first, mail)
+    await storage.email_codes.issue(first, mail)
     assert await storage.mail.get(mail.id) is not None
-    assert await storage.codes.find(user.email) == [first]
+    assert await storage.email_codes.find(user.email) == [first]
     second = a_code(user)
-    await storage.codes.issue(second, a_mail(user.email))
-    assert await storage.codes.find(user.email) == [second]
-    assert await storage.codes.use(first, clock.now(), None) is None  # replaced: nothing changes
+    await storage.email_codes.issue(second, a_mail(user.email))
+    assert await storage.email_codes.find(user.email) == [second]
+    assert (
+        await storage.email_codes.use(first, clock.now(), None) is None
+    )  # replaced: nothing changes
     assert (await storage.users.get(user.id)) == user
 
 
@@ -128,31 +130,33 @@ async def test_attempts_are_counted_before_comparing_and_never_exceed_the_limit(
     storage: ManagedStorage,
 ) -> None:
     user = await storage.users.create(a_user())
-    await storage.codes.issue(a_code(user), a_mail(user.email))
+    await storage.email_codes.issue(a_code(user), a_mail(user.email))
     now = clock.now()
-    rounds = await asyncio.gather(*(storage.codes.attempt(user.email, now, 5) for _ in range(12)))
+    rounds = await asyncio.gather(
+        *(storage.email_codes.attempt(user.email, now, 5) for _ in range(12))
+    )
     counted = sorted(c.attempts for got in rounds for c in got)
     assert counted == [1, 2, 3, 4, 5]  # five guesses got through, each seeing its own count
-    assert await storage.codes.attempt(user.email, now, 5) == []
-    [exhausted] = await storage.codes.find(user.email)
+    assert await storage.email_codes.attempt(user.email, now, 5) == []
+    [exhausted] = await storage.email_codes.find(user.email)
     assert exhausted.attempts == 5
     expired = await storage.users.create(a_user())
-    await storage.codes.issue(a_code(expired, ttl=1), a_mail(expired.email))
-    assert await storage.codes.attempt(expired.email, now + timedelta(seconds=2), 5) == []
+    await storage.email_codes.issue(a_code(expired, ttl=1), a_mail(expired.email))
+    assert await storage.email_codes.attempt(expired.email, now + timedelta(seconds=2), 5) == []
 
 
 async def test_a_verify_code_verifies_once(storage: ManagedStorage) -> None:
     user = await storage.users.create(a_user())
     code = a_code(user)
-    await storage.codes.issue(code, a_mail(user.email))
+    await storage.email_codes.issue(code, a_mail(user.email))
     now = clock.now()
-    [counted] = await storage.codes.attempt(user.email, now, 5)
-    used = await asyncio.gather(*(storage.codes.use(counted, now, None) for _ in range(4)))
+    [counted] = await storage.email_codes.attempt(user.email, now, 5)
+    used = await asyncio.gather(*(storage.email_codes.use(counted, now, None) for _ in range(4)))
     verified = [u for u in used if u is not None]
     assert len(verified) == 1 and verified[0].email_verified_at == now
     assert verified[0].email == user.email and verified[0].token_version == user.token_version
     assert await storage.users.get(user.id) == verified[0]
-    assert await storage.codes.find(user.email) == []
+    assert await storage.email_codes.find(user.email) == []
 
 
 async def test_a_change_code_moves_the_account_and_tells_the_old_address(
@@ -161,15 +165,15 @@ async def test_a_change_code_moves_the_account_and_tells_the_old_address(
     user = await storage.users.create(a_user())
     new_email = f"moved-{new_id()}@example.com"
     code = a_code(user, "change", new_email)
-    await storage.codes.issue(code, a_mail(new_email))
+    await storage.email_codes.issue(code, a_mail(new_email))
     notice = a_mail(user.email, "email_changed")
     now = clock.now()
-    moved = await storage.codes.use(code, now, notice)
+    moved = await storage.email_codes.use(code, now, notice)
     assert moved is not None and moved.email == new_email and moved.email_verified_at == now
     assert await storage.users.get_by_email(new_email) == moved
     assert await storage.users.get_by_email(user.email) is None
     assert await storage.mail.get(notice.id) is not None
-    assert await storage.codes.use(code, now, a_mail(user.email, "email_changed")) is None
+    assert await storage.email_codes.use(code, now, a_mail(user.email, "email_changed")) is None
 
 
 async def test_a_change_to_an_address_taken_meanwhile_changes_nothing(
@@ -178,14 +182,14 @@ async def test_a_change_to_an_address_taken_meanwhile_changes_nothing(
     user = await storage.users.create(a_user())
     new_email = f"wanted-{new_id()}@example.com"
     code = a_code(user, "change", new_email)
-    await storage.codes.issue(code, a_mail(new_email))
+    await storage.email_codes.issue(code, a_mail(new_email))
     await storage.users.create(a_user(new_email))  # someone registered it meanwhile
     notice = a_mail(user.email, "email_changed")
     with pytest.raises(DuplicateKey):
-        await storage.codes.use(code, clock.now(), notice)
+        await storage.email_codes.use(code, clock.now(), notice)
     assert await storage.users.get(user.id) == user
     assert await storage.mail.get(notice.id) is None
-    assert await storage.codes.find(new_email) == [code]  # still there: nothing changed
+    assert await storage.email_codes.find(new_email) == [code]  # still there: nothing changed
 
 
 async def test_a_verify_code_for_an_address_the_account_left_does_nothing(
@@ -193,11 +197,11 @@ async def test_a_verify_code_for_an_address_the_account_left_does_nothing(
 ) -> None:
     user = await storage.users.create(a_user())
     stale = a_code(user)
-    await storage.codes.issue(stale, a_mail(user.email))
+    await storage.email_codes.issue(stale, a_mail(user.email))
     move = a_code(user, "change", f"later-{new_id()}@example.com")
-    await storage.codes.issue(move, a_mail(move.email))
-    moved = await storage.codes.use(move, clock.now(), None)
+    await storage.email_codes.issue(move, a_mail(move.email))
+    moved = await storage.email_codes.use(move, clock.now(), None)
     assert moved is not None
-    assert await storage.codes.use(stale, clock.now(), None) is None
+    assert await storage.email_codes.use(stale, clock.now(), None) is None
     after = await storage.users.get(user.id)
     assert after == moved

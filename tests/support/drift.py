@@ -12,6 +12,11 @@ async def corrupt_counter(database_url: str, event_id: str, tier: str, value: in
     await _set(database_url, "tiers", ("event_id", event_id), ("code", tier), value)
 
 
+async def corrupt_blocked(database_url: str, event_id: str, tier: str, value: int) -> None:
+    """Set a tier's blocked seats (offers and codes' holds) to `value`."""
+    await _set(database_url, "tiers", ("event_id", event_id), ("code", tier), value, "blocked")
+
+
 async def corrupt_buyer_count(database_url: str, event_id: str, owner: str, value: int) -> None:
     await _set(
         database_url, "user_event_counts", ("event_id", event_id), ("owner_id", owner), value
@@ -19,16 +24,21 @@ async def corrupt_buyer_count(database_url: str, event_id: str, owner: str, valu
 
 
 async def _set(
-    database_url: str, table: str, first: tuple[str, str], second: tuple[str, str], value: int
+    database_url: str,
+    table: str,
+    first: tuple[str, str],
+    second: tuple[str, str],
+    value: int,
+    column: str = "active",
 ) -> None:
-    """Set `active` of the row keyed by the two (column, value) pairs."""
+    """Set `column` of the row keyed by the two (column, value) pairs."""
     where = f"{first[0]} = ? AND {second[0]} = ?"
     match database_kind(database_url):
         case "sqlite":
             path = database_url.split(":///", 1)[1]
             with sqlite3.connect(path) as conn:
                 conn.execute(
-                    f"UPDATE {table} SET active = ? WHERE {where}", (value, first[1], second[1])
+                    f"UPDATE {table} SET {column} = ? WHERE {where}", (value, first[1], second[1])
                 )
         case "postgresql":
             import asyncpg
@@ -39,7 +49,7 @@ async def _set(
             conn = await asyncpg.connect(url, statement_cache_size=0)
             try:
                 await conn.execute(
-                    f"UPDATE {table} SET active = $1 WHERE {first[0]} = $2 AND {second[0]} = $3",
+                    f"UPDATE {table} SET {column} = $1 WHERE {first[0]} = $2 AND {second[0]} = $3",
                     value,
                     first[1],
                     second[1],
@@ -52,8 +62,6 @@ async def _set(
             client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(database_url)
             try:
                 rows = client.get_default_database()[table]
-                await rows.update_one(
-                    {"_id": f"{first[1]}/{second[1]}"}, {"$set": {"active": value}}
-                )
+                await rows.update_one({"_id": f"{first[1]}/{second[1]}"}, {"$set": {column: value}})
             finally:
                 await client.close()

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from core import clock
 from core.storage import ManagedStorage
-from core.storage.records import Actor, Event, Tier, User, new_id
+from core.storage.records import AccessCode, Actor, Event, Tier, User, WaitlistEntry, new_id
 from core.storage.requests import OrderItem, OrderRequest, ReserveRequest
 
 ACTOR = Actor("organizer", "owner")
@@ -58,9 +58,13 @@ def reserve(
     key: str | None = None,
     max_per_user: int | None = None,
     request_hash: str | None = None,
+    entry: str | None = None,
+    code: str | None = None,
 ) -> ReserveRequest:
     now = clock.now()
     return ReserveRequest(
+        waitlist_entry_id=entry,
+        access_code=code,
         event_id=event.id,
         tier=tier,
         quantity=quantity,
@@ -108,3 +112,46 @@ async def drift_of(storage: ManagedStorage, event: Event) -> list[str]:
         for d in await storage.bookings.recount(clock.now(), fix=False)
         if d.event_id == event.id
     ]
+
+
+def waiter(
+    event: Event, owner: str, quantity: int = 1, *, tier: str = "GA", offer_seconds: int = 60
+) -> WaitlistEntry:
+    """A waiting-list entry to join (its place in the list is given by the join)."""
+    now = clock.now()
+    return WaitlistEntry(
+        new_id(), event.id, tier, owner, quantity, "waiting", 0, offer_seconds, now, now
+    )
+
+
+def access_code(
+    event: Event,
+    code: str = "FANS",
+    *,
+    max_uses: int = 5,
+    tiers: tuple[str, ...] = ("GA",),
+    reserve_seats: bool = False,
+    discount_percent: int = 0,
+    valid_from_s: float | None = None,
+    valid_until_s: float | None = None,
+) -> AccessCode:
+    """A code of `event`; validity bounds in seconds from now."""
+    now = clock.now()
+
+    def at(seconds: float | None) -> datetime | None:
+        return None if seconds is None else now + timedelta(seconds=seconds)
+
+    return AccessCode(
+        new_id(),
+        event.id,
+        code,
+        max_uses,
+        tiers,
+        now,
+        now,
+        valid_from=at(valid_from_s),
+        valid_until=at(valid_until_s),
+        reserve_seats=reserve_seats,
+        holding=reserve_seats,
+        discount_percent=discount_percent,
+    )

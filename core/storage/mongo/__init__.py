@@ -13,19 +13,20 @@ from pymongo import AsyncMongoClient
 from core.storage.batching import ReserveBatcher
 from core.storage.bookings import Bookings
 from core.storage.drift import Recount
-from core.storage.mongo import reserve
+from core.storage.mongo import claims, reserve
 from core.storage.mongo.accounts import MongoPartners, MongoTokens, MongoUsers
 from core.storage.mongo.base import Doc, Lanes, MongoBase
 from core.storage.mongo.bookings import MongoBookings
 from core.storage.mongo.changes import MongoChanges
 from core.storage.mongo.checkin import MongoCheckin
-from core.storage.mongo.codes import MongoCodes
 from core.storage.mongo.documents import DOCUMENTS
+from core.storage.mongo.email_codes import MongoEmailCodes
 from core.storage.mongo.events import MongoEvents
 from core.storage.mongo.mail import MongoMail, MongoResets
 from core.storage.mongo.orders import MongoOrders
 from core.storage.mongo.recount import Counters, rebuild_buyer_counts
 from core.storage.mongo.seats import release_expired_alone
+from core.storage.mongo.waitlist import MongoCodes, MongoWaitlist
 from core.storage.mongo.webhooks import MongoWebhooks
 from core.storage.reserving import Reserver, Sweeper
 
@@ -52,6 +53,8 @@ class MongoStorage:
         self.mail = MongoMail(self.client, self.db_name)
         self.resets = MongoResets(self.client, self.db_name)
         self.checkin = MongoCheckin(self.client, self.db_name)
+        self.email_codes = MongoEmailCodes(self.client, self.db_name)
+        self.waitlist = MongoWaitlist(self.client, self.db_name)
         self.codes = MongoCodes(self.client, self.db_name)
 
     async def migrate(self) -> None:
@@ -93,7 +96,13 @@ def booking_store(
             fallback_in_parallel=False,
         )
     return Bookings(
-        reserver=Reserver(limited=alone, unlimited=alone, sweeper=sweeper, batcher=batcher),
+        reserver=Reserver(
+            limited=alone,
+            unlimited=alone,
+            claimed=claims.Claimed(base),
+            sweeper=sweeper,
+            batcher=batcher,
+        ),
         sweeper=sweeper,
         recount=Recount(sweeper, Counters(base)),
         rows=MongoBookings(client, db_name, lanes),

@@ -32,6 +32,8 @@ UNIQUE_INDEXES = {
     "owner_id_1_idempotency_key_1": "idempotency_key",
     "webhook_id_1_change_id_1": "change_id",
     "token_hash_1": "token_hash",
+    "live_key_1": "waitlist_entry",
+    "event_id_1_code_1": "access_code",
 }
 _INDEX_NAME = re.compile(r"index: (\S+)")
 
@@ -159,7 +161,10 @@ class MongoBase:
         self.scanner_docs = db["scanners"]
         self.redemptions = db["checkin_redemptions"]
         self.answers = db["checkin_answers"]
-        self.codes = db["email_codes"]
+        self.email_codes = db["email_codes"]
+        self.waitlist = db["waitlist_entries"]
+        self.codes = db["access_codes"]
+        self.code_uses = db["code_uses"]
 
     async def started(self, event_id: str, now: datetime, s: Session | None = None) -> bool:
         """Whether the event has started (sales, confirmations included, are over)."""

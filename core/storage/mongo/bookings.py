@@ -81,7 +81,7 @@ class MongoBookings(MongoBase):
                     return_document=ReturnDocument.AFTER,
                 )
                 if d is not None:
-                    await give_back(self, s, [d | {"status": status}])
+                    await give_back(self, s, [d | {"status": status}], now)
                     change = changelog.booking_change("cancelled", fields_of(d), actor, now)
                     await record_changes(self, s, [change])
                     return d

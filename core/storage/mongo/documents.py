@@ -232,6 +232,47 @@ class EmailCodeDoc(Document):
         indexes = [IndexModel([("email", ASCENDING)])]
 
 
+class WaitlistDoc(Document):
+    """An account waiting for seats of a tier; `live_key` (event/tier/owner) is set while
+    the entry waits or holds an offer: one live entry per account and tier."""
+
+    id: str  # type: ignore[assignment]
+
+    class Settings:
+        name = "waitlist_entries"
+        indexes = [
+            IndexModel(
+                [("live_key", ASCENDING)],
+                unique=True,
+                partialFilterExpression={"live_key": {"$type": "string"}},
+            ),
+            IndexModel(
+                [("event_id", ASCENDING), ("tier", ASCENDING), ("status", ASCENDING), ("seq", 1)]
+            ),
+            IndexModel([("owner_id", ASCENDING), ("_id", ASCENDING)]),
+            IndexModel([("status", ASCENDING), ("offer_expires_at", ASCENDING)]),
+        ]
+
+
+class AccessCodeDoc(Document):
+    """An organizer's access code, unique per event; `uses` changes with its bookings."""
+
+    id: str  # type: ignore[assignment]
+
+    class Settings:
+        name = "access_codes"
+        indexes = [IndexModel([("event_id", ASCENDING), ("code", ASCENDING)], unique=True)]
+
+
+class CodeUseDoc(Document):
+    """Which booking (its id) used which code."""
+
+    id: str  # type: ignore[assignment]
+
+    class Settings:
+        name = "code_uses"
+
+
 DOCUMENTS: list[type[Document]] = [
     UserDoc,
     PartnerDoc,
@@ -253,4 +294,7 @@ DOCUMENTS: list[type[Document]] = [
     RedemptionDoc,
     ScanAnswerDoc,
     EmailCodeDoc,
+    WaitlistDoc,
+    AccessCodeDoc,
+    CodeUseDoc,
 ]

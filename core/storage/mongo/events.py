@@ -28,6 +28,7 @@ from core.storage.mongo.seats import (
     ended,
     release_expired,
 )
+from core.storage.mongo.waitlist import end_code_uses, offer_freed
 from core.storage.records import (
     SYSTEM_ACTOR,
     Actor,
@@ -150,29 +151,43 @@ class MongoEvents(MongoBase):
         if await self.tiers.find_one({"_id": tid}, {"_id": 1}, session=s) is None:
             position = await self.tiers.count_documents({"event_id": event_id}, session=s)
             tier = Tier(
-                patch.code, patch.name or patch.code, patch.price_cents or 0, patch.capacity or 0
+                patch.code,
+                patch.name or patch.code,
+                patch.price_cents or 0,
+                patch.capacity or 0,
+                hidden=bool(patch.hidden),
+                waitlist_open=patch.waitlist_open is not False,
             )
             await self.tiers.insert_one(_tier_doc(event_id, tier, position, on_sale), session=s)
             return
-        changes: Doc = {
-            k: v
-            for k, v in (("name", patch.name), ("price_cents", patch.price_cents))
-            if v is not None
-        }
+        named = (
+            ("name", patch.name),
+            ("price_cents", patch.price_cents),
+            ("hidden", patch.hidden),
+            ("waitlist_open", patch.waitlist_open),
+        )
+        changes: Doc = {k: v for k, v in named if v is not None}
         match: Doc = {"_id": tid}
         inc: Doc = {}
         if patch.capacity is not None:
             await release_expired(self, s, now, event_id, patch.code)
             changes["capacity"] = patch.capacity
-            match["active"] = {"$lte": patch.capacity}  # one update: check and write
+            # one update: check and write (seats blocked for offers and codes count too)
+            match["$expr"] = {
+                "$lte": [{"$add": ["$active", {"$ifNull": ["$blocked", 0]}]}, patch.capacity]
+            }
             inc = {"$inc": {"version": 1}}
         if not changes:
             return
-        if (
-            await self.tiers.update_one(match, {"$set": changes, **inc}, session=s)
-        ).matched_count == 0:
+        tier_doc = await self.tiers.find_one_and_update(
+            match, {"$set": changes, **inc}, session=s, return_document=ReturnDocument.AFTER
+        )
+        if tier_doc is None:
             current = await self.tiers.find_one({"_id": tid}, session=s)
-            raise errors.CapacityBelowActive(patch.code, current["active"] if current else 0)
+            taken = current["active"] + current.get("blocked", 0) if current else 0
+            raise errors.CapacityBelowActive(patch.code, taken)
+        if patch.capacity is not None or patch.waitlist_open:
+            await offer_freed(self, s, tier_doc, now)
 
     async def transition(
         self,
@@ -244,6 +259,7 @@ class MongoEvents(MongoBase):
                 changelog.booking_change(status, ended(d, status, now), who, now) for d in docs
             ]
         await record_changes(self, s, changes)
+        await end_code_uses(self, s, [d["_id"] for d in holding])
         for status, docs in ends.items():
             who = SYSTEM_ACTOR if status == "expired" else actor
             orders = sorted({d["order_id"] for d in docs if d.get("order_id")})
@@ -278,6 +294,8 @@ class MongoEvents(MongoBase):
                 t.capacity,
                 int(counts.get(t.code, {}).get("pending", 0)),
                 int(counts.get(t.code, {}).get("confirmed", 0)),
+                blocked=t.blocked,
+                hidden=t.hidden,
             )
             for t in tiers
         ]

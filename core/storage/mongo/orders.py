@@ -148,7 +148,7 @@ class MongoOrders(MongoBase):
                     {"$set": {"status": "cancelled", "updated_at": now}, "$inc": {"version": 1}},
                     session=s,
                 )
-                await give_back(self, s, docs)
+                await give_back(self, s, docs, now)
                 await record_changes(
                     self,
                     s,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.storage import drift
+from core.storage.mongo import waitlist
 from core.storage.mongo.base import MongoBase, Session, buyer_id
 from core.storage.mongo.seats import derive_counters, tallies
 from core.storage.records import Drift
@@ -24,6 +25,8 @@ class Counters:
             found = await self._drifts(s)
             for event_id in sorted({d.event_id for d in found}):
                 await derive_counters(self.base, s, event_id)
+            if drift.of_claims(found):
+                await waitlist.repair_claims(self.base, s)
             return found
 
         return await self.base.tx(repair)
@@ -38,7 +41,7 @@ class Counters:
             (d["event_id"], d["owner_id"], d["active"], d.get("pending", 0))
             async for d in base.buyers.find({}, session=s)
         ]
-        return drift.drifts(tiers, buyers, by_tier, by_buyer)
+        return drift.drifts(tiers, buyers, by_tier, by_buyer) + await waitlist.claim_drifts(base, s)
 
 
 async def rebuild_buyer_counts(base: MongoBase) -> None:

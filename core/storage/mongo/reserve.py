@@ -132,7 +132,10 @@ async def take_seats(
         {
             "_id": tier_id(event_id, code),
             "on_sale": True,
-            "$expr": {"$lte": [{"$add": ["$active", seats]}, "$capacity"]},
+            "hidden": {"$ne": True},
+            "$expr": {
+                "$lte": [{"$add": ["$active", {"$ifNull": ["$blocked", 0]}, seats]}, "$capacity"]
+            },
         },
         {"$inc": {"active": seats, "version": 1}},
         session=s,

@@ -6,7 +6,10 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from pymongo import ReturnDocument
+
 from core.storage import changelog, drift, releases
+from core.storage.mongo import waitlist
 from core.storage.mongo.base import (
     HOLDS_SEATS,
     Doc,
@@ -21,16 +24,24 @@ from core.storage.mongo.changes import record_changes
 from core.storage.records import SYSTEM_ACTOR, Actor
 
 
-async def give_back(base: MongoBase, s: Session, released: Sequence[Mapping[str, Any]]) -> None:
+async def give_back(
+    base: MongoBase, s: Session, released: Sequence[Mapping[str, Any]], now: datetime
+) -> None:
     """Return released bookings' seats to their tiers and their buyers' counts (each mapping
-    has event_id, tier, owner_id, quantity and the status the booking had)."""
+    has _id, event_id, tier, owner_id, quantity and the status the booking had), their codes'
+    uses to the codes (a reserving code holds its seat again), and offer what is free to the
+    tiers' waiting lists."""
     release = releases.release_of(released)
+    rehold = await waitlist.return_code_uses(base, s, [r["_id"] for r in released])
     for event_id, code, seats in release.tiers:
-        await base.tiers.update_one(
+        tier = await base.tiers.find_one_and_update(
             {"_id": tier_id(event_id, code)},
-            {"$inc": {"active": -seats, "version": 1}},
+            {"$inc": {"active": -seats, "blocked": rehold.get((event_id, code), 0), "version": 1}},
             session=s,
+            return_document=ReturnDocument.AFTER,
         )
+        if tier is not None:
+            await waitlist.offer_freed(base, s, tier, now)
     for event_id, owner_id, seats, pending in release.buyers:
         await base.buyers.update_one(
             {"_id": buyer_id(event_id, owner_id)},
@@ -61,7 +72,7 @@ async def release_expired(
         {"$set": {"status": "expired", "updated_at": now}, "$inc": {"version": 1}},
         session=s,
     )
-    await give_back(base, s, released)
+    await give_back(base, s, released, now)
     changes = [
         changelog.booking_change("expired", ended(d, "expired", now), SYSTEM_ACTOR, now)
         for d in released

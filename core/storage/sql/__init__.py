@@ -18,18 +18,19 @@ from core.storage.batching import ReserveBatcher
 from core.storage.bookings import Bookings
 from core.storage.drift import Recount
 from core.storage.reserving import Batch, Reserver, Sweeper
-from core.storage.sql import reserve
+from core.storage.sql import claims, reserve
 from core.storage.sql.accounts import SQLPartners, SQLTokens, SQLUsers
 from core.storage.sql.base import Engines, SQLBase, async_url, sqlite_begin
 from core.storage.sql.bookings import SQLBookings
 from core.storage.sql.changes import SQLChanges
 from core.storage.sql.checkin import SQLCheckin
-from core.storage.sql.codes import SQLCodes
+from core.storage.sql.email_codes import SQLEmailCodes
 from core.storage.sql.events import SQLEvents
 from core.storage.sql.mail import SQLMail, SQLResets
 from core.storage.sql.orders import SQLOrders
 from core.storage.sql.recount import Counters
 from core.storage.sql.seats import release_expired_alone
+from core.storage.sql.waitlist import SQLCodes, SQLWaitlist
 from core.storage.sql.webhooks import SQLWebhooks
 
 
@@ -69,6 +70,8 @@ class SQLStorage:
         self.mail = SQLMail(engines, self.kind)
         self.resets = SQLResets(engines, self.kind)
         self.checkin = SQLCheckin(engines, self.kind)
+        self.email_codes = SQLEmailCodes(engines, self.kind)
+        self.waitlist = SQLWaitlist(engines, self.kind)
         self.codes = SQLCodes(engines, self.kind)
 
     def _prepare_sqlite_path(self) -> None:
@@ -119,7 +122,11 @@ def booking_store(
         )
     return Bookings(
         reserver=Reserver(
-            limited=transaction, unlimited=unlimited, sweeper=sweeper, batcher=batcher
+            limited=transaction,
+            unlimited=unlimited,
+            claimed=reserve.Alone(db, claims.Claimed(db)),
+            sweeper=sweeper,
+            batcher=batcher,
         ),
         sweeper=sweeper,
         recount=Recount(sweeper, Counters(db)),

@@ -62,6 +62,8 @@ UNIQUE_KEYS: list[tuple[str, tuple[str, ...], str, str]] = [
     ("checkin_lists", ("id",), "checkin_lists_pkey", "list_id"),
     ("scanners", ("id",), "scanners_pkey", "scanner_id"),
     ("scanners", ("token_hash",), "scanners_token_hash_key", "token_hash"),
+    ("waitlist_entries", ("live_key",), "waitlist_entries_live_key_key", "waitlist_entry"),
+    ("access_codes", ("event_id", "code"), "uq_access_codes_event_code", "access_code"),
 ]
 _BY_CONSTRAINT = {name: key for _, _, name, key in UNIQUE_KEYS}
 _BY_COLUMNS = {(table, columns): key for table, columns, _, key in UNIQUE_KEYS}

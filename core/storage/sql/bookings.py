@@ -78,7 +78,7 @@ class SQLBookings(SQLBase):
                 )
                 row = await first(conn, stmt)
                 if row is not None:
-                    await give_back(conn, [{**row._mapping, "status": status}])
+                    await give_back(conn, [{**row._mapping, "status": status}], now)
                     await record(
                         conn, [changelog.booking_change("cancelled", row._mapping, actor, now)]
                     )

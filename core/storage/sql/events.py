@@ -32,6 +32,7 @@ from core.storage.sql import schema as t
 from core.storage.sql.base import SQLBase, active_at, first, hold_expired, holds_seats
 from core.storage.sql.changes import record
 from core.storage.sql.seats import close_tiers, derive_counters, end_orders, release_expired
+from core.storage.sql.waitlist import TIER_STATE, end_code_uses, offer_freed
 
 
 class SQLEvents(SQLBase):
@@ -213,13 +214,27 @@ class SQLEvents(SQLBase):
             .subquery()
         )
         stmt = (
-            select(tr.c.code, tr.c.capacity, counted.c.pending, counted.c.confirmed)
+            select(
+                tr.c.code,
+                tr.c.capacity,
+                tr.c.blocked,
+                tr.c.hidden,
+                counted.c.pending,
+                counted.c.confirmed,
+            )
             .select_from(tr.outerjoin(counted, counted.c.tier == tr.c.code))
             .where(tr.c.event_id == event_id)
             .order_by(tr.c.position)
         )
         return [
-            TierCount(r.code, r.capacity, int(r.pending or 0), int(r.confirmed or 0))
+            TierCount(
+                r.code,
+                r.capacity,
+                int(r.pending or 0),
+                int(r.confirmed or 0),
+                blocked=r.blocked,
+                hidden=r.hidden,
+            )
             for r in await self.rows(stmt)
         ]
 
@@ -265,21 +280,36 @@ async def _patch_tier(
             await conn.execute(select(func.count()).where(tr.c.event_id == event_id))
         ).scalar_one()
         tier = Tier(
-            patch.code, patch.name or patch.code, patch.price_cents or 0, patch.capacity or 0
+            patch.code,
+            patch.name or patch.code,
+            patch.price_cents or 0,
+            patch.capacity or 0,
+            hidden=bool(patch.hidden),
+            waitlist_open=patch.waitlist_open is not False,
         )
         await conn.execute(insert(tr).values(**_tier_values(event_id, tier, position, on_sale)))
         return
-    values: dict[str, Any] = {
-        k: v for k, v in (("name", patch.name), ("price_cents", patch.price_cents)) if v is not None
-    }
+    named = (
+        ("name", patch.name),
+        ("price_cents", patch.price_cents),
+        ("hidden", patch.hidden),
+        ("waitlist_open", patch.waitlist_open),
+    )
+    values: dict[str, Any] = {k: v for k, v in named if v is not None}
     guard = this
     if patch.capacity is not None:
         await release_expired(conn, now, event_id, patch.code)
         values |= {"capacity": patch.capacity, "version": tr.c.version + 1}
-        guard = and_(this, tr.c.active <= patch.capacity)  # one statement: check and write
-    if values and (await conn.execute(update(tr).where(guard).values(**values))).rowcount == 0:
-        active = (await conn.execute(select(tr.c.active).where(this))).scalar_one()
+        # one statement: check and write (seats blocked for offers and codes count too)
+        guard = and_(this, tr.c.active + tr.c.blocked <= patch.capacity)
+    if not values:
+        return
+    row = await first(conn, update(tr).where(guard).values(**values).returning(*TIER_STATE))
+    if row is None:
+        active = (await conn.execute(select(tr.c.active + tr.c.blocked).where(this))).scalar_one()
         raise CapacityBelowActive(patch.code, active)
+    if patch.capacity is not None or patch.waitlist_open:
+        await offer_freed(conn, event_id, patch.code, row._mapping, now)
 
 
 async def _end_holdings(conn: AsyncConnection, event_id: str, now: datetime, actor: Actor) -> None:
@@ -298,6 +328,7 @@ async def _end_holdings(conn: AsyncConnection, event_id: str, now: datetime, act
         .returning(*b.c)
     )
     rows = ended.all()
+    await end_code_uses(conn, [r.id for r in rows])
     await record(
         conn,
         [

@@ -144,7 +144,7 @@ class SQLOrders(SQLBase):
                         .returning(*b.c)
                     )
                 ).all()
-                await give_back(conn, [{**r._mapping, "status": status} for r in bookings])
+                await give_back(conn, [{**r._mapping, "status": status} for r in bookings], now)
                 await record(
                     conn,
                     changelog.order_changes(

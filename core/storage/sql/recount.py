@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from core.storage import drift
 from core.storage.records import Drift
 from core.storage.sql import schema as t
+from core.storage.sql import waitlist
 from core.storage.sql.base import SQLBase, holds_seats
 from core.storage.sql.seats import derive_counters
 
@@ -37,6 +38,8 @@ class Counters:
             found = await _drifts(conn)
             for event_id in sorted({d.event_id for d in found}):
                 await _rebuild_counters(conn, event_id)
+            if drift.of_claims(found):
+                await waitlist.repair_claims(conn)
             return found
 
         return await self.db.tx(repair)
@@ -62,7 +65,7 @@ async def _drifts(conn: AsyncConnection) -> list[Drift]:
         buyer_counters=[tuple(r) for r in buyers],
         tier_tally={(r[0], r[1]): drift.Seats(int(r[2]), int(r[3])) for r in tier_tally},
         buyer_tally={(r[0], r[1]): drift.Seats(int(r[2]), int(r[3])) for r in buyer_tally},
-    )
+    ) + await waitlist.claim_drifts(conn)
 
 
 async def _rebuild_counters(conn: AsyncConnection, event_id: str) -> None:

@@ -119,6 +119,10 @@ tiers = Table(
     Column("version", Integer, nullable=False, default=0),
     Column("on_sale", Boolean, nullable=False, default=False),
     Column("position", Integer, nullable=False, default=0),
+    Column("blocked", Integer, nullable=False, server_default="0"),
+    Column("hidden", Boolean, nullable=False, server_default=text("false")),
+    Column("waitlist_open", Boolean, nullable=False, server_default=text("true")),
+    Column("waitlist_seq", Integer, nullable=False, server_default="0"),
     CheckConstraint("active >= 0 AND active <= capacity", name="ck_tiers_seats"),
 )
 
@@ -388,3 +392,61 @@ email_codes = Table(
     Column("created_at", UTCDateTime, nullable=False),
 )
 """One live email code per account and purpose (verify its address, or move to a new one)."""
+
+
+waitlist_entries = Table(
+    "waitlist_entries",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("event_id", String(64), nullable=False),
+    Column("tier", String(32), nullable=False),
+    Column("owner_id", String(64), nullable=False),
+    Column("quantity", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("offer_seconds", Integer, nullable=False),
+    Column("offer_expires_at", UTCDateTime),
+    Column("booking_id", String(32)),
+    Column("version", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("live_key", String(200), unique=True),
+    Index("ix_waitlist_tier_status_seq", "event_id", "tier", "status", "seq"),
+    Index("ix_waitlist_owner", "owner_id", "id"),
+    Index("ix_waitlist_offer_expiry", "status", "offer_expires_at"),
+)
+"""Accounts waiting for seats of a tier, in `seq` order. `live_key` (event, tier, owner) is
+set while the entry waits or holds an offer and cleared when it ends: one live entry per
+account and tier, kept by a unique index on every backend."""
+
+access_codes = Table(
+    "access_codes",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("event_id", String(64), nullable=False),
+    Column("code", String(64), nullable=False),
+    Column("max_uses", Integer, nullable=False),
+    Column("uses", Integer, nullable=False),
+    Column("tiers", JSON().with_variant(JSONB(), "postgresql"), nullable=False),
+    Column("valid_from", UTCDateTime),
+    Column("valid_until", UTCDateTime),
+    Column("reserve_seats", Boolean, nullable=False),
+    Column("holding", Boolean, nullable=False),
+    Column("discount_percent", Integer, nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("event_id", "code", name="uq_access_codes_event_code"),
+    CheckConstraint("uses >= 0 AND uses <= max_uses", name="ck_access_codes_uses"),
+)
+"""An organizer's access codes; `uses` is changed in the atomic step of the booking that
+uses the code (and of its cancel or expiry)."""
+
+code_uses = Table(
+    "code_uses",
+    metadata,
+    Column("booking_id", String(32), primary_key=True),
+    Column("code_id", String(32), nullable=False),
+)
+"""Which booking used which code: written with the booking, removed when it stops holding
+seats (so the code's use is given back in the same step)."""

@@ -12,21 +12,35 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from core.storage import changelog, releases
 from core.storage.records import SYSTEM_ACTOR, Actor
 from core.storage.sql import schema as t
-from core.storage.sql.base import SQLBase, hold_expired, holds_seats
+from core.storage.sql import waitlist
+from core.storage.sql.base import SQLBase, first, hold_expired, holds_seats
 from core.storage.sql.changes import record
 
 
-async def give_back(conn: AsyncConnection, released: Sequence[Mapping[str, Any]]) -> None:
+async def give_back(
+    conn: AsyncConnection, released: Sequence[Mapping[str, Any]], now: datetime
+) -> None:
     """Return released bookings' seats to their tiers and their buyers' counts (each mapping
-    has event_id, tier, owner_id, quantity and the status the booking had)."""
+    has id, event_id, tier, owner_id, quantity and the status the booking had), their codes'
+    uses to the codes (a reserving code holds its seat again), and offer what is free to the
+    tiers' waiting lists."""
     release = releases.release_of(released)
+    rehold = await waitlist.return_code_uses(conn, [r["id"] for r in released])
     tr, u = t.tiers, t.user_event_counts
     for event_id, code, seats in release.tiers:  # a fixed order: no deadlocks between releases
-        await conn.execute(
+        tier = await first(
+            conn,
             update(tr)
             .where(tr.c.event_id == event_id, tr.c.code == code)
-            .values(active=tr.c.active - seats, version=tr.c.version + 1)
+            .values(
+                active=tr.c.active - seats,
+                blocked=tr.c.blocked + rehold.get((event_id, code), 0),
+                version=tr.c.version + 1,
+            )
+            .returning(*waitlist.TIER_STATE),
         )
+        if tier is not None:
+            await waitlist.offer_freed(conn, event_id, code, tier._mapping, now)
     for event_id, owner_id, seats, pending in release.buyers:
         await conn.execute(
             update(u)
@@ -73,7 +87,7 @@ async def release_expired(
         .returning(*b.c)
     )
     expired = [r._mapping for r in await conn.execute(stmt)]
-    await give_back(conn, [{**r, "status": "pending"} for r in expired])
+    await give_back(conn, [{**r, "status": "pending"} for r in expired], now)
     await record(conn, [changelog.booking_change("expired", r, SYSTEM_ACTOR, now) for r in expired])
     orders = sorted({r["order_id"] for r in expired if r["order_id"]})
     await end_orders(conn, orders, "expired", SYSTEM_ACTOR, now)

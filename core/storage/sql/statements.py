@@ -20,7 +20,8 @@ _PRIVATE_REMOVED = "to_jsonb(ins)" + "".join(f" - '{name}'" for name in changelo
 def _statements() -> tuple[Any, Any, Any]:
     """Built once, so SQLAlchemy compiles them once: the booking path only binds values.
 
-    TAKE_SEATS is the guard of the invariant. RESERVE_SEATS feeds it into the booking INSERT
+    TAKE_SEATS is the guard of the invariant (seats blocked for the waiting list or access
+    codes, and hidden tiers, are not for sale here: core/storage/sql/claims.py sells them). RESERVE_SEATS feeds it into the booking INSERT
     (a data-modifying CTE); RESERVE_COUNTED also adds the seats to the buyer's count. Each
     later part reads the guard's RETURNING row, so nothing is written unless the seats were
     taken. Parameters are the booking's column names plus `pending` (the seats held pending).
@@ -29,8 +30,8 @@ def _statements() -> tuple[Any, Any, Any]:
     columns = [name for name in COLUMNS if name != "unit_price_cents"]
     take_seats = (
         "UPDATE tiers SET active = active + :quantity, version = version + 1 "
-        "WHERE event_id = :event_id AND code = :tier AND on_sale "
-        "AND active + :quantity <= capacity RETURNING price_cents"
+        "WHERE event_id = :event_id AND code = :tier AND on_sale AND NOT hidden "
+        "AND active + blocked + :quantity <= capacity RETURNING price_cents"
     )
     count_buyer = (
         "INSERT INTO user_event_counts (event_id, owner_id, active, pending) "
@@ -103,8 +104,8 @@ def _batch_statement() -> str:
         f"WITH req AS (SELECT * FROM unnest({arrays}) AS r({', '.join(names)})), "  # noqa: S608
         "total AS (SELECT sum(quantity) AS seats FROM req), "
         "seats AS (UPDATE tiers SET active = active + total.seats, version = version + 1 "
-        "FROM total WHERE event_id = $1 AND code = $2 AND on_sale "
-        "AND active + total.seats <= capacity RETURNING price_cents), "
+        "FROM total WHERE event_id = $1 AND code = $2 AND on_sale AND NOT hidden "
+        "AND active + blocked + total.seats <= capacity RETURNING price_cents), "
         "buyer AS (INSERT INTO user_event_counts (event_id, owner_id, active, pending) "
         f"SELECT $1, r.owner_id, sum(r.quantity), sum({pending}) FROM req r, seats "
         "GROUP BY r.owner_id ORDER BY r.owner_id "

@@ -1,7 +1,7 @@
 """Signed tickets and check-in: signing keys, lists, scanners, redemptions, answers.
 
 Revision ID: 0007
-Revises: 0004
+Revises: 0006
 """
 
 import sqlalchemy as sa
@@ -9,7 +9,7 @@ from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
 revision = "0007"
-down_revision = "0004"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

@@ -1,14 +1,14 @@
 """Verified email addresses: when an account proved its address, and the codes that prove it.
 
 Revision ID: 0008
-Revises: 0004
+Revises: 0007
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = "0004"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 

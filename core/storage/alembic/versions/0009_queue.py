@@ -1,7 +1,7 @@
 """An event's waiting-room settings (`events.queue`, JSON; null: no waiting room).
 
 Revision ID: 0009
-Revises: 0004
+Revises: 0008
 """
 
 import sqlalchemy as sa
@@ -9,7 +9,7 @@ from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
 revision = "0009"
-down_revision = "0004"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

@@ -17,7 +17,7 @@ def code_of(row: Row[Any]) -> EmailCode:
     return from_fields(EmailCode, row._mapping)
 
 
-class SQLCodes(SQLBase):
+class SQLEmailCodes(SQLBase):
     async def issue(self, code: EmailCode, mail: Mail) -> None:
         c = t.email_codes
         fields = as_fields(code)

@@ -19,12 +19,12 @@ def code_id(code: EmailCode) -> str:
     return f"{code.user_id}/{code.purpose}"
 
 
-class MongoCodes(MongoBase):
+class MongoEmailCodes(MongoBase):
     async def issue(self, code: EmailCode, mail: Mail) -> None:
         doc = {"_id": code_id(code), **as_fields(code)}
 
         async def work(s: Session) -> None:
-            await self.codes.replace_one({"_id": doc["_id"]}, doc, upsert=True, session=s)
+            await self.email_codes.replace_one({"_id": doc["_id"]}, doc, upsert=True, session=s)
             await self.mail.insert_one(
                 {"_id": mail.id, **as_fields(mail, exclude=("id",))}, session=s
             )
@@ -38,8 +38,8 @@ class MongoCodes(MongoBase):
             "expires_at": {"$gt": now},
         }
         counted = []
-        for candidate in await self.codes.find(live, {"_id": 1}).to_list():
-            doc = await self.codes.find_one_and_update(
+        for candidate in await self.email_codes.find(live, {"_id": 1}).to_list():
+            doc = await self.email_codes.find_one_and_update(
                 {"_id": candidate["_id"], **live},
                 {"$inc": {"attempts": 1}},
                 return_document=ReturnDocument.AFTER,
@@ -49,7 +49,7 @@ class MongoCodes(MongoBase):
         return counted
 
     async def find(self, email: str) -> list[EmailCode]:
-        return [code_of(d) for d in await self.codes.find({"email": email}).to_list()]
+        return [code_of(d) for d in await self.email_codes.find({"email": email}).to_list()]
 
     async def use(self, code: EmailCode, now: datetime, mail: Mail | None) -> User | None:
         account: Doc = {"_id": code.user_id}
@@ -57,7 +57,7 @@ class MongoCodes(MongoBase):
             account["email"] = code.email
 
         async def work(s: Session) -> User | None:
-            spent = await self.codes.delete_one(
+            spent = await self.email_codes.delete_one(
                 {"_id": code_id(code), "code_hash": code.code_hash}, session=s
             )
             if not spent.deleted_count:
