@@ -31,7 +31,7 @@ from modules.checkin.schemas import (
     ScannerOut,
     ScannerWithToken,
     ScanOut,
-    TicketOut,
+    SignedTicketOut,
 )
 from modules.checkin.service import CheckinService, ScanIn, Ticket
 
@@ -61,7 +61,7 @@ Device = Annotated[Scanner, Depends(current_scanner)]
 def _tickets(tickets: list[Ticket]) -> JSONResponse:
     return ok(
         [
-            TicketOut(
+            SignedTicketOut(
                 id=t.id,
                 status=t.status,
                 qr=t.qr,
@@ -89,7 +89,7 @@ def _scan_out(answer: ScanAnswer) -> ScanOut:
     )
 
 
-@router.get("/bookings/{booking_id}/tickets", response_model=Envelope[list[TicketOut]])
+@router.get("/bookings/{booking_id}/tickets", response_model=Envelope[list[SignedTicketOut]])
 async def booking_tickets(
     booking_id: str, principal: CurrentPrincipal, checkin: Checkin
 ) -> JSONResponse:
@@ -98,7 +98,7 @@ async def booking_tickets(
     return _tickets(await checkin.booking_tickets(principal, booking_id))
 
 
-@router.get("/orders/{order_id}/tickets", response_model=Envelope[list[TicketOut]])
+@router.get("/orders/{order_id}/tickets", response_model=Envelope[list[SignedTicketOut]])
 async def order_tickets(
     order_id: str, principal: CurrentPrincipal, checkin: Checkin
 ) -> JSONResponse:

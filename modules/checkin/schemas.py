@@ -43,7 +43,7 @@ def _unique(tiers: list[str] | None) -> list[str] | None:
     return tiers
 
 
-class TicketOut(CamelModel):
+class SignedTicketOut(CamelModel):
     id: str
     status: TicketStatus
     qr: str

@@ -104,7 +104,6 @@ async def availability(event_id: str, events: Events, principal: MaybePrincipal)
 
 @router.get(
     "/{event_id}/availability/stream",
-    response_class=LiveStream,
     responses={
         200: {
             "description": "Server-Sent Events: `availability` events (the same body as "
