@@ -12,7 +12,7 @@ from typing import Any
 from pymongo import ReturnDocument
 
 from core.metrics import CONFLICTS_RETRIED
-from core.storage import changelog, refusals, reserving, retries, sale_rows
+from core.storage import changelog, key_claims, refusals, reserving, retries, sale_rows
 from core.storage.errors import DuplicateKey, SoldOut, StorageBusy
 from core.storage.mongo.base import Doc, MongoBase, Session, buyer_id, fields_of, record, tier_id
 from core.storage.mongo.changes import record_changes
@@ -38,11 +38,14 @@ class MongoReserving(MongoBase, reserving.Reserving):
                 # The transaction read a snapshot older than seats given back since: the
                 # update lost a race, not the sale.
             except DuplicateKey as dup:
-                if dup.field == "idempotency_key":
+                if dup.field in ("idempotency_key", key_claims.FIELD):
                     existing = await self.get_by_key(request.owner_id, request.storage_key)
                     if existing is not None:
                         # A key of our own (none was sent) is this request's earlier attempt.
                         return Reservation(existing, replayed=request.idempotency_key is not None)
+                    await key_claims.refuse_other_kind(
+                        self.key_kind, request.owner_id, request.idempotency_key, key_claims.BOOKING
+                    )
                 # The other writer of that key aborted (or ids collided): try again.
             CONFLICTS_RETRIED.labels("mongodb").inc()
             await retries.pause(attempt)
@@ -58,6 +61,7 @@ class MongoReserving(MongoBase, reserving.Reserving):
             await count_buyers(self, s, request.event_id, [request])
         doc = new_booking_doc(request, tier["price_cents"])
         await self.bookings.insert_one(doc, session=s)
+        await self.claim_keys(s, key_claims.of_bookings([(request, doc["_id"])]))
         await record_changes(self, s, [_created(request, doc)])
         return doc
 
@@ -85,6 +89,9 @@ class MongoReserving(MongoBase, reserving.Reserving):
         await count_buyers(self, s, event_id, requests)
         docs = [new_booking_doc(r, tier["price_cents"]) for r in requests]
         await self.bookings.insert_many(docs, session=s)
+        await self.claim_keys(
+            s, key_claims.of_bookings((r, d["_id"]) for r, d in zip(requests, docs, strict=True))
+        )
         await record_changes(self, s, [_created(r, d) for r, d in zip(requests, docs, strict=True)])
         return docs
 
