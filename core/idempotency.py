@@ -80,7 +80,9 @@ def idempotent(*, required: bool = False) -> dict[str, Any]:
                 "name": HEADER,
                 "in": "header",
                 "required": required,
-                "description": "Retries with the same key replay the first answer (24 h).",
+                "description": "Retries with the same key replay the first answer (24 h). A key "
+                "is one request: sent again with another body or on another route (one key space "
+                "per caller) it is 422 IDEMPOTENCY_KEY_REUSED.",
                 "schema": {
                     "type": "string",
                     "minLength": 1,

@@ -8,6 +8,8 @@ allowed (a description may have lines).
 
 Numbers and dates are strict because pydantic's lax mode turns `true` into 1, `"2"` into 2 and
 `1900000000` into a date: a client that sends those has a bug we should name, not guess around.
+An integral number written with a fraction (`8.0`) is an integer, though: JSON Schema's
+"integer" says so, and generated clients and fuzzers send it.
 """
 
 from __future__ import annotations
@@ -56,8 +58,16 @@ def _date_text(value: Any) -> Any:
     return value
 
 
-StrictCount = Annotated[int, Strict()]
-"""An integer sent as a JSON integer: not `true`, `"2"` or `2.0`."""
+def integral(value: Any) -> Any:
+    """`8.0` as 8 (JSON Schema's integer); anything else unchanged, for the strict check."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+StrictCount = Annotated[int, Strict(), BeforeValidator(integral)]
+"""An integer sent as a JSON number without a fractional part: `2` or `2.0`, not `true`, `"2"`
+or `2.5`."""
 
 StrictFlag = Annotated[bool, Strict()]
 """A JSON boolean: not `"yes"`, `1` or `"true"`."""
@@ -73,4 +83,5 @@ __all__ = [
     "StrictFlag",
     "clean_strings",
     "has_control",
+    "integral",
 ]

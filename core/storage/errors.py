@@ -22,6 +22,15 @@ class DuplicateKey(StorageError):
         self.field = field
 
 
+class KeyClaimed(StorageError):
+    """The caller's Idempotency-Key already made something of another kind (a booking, an
+    order: `kind`); nothing was written."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(f"the key made a {kind}")
+        self.kind = kind
+
+
 class StorageBusy(StorageError):
     """Conflicts persisted through every retry; the caller may try again shortly."""
 

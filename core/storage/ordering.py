@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
-from core.storage import refusals, retries
+from core.storage import key_claims, refusals, retries
 from core.storage.errors import DuplicateKey, ItemsShort, Refused, StorageBusy
 from core.storage.records import Order, Ordered, Tier
 from core.storage.requests import OrderRequest
@@ -24,9 +24,12 @@ class OrderSteps(Protocol):
 
     async def order_once(self, request: OrderRequest) -> None:
         """Write the order in one atomic step; SeatsShort (nothing written) if a tier lacks
-        the seats, DuplicateKey if its key is taken."""
+        the seats, DuplicateKey if its key is taken (`order_key`, or `key_claims.FIELD` when
+        the caller's Idempotency-Key is claimed)."""
 
     async def order_by_key(self, owner_id: str, key: str) -> Order | None: ...
+
+    async def key_kind(self, owner_id: str, key: str) -> str | None: ...
 
     async def tiers_of(self, event_id: str) -> Mapping[str, Tier | None]: ...
 
@@ -65,11 +68,14 @@ async def placing_order(steps: OrderSteps, request: OrderRequest) -> Ordered:
             try:
                 await steps.order_once(request)
             except DuplicateKey as dup:
-                if dup.field != "order_key":
+                if dup.field not in ("order_key", key_claims.FIELD):
                     raise
                 existing = await steps.order_by_key(request.owner_id, request.storage_key)
                 if existing is not None:
                     return Ordered(existing, replayed=request.idempotency_key is not None)
+                await key_claims.refuse_other_kind(
+                    steps.key_kind, request.owner_id, request.idempotency_key, key_claims.ORDER
+                )
                 # else the other writer of that key rolled back: try again
             except SeatsShort:
                 refused = order_refusal(request, await steps.tiers_of(request.event_id))

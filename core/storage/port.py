@@ -150,7 +150,8 @@ class BookingStore(Protocol):
         Refused (NoSuchTier, NotOnSale, SoldOut, BuyerLimit) when it cannot be made; expired
         holds of the tier are released before a refusal is final. When the owner already
         used the idempotency key, the stored booking comes back as `replayed`: the durable
-        backstop against double booking.
+        backstop against double booking. A key that made an order is KeyClaimed (one key space
+        per caller), nothing written.
         """
 
     async def confirm(self, booking_id: str, owner_id: str, now: datetime, actor: Actor) -> Booking:
@@ -164,6 +165,9 @@ class BookingStore(Protocol):
 
     async def get(self, booking_id: str) -> Booking | None: ...
     async def get_by_key(self, owner_id: str, idempotency_key: str) -> Booking | None: ...
+    async def key_kind(self, owner_id: str, key: str) -> str | None:
+        """What the caller's Idempotency-Key made ("booking", "order"); None if nothing."""
+
     async def find(self, query: BookingQuery) -> list[Booking]: ...
     async def count_active(self, event_id: str, now: datetime) -> int: ...
 
@@ -186,7 +190,8 @@ class OrderStore(Protocol):
         """Take the seats of every item and write the order and its bookings as one atomic step,
         tiers locked in a fixed order (no deadlocks); nothing is written if anything is refused:
         NoSuchTier, NotOnSale, ItemsShort (every short tier), BuyerLimit (the order's seats
-        count together). The owner's key already used: the stored order, `replayed`."""
+        count together). The owner's key already used: the stored order, `replayed`; used by a
+        booking: KeyClaimed, nothing written."""
 
     async def confirm(self, order_id: str, owner_id: str, now: datetime, actor: Actor) -> Order:
         """pending → confirmed, with all its bookings; Missing, BookingExpired, NotPending."""
@@ -197,6 +202,9 @@ class OrderStore(Protocol):
         """Active → cancelled with all its bookings, seats released; Missing, NotPending."""
 
     async def get(self, order_id: str) -> Order | None: ...
+    async def key_kind(self, owner_id: str, key: str) -> str | None:
+        """As BookingStore.key_kind."""
+
     async def find(self, query: OrderQuery) -> list[Order]: ...
 
 

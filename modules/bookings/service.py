@@ -18,6 +18,7 @@ from core.storage.errors import (
     BookingExpired,
     BuyerLimit,
     InOrder,
+    KeyClaimed,
     Missing,
     NoSuchTier,
     NotOnSale,
@@ -112,6 +113,8 @@ class BookingService:
         )
         try:
             reservation = await self.storage.bookings.reserve(reserve)
+        except KeyClaimed:
+            raise IdempotencyKeyReused() from None  # the key made an order
         except Refused as refused:
             BOOKINGS.labels(_OUTCOMES.get(type(refused), "refused")).inc()
             if request.idempotency_key:  # a retry after the sale closed gets its booking back

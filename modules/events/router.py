@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import re
+from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
@@ -46,13 +47,26 @@ class InvalidIfMatch(AppError):
     )
 
 
+IF_MATCH_PATTERN = r'^[ \t]*(\*|(W/)?"?[0-9]{1,18}"?)[ \t]*$'
+"""The event's version (its ETag, quoted or not, weak or not) or `*`."""
+_IF_MATCH = re.compile(IF_MATCH_PATTERN)
+
+
+def _if_match_schema(schema: dict[str, Any]) -> None:
+    """A string or absent: the header has no null (a generator would send the text "null")."""
+    schema.pop("anyOf", None)
+    schema.update(type="string", pattern=IF_MATCH_PATTERN)
+
+
 def _version(if_match: str | None) -> int | None:
-    if if_match is None or if_match.strip() == "*":
-        return None  # RFC 9110 §13.1.1: `*` matches any current version
-    value = if_match.strip().removeprefix("W/").strip('"')
-    if not value.isdigit():
+    if if_match is None:
+        return None
+    matched = _IF_MATCH.fullmatch(if_match)
+    if matched is None:
         raise InvalidIfMatch()
-    return int(value)
+    if matched.group(1) == "*":
+        return None  # RFC 9110 §13.1.1: `*` matches any current version
+    return int(matched.group(1).removeprefix("W/").strip('"'))
 
 
 def _event_response(event: Event, status: int = 200) -> JSONResponse:
@@ -140,7 +154,13 @@ async def update_event(
     body: EventPatch,
     principal: CurrentPrincipal,
     events: Events,
-    if_match: Annotated[str | None, Header()] = None,
+    if_match: Annotated[
+        str | None,
+        Header(
+            json_schema_extra=_if_match_schema,  # checked by _version: a 400
+            description="The event's version (its ETag) or *: 412 if it is no longer current",
+        ),
+    ] = None,
 ) -> Response:
     version = _version(if_match)
     return _event_response(await events.update(principal, event_id, body, version))

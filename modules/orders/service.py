@@ -15,6 +15,7 @@ from core.security import Principal
 from core.storage.errors import (
     BookingExpired,
     ItemsShort,
+    KeyClaimed,
     Missing,
     NotOnSale,
     NotPending,
@@ -95,6 +96,8 @@ class OrderService:
         )
         try:
             made = await self.storage.orders.reserve(request)
+        except KeyClaimed:
+            raise IdempotencyKeyReused() from None  # the key made a booking
         except Refused as refused:
             raise _refusal(refused, event, placement) from None
         if made.replayed and made.order.request_hash != placement.request_hash:

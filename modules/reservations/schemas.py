@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from core.errors import AppError
-from core.inputs import has_control
+from core.inputs import StrictCount, has_control, integral
 from core.jsonbody import InvalidJson, parse_json
 from modules.bookings.schemas import MAX_QUANTITY
 
@@ -36,7 +36,7 @@ class ReservationIn(BaseModel):
             raise ReservationInvalid("partnerId must be a string of at most 50 characters")
         if has_control(partner_id):
             raise ReservationInvalid("partnerId must not contain control characters")
-        seats = raw.get("seats")
+        seats = integral(raw.get("seats"))
         if seats is None:
             raise ReservationInvalid("seats is required")
         if isinstance(seats, bool) or not isinstance(seats, int) or not 1 <= seats <= MAX_QUANTITY:
@@ -52,7 +52,7 @@ class ReservationRequest(BaseModel):
         max_length=50,
         description="The partner's own id (with a partner token: that partner's id)",
     )
-    seats: int = Field(ge=1, le=MAX_QUANTITY, strict=True)
+    seats: StrictCount = Field(ge=1, le=MAX_QUANTITY)
 
 
 class ReservationOut(BaseModel):

@@ -20,6 +20,7 @@ from core.routing import ApiRoute, Guard, with_and_without_slash
 from core.security import Principal
 from modules.tickets.schemas import (
     MAX_USER_ID_LENGTH,
+    USER_ID_PATTERN,
     BookOut,
     BookRequest,
     CancelOut,
@@ -52,7 +53,12 @@ USER_ID_PARAMETER = {
     "in": "query",
     "required": True,
     "description": "Whose bookings: as in POST /api/tickets/book",
-    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_USER_ID_LENGTH},
+    "schema": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_USER_ID_LENGTH,
+        "pattern": USER_ID_PATTERN,
+    },
 }
 
 

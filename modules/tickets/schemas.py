@@ -1,19 +1,22 @@
 """The tiered ticket-booking contract's JSON: plain objects (no envelope), camelCase, and errors
 as `{"code", "message", "errors": [{"path", "message"}]}`.
 
-Request bodies are checked by hand, strictly (`true`, `"2"` and `2.5` are not quantities), so
+Request bodies are checked by hand, strictly (`true`, `"2"` and `2.5` are not quantities; `2.0`
+is, as JSON Schema's integer), so
 that every broken rule is named with its path in one 400; the pydantic models below describe
 the same rules for the OpenAPI document.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from core.errors import AppError
+from core.inputs import StrictCount, has_control, integral
 from core.jsonbody import InvalidJson, parse_json
 from modules.bookings.schemas import MAX_QUANTITY
 
@@ -27,6 +30,12 @@ USER_ID_MESSAGE = (
 )
 QUANTITY_MESSAGE = f"quantity must be an integer between 1 and {MAX_QUANTITY}"
 TIER_MESSAGE = f"tier is required: one of {', '.join(TIERS)}"
+LINE_PATTERN = r"^[^\u0000-\u001f\u007f-\u009f]+$"
+"""One line of text: no control character (not even tab or a line break)."""
+USER_ID_PATTERN = r"^[^\u0000-\u001f\u007f-\u009f]*\S[^\u0000-\u001f\u007f-\u009f]*$"
+"""A line that is not only white space."""
+_LINE = re.compile(LINE_PATTERN)
+_USER_ID = re.compile(USER_ID_PATTERN)
 
 
 class TicketsInvalid(AppError):
@@ -58,9 +67,13 @@ def parse_book(body: bytes) -> BookIn:
     if not valid_user_id(user_id):
         errors.append({"field": "userId", "message": USER_ID_MESSAGE})
     tier = raw.get("tier")
-    if not isinstance(tier, str) or not 1 <= len(tier) <= MAX_TIER_LENGTH or not tier.isprintable():
+    if (
+        not isinstance(tier, str)
+        or not 1 <= len(tier) <= MAX_TIER_LENGTH
+        or not _LINE.fullmatch(tier)
+    ):
         errors.append({"field": "tier", "message": TIER_MESSAGE})
-    quantity = raw.get("quantity")
+    quantity = integral(raw.get("quantity"))
     if type(quantity) is not int or not 1 <= quantity <= MAX_QUANTITY:
         errors.append({"field": "quantity", "message": QUANTITY_MESSAGE})
     if errors:
@@ -86,8 +99,8 @@ def valid_user_id(value: object) -> bool:
     return (
         isinstance(value, str)
         and 1 <= len(value) <= MAX_USER_ID_LENGTH
-        and value.strip() != ""
-        and value.isprintable()
+        and _USER_ID.fullmatch(value) is not None
+        and not has_control(value)
     )
 
 
@@ -102,19 +115,21 @@ class BookRequest(BaseModel):
     userId: str = Field(
         min_length=1,
         max_length=MAX_USER_ID_LENGTH,
+        pattern=USER_ID_PATTERN,
         description="With a user token: the caller's own user id. With a partner token: the "
         "partner's reference for its customer. Anonymous mode: any buyer name.",
     )
     tier: str = Field(
         min_length=1,
         max_length=MAX_TIER_LENGTH,
+        pattern=LINE_PATTERN,
         description=f"One of {', '.join(TIERS)}; another tier is a 404 TICKET_NOT_FOUND",
     )
-    quantity: int = Field(ge=1, le=MAX_QUANTITY, strict=True)
+    quantity: StrictCount = Field(ge=1, le=MAX_QUANTITY)
 
 
 class CancelRequest(BaseModel):
-    userId: str = Field(min_length=1, max_length=MAX_USER_ID_LENGTH)
+    userId: str = Field(min_length=1, max_length=MAX_USER_ID_LENGTH, pattern=USER_ID_PATTERN)
 
 
 class TicketOut(BaseModel):

@@ -15,9 +15,9 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 from pymongo.read_concern import ReadConcern
 
-from core.storage import retries
+from core.storage import key_claims, retries
 from core.storage.errors import DuplicateKey
-from core.storage.records import from_fields
+from core.storage.records import from_fields, new_id
 
 Doc = dict[str, Any]
 Session = AsyncClientSession
@@ -34,6 +34,7 @@ UNIQUE_INDEXES = {
     "token_hash_1": "token_hash",
     "live_key_1": "waitlist_entry",
     "event_id_1_code_1": "access_code",
+    "owner_id_1_key_1": key_claims.FIELD,
 }
 _INDEX_NAME = re.compile(r"index: (\S+)")
 
@@ -150,6 +151,7 @@ class MongoBase:
         self.bookings = db["bookings"]
         self.buyers = db["user_event_counts"]
         self.orders = db["orders"]
+        self.key_claims = db["idempotency_keys"]
         self.changes = db["changes"]
         self.leases = db["leases"]
         self.webhooks = db["webhooks"]
@@ -170,6 +172,20 @@ class MongoBase:
         """Whether the event has started (sales, confirmations included, are over)."""
         query: Doc = {"_id": event_id, "starts_at": {"$lte": now}}
         return await self.events.find_one(query, {"_id": 1}, session=s) is not None
+
+    async def key_kind(self, owner_id: str, key: str) -> str | None:
+        """What the caller's Idempotency-Key made (booking, order), None if nothing yet."""
+        claim = await self.key_claims.find_one({"owner_id": owner_id, "key": key})
+        return claim["kind"] if claim else None
+
+    async def claim_keys(self, s: Session, claims: list[Doc]) -> None:
+        """Insert these claims (key_claims.claim_values) in the transaction `s`; a taken one
+        is DuplicateKey(key_claims.FIELD) and aborts it."""
+        docs = [{"_id": new_id(), **claim} for claim in claims]
+        if len(docs) == 1:  # insert_many reports a taken key as a BulkWriteError instead
+            await self.key_claims.insert_one(docs[0], session=s)
+        elif docs:  # a batch: any error makes each of its requests run alone
+            await self.key_claims.insert_many(docs, session=s)
 
     async def tx[R](self, work: Callable[[Session], Awaitable[R]], *, read_only: bool = False) -> R:
         """Run `work` in a transaction, retrying transient conflicts with jittered backoff.

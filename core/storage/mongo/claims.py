@@ -9,7 +9,7 @@ from typing import Any
 
 from pymongo import ReturnDocument
 
-from core.storage import changelog, claiming, refusals
+from core.storage import changelog, claiming, key_claims, refusals
 from core.storage.errors import ClaimRefused, DuplicateKey, StorageBusy
 from core.storage.mongo.base import Doc, MongoBase, Session, fields_of, record, tier_id
 from core.storage.mongo.changes import record_changes
@@ -36,10 +36,13 @@ class Claimed:
             async with base.lanes.of(request.event_id):
                 doc = await base.tx(lambda s: reserve_claimed(base, s, request))
         except DuplicateKey as dup:
-            if dup.field != "idempotency_key":
+            if dup.field not in ("idempotency_key", key_claims.FIELD):
                 raise
             existing = await booking_by_key(base, request.owner_id, request.storage_key)
             if existing is None:
+                await key_claims.refuse_other_kind(
+                    base.key_kind, request.owner_id, request.idempotency_key, key_claims.BOOKING
+                )
                 raise StorageBusy("try again") from None
             return Reservation(existing, replayed=request.idempotency_key is not None)
         return Reservation(record(Booking, doc))
@@ -83,6 +86,7 @@ async def reserve_claimed(base: MongoBase, s: Session, request: ReserveRequest) 
         await count_buyers(base, s, request.event_id, [request])
     doc = new_booking_doc(request, claiming.discounted(tier["price_cents"], discount))
     await base.bookings.insert_one(doc, session=s)
+    await base.claim_keys(s, key_claims.of_bookings([(request, doc["_id"])]))
     if code_id is not None:
         await base.code_uses.insert_one({"_id": doc["_id"], "code_id": code_id}, session=s)
     if request.waitlist_entry_id is not None:

@@ -89,6 +89,17 @@ class OrderDoc(Document):
         ]
 
 
+class KeyClaimDoc(Document):
+    """One Idempotency-Key space per caller: a key's one claim, whatever it made (`kind`, a
+    booking or an order, and its `resource_id`), inserted in the transaction that made it."""
+
+    id: str  # type: ignore[assignment]
+
+    class Settings:
+        name = "idempotency_keys"
+        indexes = [IndexModel([("owner_id", ASCENDING), ("key", ASCENDING)], unique=True)]
+
+
 class BuyerCountDoc(Document):
     """Per buyer and event (`<event id>/<owner id>`): seats in pending or confirmed bookings
     (`active`) and of those the pending ones."""
@@ -281,6 +292,7 @@ DOCUMENTS: list[type[Document]] = [
     TierDoc,
     BookingDoc,
     OrderDoc,
+    KeyClaimDoc,
     BuyerCountDoc,
     ChangeDoc,
     LeaseDoc,

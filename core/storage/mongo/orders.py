@@ -10,7 +10,7 @@ from datetime import datetime
 
 from pymongo import DESCENDING, ReturnDocument
 
-from core.storage import changelog, ordering
+from core.storage import changelog, key_claims, ordering
 from core.storage.errors import NotOnSale
 from core.storage.mongo.base import (
     Doc,
@@ -62,6 +62,7 @@ class MongoOrders(MongoBase):
         values = ordering.order_values(request)
         order = {"_id": values.pop("id"), **values}
         await self.orders.insert_one(order, session=s)
+        await self.claim_keys(s, key_claims.of_order(request))
         bookings = [
             new_booking_doc(request.booking(item), prices[item.tier])
             | {"order_id": request.order_id}

@@ -15,7 +15,7 @@ from typing import Any
 from pymongo import ReturnDocument
 
 from core.metrics import CONFLICTS_RETRIED
-from core.storage import changelog, refusals, reserving, retries, sale_rows
+from core.storage import changelog, key_claims, refusals, reserving, retries, sale_rows
 from core.storage.errors import DuplicateKey, SoldOut, StorageBusy
 from core.storage.mongo.base import Doc, MongoBase, Session, buyer_id, fields_of, record, tier_id
 from core.storage.mongo.changes import record_changes
@@ -49,11 +49,14 @@ class InTransaction:
                 # The transaction read a snapshot older than seats given back since: the
                 # update lost a race, not the sale.
             except DuplicateKey as dup:
-                if dup.field == "idempotency_key":
+                if dup.field in ("idempotency_key", key_claims.FIELD):
                     existing = await booking_by_key(base, request.owner_id, request.storage_key)
                     if existing is not None:
                         # A key of our own (none was sent) is this request's earlier attempt.
                         return Reservation(existing, replayed=request.idempotency_key is not None)
+                    await key_claims.refuse_other_kind(
+                        base.key_kind, request.owner_id, request.idempotency_key, key_claims.BOOKING
+                    )
                 # The other writer of that key aborted (or ids collided): try again.
             CONFLICTS_RETRIED.labels("mongodb").inc()
             await retries.pause(attempt)
@@ -70,6 +73,7 @@ class InTransaction:
             await count_buyers(base, s, request.event_id, [request])
         doc = new_booking_doc(request, tier["price_cents"])
         await base.bookings.insert_one(doc, session=s)
+        await base.claim_keys(s, key_claims.of_bookings([(request, doc["_id"])]))
         await record_changes(base, s, [_created(request, doc)])
         return doc
 
@@ -104,6 +108,9 @@ class BatchInTransaction:
         await count_buyers(base, s, event_id, requests)
         docs = [new_booking_doc(r, tier["price_cents"]) for r in requests]
         await base.bookings.insert_many(docs, session=s)
+        await base.claim_keys(
+            s, key_claims.of_bookings((r, d["_id"]) for r, d in zip(requests, docs, strict=True))
+        )
         await record_changes(base, s, [_created(r, d) for r, d in zip(requests, docs, strict=True)])
         return docs
 

@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from core.storage import retries
+from core.storage import key_claims, retries
 from core.storage.errors import DuplicateKey, StorageUnavailable
 from core.storage.sql import schema as t
 
@@ -64,6 +64,7 @@ UNIQUE_KEYS: list[tuple[str, tuple[str, ...], str, str]] = [
     ("scanners", ("token_hash",), "scanners_token_hash_key", "token_hash"),
     ("waitlist_entries", ("live_key",), "waitlist_entries_live_key_key", "waitlist_entry"),
     ("access_codes", ("event_id", "code"), "uq_access_codes_event_code", "access_code"),
+    ("idempotency_keys", ("owner_id", "key"), "idempotency_keys_pkey", key_claims.FIELD),
 ]
 _BY_CONSTRAINT = {name: key for _, _, name, key in UNIQUE_KEYS}
 _BY_COLUMNS = {(table, columns): key for table, columns, _, key in UNIQUE_KEYS}
@@ -311,6 +312,12 @@ class SQLBase:
             is not None
         )
 
+    async def key_kind(self, owner_id: str, key: str) -> str | None:
+        """What the caller's Idempotency-Key made (booking, order), None if nothing yet."""
+        k = t.idempotency_keys
+        row = await self.first(select(k.c.kind).where(k.c.owner_id == owner_id, k.c.key == key))
+        return row.kind if row else None
+
     async def rows(self, stmt: Any) -> Sequence[Row[Any]]:
         async def fetch(conn: AsyncConnection) -> Sequence[Row[Any]]:
             return (await conn.execute(stmt)).all()
@@ -320,6 +327,13 @@ class SQLBase:
 
 async def first(conn: AsyncConnection, stmt: Any, params: Any = None) -> Row[Any] | None:
     return (await conn.execute(stmt, params)).first()
+
+
+async def claim_keys(conn: AsyncConnection, claims: Sequence[dict[str, Any]]) -> None:
+    """Write these Idempotency-Key claims (key_claims.claim_values) in the caller's
+    transaction; a taken one is DuplicateKey(key_claims.FIELD) and rolls all of it back."""
+    if claims:
+        await conn.execute(t.idempotency_keys.insert(), list(claims))
 
 
 def async_url(url: str) -> str:

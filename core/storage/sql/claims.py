@@ -18,12 +18,12 @@ from typing import Any
 from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.storage import changelog, claiming, refusals, sale_rows
+from core.storage import changelog, claiming, key_claims, refusals, sale_rows
 from core.storage.errors import ClaimRefused
 from core.storage.records import Tier, from_fields
 from core.storage.requests import ReserveRequest
 from core.storage.sql import schema as t
-from core.storage.sql.base import SQLBase, first
+from core.storage.sql.base import SQLBase, claim_keys, first
 from core.storage.sql.changes import record
 from core.storage.sql.reserve import count_buyer_within_limits, count_buyers
 
@@ -85,6 +85,7 @@ async def reserve_claimed(conn: AsyncConnection, upsert: Any, request: ReserveRe
     }
     row = await first(conn, insert(b).values(**values).returning(*b.c))
     assert row is not None
+    await claim_keys(conn, key_claims.of_bookings([(request, request.booking_id)]))
     if code_id is not None:
         await conn.execute(
             insert(t.code_uses).values(booking_id=request.booking_id, code_id=code_id)

@@ -15,11 +15,11 @@ from typing import Any
 from sqlalchemy import Row, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.storage import changelog, ordering, sale_rows
+from core.storage import changelog, key_claims, ordering, sale_rows
 from core.storage.records import Actor, Booking, Order, Ordered, Tier, from_fields
 from core.storage.requests import OrderQuery, OrderRequest
 from core.storage.sql import schema as t
-from core.storage.sql.base import SQLBase, before_start, first, hold_active
+from core.storage.sql.base import SQLBase, before_start, claim_keys, first, hold_active
 from core.storage.sql.changes import record
 from core.storage.sql.reserve import count_buyer_within_limits, count_buyers
 from core.storage.sql.seats import give_back, release_expired_alone
@@ -56,6 +56,7 @@ class SQLOrders(SQLBase):
             conn, t.orders.insert().returning(*t.orders.c), ordering.order_values(request)
         )
         assert order is not None
+        await claim_keys(conn, key_claims.of_order(request))
         values = [
             sale_rows.booking_values(request.booking(item))
             | {"unit_price_cents": prices[item.tier], "order_id": request.order_id}

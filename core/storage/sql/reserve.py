@@ -18,12 +18,19 @@ from typing import Any, Protocol
 from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.storage import changelog, refusals, reserving, retries, sale_rows
+from core.storage import changelog, key_claims, refusals, reserving, retries, sale_rows
 from core.storage.errors import DuplicateKey, StorageUnavailable
 from core.storage.records import Booking, Reservation, Tier, from_fields, new_id, new_ticket_number
 from core.storage.requests import BuyerSeats, ReserveRequest
 from core.storage.sql import schema as t
-from core.storage.sql.base import SQLBase, connection_lost, duplicate_key, first, transient
+from core.storage.sql.base import (
+    SQLBase,
+    claim_keys,
+    connection_lost,
+    duplicate_key,
+    first,
+    transient,
+)
 from core.storage.sql.changes import record
 from core.storage.sql.statements import (
     BATCH_COLUMNS,
@@ -39,8 +46,10 @@ class _NoSeats(Exception):
 
 
 def reserve_params(request: ReserveRequest) -> dict[str, Any]:
-    """The booking's values, the seats it holds pending, and its change record's own."""
+    """The booking's values, the seats it holds pending, its change record's own, and the
+    caller's key to claim (None: no Idempotency-Key was sent, nothing to claim)."""
     return sale_rows.booking_values(request) | {
+        "claim_key": request.idempotency_key,
         "pending": request.pending_quantity,
         "change_id": request.change_id,
         "actor_kind": request.actor.kind,
@@ -67,7 +76,7 @@ class Alone:
             try:
                 row = await self._written(request)
             except DuplicateKey as dup:
-                if dup.field == "idempotency_key":
+                if dup.field in ("idempotency_key", key_claims.FIELD):
                     return await self._replay(request)
                 if dup.field != "ticket_number" or attempt:
                     raise
@@ -97,7 +106,11 @@ class Alone:
         """The booking the owner's key already made; a key of our own (no Idempotency-Key
         was sent) is this request's earlier attempt, so it counts as made, not replayed."""
         existing = await booking_by_key(self.db, request.owner_id, request.storage_key)
-        if existing is None:  # the other writer of that key rolled back: try once more
+        if existing is None:
+            await key_claims.refuse_other_kind(
+                self.db.key_kind, request.owner_id, request.idempotency_key, key_claims.BOOKING
+            )
+            # the other writer of that key rolled back: try once more
             return await self.reserve(request)
         return Reservation(existing, replayed=request.idempotency_key is not None)
 
@@ -147,6 +160,7 @@ class InTransaction:
         if row is None:
             raise _NoSeats()  # rolls back the buyer's count taken above
         created = row._mapping
+        await claim_keys(conn, key_claims.of_bookings([(request, request.booking_id)]))
         await record(
             conn,
             [
@@ -206,6 +220,7 @@ class BatchInTransaction:
         result = await conn.execute(t.bookings.insert().returning(*t.bookings.c), values)
         rows = {row.id: row._mapping for row in result}
         made = [rows[r.booking_id] for r in requests]
+        await claim_keys(conn, key_claims.of_bookings((r, r.booking_id) for r in requests))
         await record(
             conn,
             [

@@ -450,3 +450,16 @@ code_uses = Table(
 )
 """Which booking used which code: written with the booking, removed when it stops holding
 seats (so the code's use is given back in the same step)."""
+
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("owner_id", String(64), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("resource_id", String(32), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+"""One Idempotency-Key space per caller: the key's one claim, whatever made it (a booking or
+an order), written in the atomic step that writes what it made."""

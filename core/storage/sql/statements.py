@@ -53,6 +53,7 @@ def _statements() -> tuple[Any, Any, Any]:
         bindparam("change_id", type_=t.changes.c.id.type),
         bindparam("actor_kind", type_=t.changes.c.actor_kind.type),
         bindparam("actor_id", type_=t.changes.c.actor_id.type),
+        bindparam("claim_key", type_=t.idempotency_keys.c.key.type),
     ]
     # PostgreSQL's one statement also records the booking's change, from the inserted row.
     record_change = (
@@ -62,9 +63,15 @@ def _statements() -> tuple[Any, Any, Any]:
         "'booking', ins.id, ins.version, ins.event_id, ins.id, ins.owner_id, ins.partner_id, "
         f"{_PRIVATE_REMOVED} FROM ins"
     )
+    # And the caller's key, if one was sent (a taken one fails the whole statement).
+    claim = (
+        "INSERT INTO idempotency_keys (owner_id, key, kind, resource_id, created_at) "
+        "SELECT ins.owner_id, :claim_key, 'booking', ins.id, ins.created_at FROM ins "
+        "WHERE :claim_key IS NOT NULL"
+    )
     counted = (
         f"WITH seats AS ({take_seats}), buyer AS ({count_buyer}), ins AS ({insert}), "  # noqa: S608
-        f"change AS ({record_change}) SELECT * FROM ins"
+        f"change AS ({record_change}), claim AS ({claim}) SELECT * FROM ins"
     )
     return (
         text(take_seats).bindparams(*seats_binds).columns(t.tiers.c.price_cents),
@@ -90,6 +97,7 @@ BATCH_COLUMNS = (
     ("change_id", "text"),
     ("actor_kind", "text"),
     ("actor_id", "text"),
+    ("claim_key", "text"),
 )
 
 
@@ -119,7 +127,10 @@ def _batch_statement() -> str:
         "subject_id, seq, event_id, booking_id, owner_id, partner_id, data) "
         "SELECT r.change_id, 'booking.created', ins.created_at, r.actor_kind, r.actor_id, "
         "'booking', ins.id, ins.version, ins.event_id, ins.id, ins.owner_id, ins.partner_id, "
-        f"{_PRIVATE_REMOVED} FROM ins JOIN req r ON r.id = ins.id) "
+        f"{_PRIVATE_REMOVED} FROM ins JOIN req r ON r.id = ins.id), "
+        "claim AS (INSERT INTO idempotency_keys (owner_id, key, kind, resource_id, created_at) "
+        "SELECT ins.owner_id, r.claim_key, 'booking', ins.id, ins.created_at "
+        "FROM ins JOIN req r ON r.id = ins.id WHERE r.claim_key IS NOT NULL) "
         "SELECT * FROM ins"
     )
 
