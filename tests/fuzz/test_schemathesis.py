@@ -31,6 +31,7 @@ from modules.api import create_api
 from tests.support.api import make_settings
 from tests.support.races import account
 from tests.support.server import Server
+from tests.support.services import database_of_its_own
 
 pytestmark = pytest.mark.fuzz
 EXAMPLES = 15
@@ -65,15 +66,9 @@ FUZZ_SETTINGS = settings(
         pytest.param("postgresql", marks=pytest.mark.postgresql),
     ],
 )
-def server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Server]:
+def server(request: pytest.FixtureRequest) -> Iterator[Server]:
     """The real server on SQLite, and on PostgreSQL (which refuses what SQLite stores, NUL)."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('fuzz') / 'fuzz.db'}"
-    else:
-        url = request.getfixturevalue("postgresql_url")
-    with Server(url, workers=1) as running:
+    with database_of_its_own(request, request.param) as url, Server(url, workers=1) as running:
         yield running
 
 

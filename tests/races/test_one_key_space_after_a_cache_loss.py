@@ -14,7 +14,14 @@ import redis.asyncio as aioredis
 from tests.support.accounts import Account
 from tests.support.races import account, counts_and_drift, hot_event
 from tests.support.server import Server
-from tests.support.services import REDIS_HOST, REDIS_PORT, REDIS_URL, port_open, service_missing
+from tests.support.services import (
+    REDIS_HOST,
+    REDIS_PORT,
+    REDIS_URL,
+    database_of_its_own,
+    port_open,
+    service_missing,
+)
 
 BACKENDS = ("sqlite", "postgresql", "mongodb")
 
@@ -26,17 +33,14 @@ ORDER = "/api/v1/orders"
     scope="module",
     params=[pytest.param(b, marks=[getattr(pytest.mark, b), pytest.mark.redis]) for b in BACKENDS],
 )
-def server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Server]:
+def server(request: pytest.FixtureRequest) -> Iterator[Server]:
     """One server per backend, its cache the test Redis database (which FLUSHDB empties)."""
     if not port_open(REDIS_HOST, REDIS_PORT):
         service_missing(f"Redis on {REDIS_HOST}:{REDIS_PORT}")
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('keys') / 'keys.db'}"
-    else:
-        url = request.getfixturevalue(f"{request.param}_url")
-    with Server(url, workers=1, redis_url=REDIS_URL) as running:
+    with (
+        database_of_its_own(request, request.param) as url,
+        Server(url, workers=1, redis_url=REDIS_URL) as running,
+    ):
         yield running
 
 

@@ -37,6 +37,7 @@ from tests.support.queue import (
 )
 from tests.support.races import account, hot_event
 from tests.support.server import Server
+from tests.support.services import REDIS_URL, database_of_its_own
 
 SECRET = "race-test-secret-0123456789-0123456789"
 PREQUEUED = 2000
@@ -49,8 +50,19 @@ def client(server: Server) -> httpx.AsyncClient:
 
 
 @pytest.fixture(scope="module")
+def sqlite_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """This module's own database: its server's admitter runs between the tests, beside the
+    other tests of this pytest process."""
+    with database_of_its_own(request, "sqlite") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
 def redis_server_url() -> str:
-    return os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    """This pytest process's Redis database (a server of another process, with another
+    database, must not share the waiting rooms' keys: its admitter forgets rooms it does not
+    know)."""
+    return REDIS_URL
 
 
 @pytest.fixture(scope="module")

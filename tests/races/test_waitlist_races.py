@@ -19,6 +19,7 @@ from core.storage.requests import ChangeQuery
 from tests.support.accounts import Account
 from tests.support.races import account, counts_and_drift, hot_event
 from tests.support.server import Server
+from tests.support.services import database_of_its_own
 
 BACKENDS = [
     pytest.param("sqlite", marks=pytest.mark.sqlite),
@@ -30,9 +31,10 @@ CONNECTIONS = {"sqlite": 100, "postgresql": 200, "mongodb": 32}
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def served(request: pytest.FixtureRequest) -> Iterator[tuple[str, Server]]:
-    backend: str = request.param
-    database_url: str = request.getfixturevalue(f"{backend}_url")
-    with Server(database_url, EXPIRE_SWEEP_SECONDS="0.5") as server:
+    with (
+        database_of_its_own(request, request.param) as database_url,
+        Server(database_url, EXPIRE_SWEEP_SECONDS="0.5") as server,
+    ):
         yield database_url, server
 
 

@@ -161,3 +161,19 @@ def mongo_url(base: str, database: str) -> str:
     if head.count("/") > 2:  # a database is named already: replace it
         head = head.rsplit("/", 1)[0]
     return f"{head}/{database}" + (f"?{query}" if query else "")
+
+
+@contextlib.contextmanager
+def database_of_its_own(request: pytest.FixtureRequest, backend: str) -> Iterator[str]:
+    """A database no other test shares, for a server that outlives one test (module-scoped):
+    its background loops (sweeper, admitter, mail) then never contend with the writes of the
+    tests that run beside it in the same pytest process."""
+    if backend == "sqlite":
+        folder = request.getfixturevalue("tmp_path_factory").mktemp("own")
+        yield f"sqlite:///{folder / 'ticketboss.db'}"
+    elif backend == "postgresql":
+        with fresh_postgresql() as url:
+            yield url
+    else:
+        base = request.getfixturevalue("mongo_base_uri")
+        yield mongo_url(base, f"tb_own_{uuid.uuid4().hex[:10]}")
