@@ -65,9 +65,11 @@ def integral(value: Any) -> Any:
     return value
 
 
-StrictCount = Annotated[int, Strict(), BeforeValidator(integral)]
-"""An integer sent as a JSON number without a fractional part: `2` or `2.0`, not `true`, `"2"`
-or `2.5`."""
+StrictCount = Annotated[int, Strict()]
+"""An integer sent as a JSON number without a fractional part: `2` or `2.0` (request bodies
+turn `2.0` into `2` first: core/schemas.InputModel), not `true`, `"2"` or `2.5`. No validator
+of its own: one inside the type would keep pydantic from writing its bounds into the JSON
+Schema (`ge` instead of `minimum`)."""
 
 StrictFlag = Annotated[bool, Strict()]
 """A JSON boolean: not `"yes"`, `1` or `"true"`."""

@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, field_validator
 from pydantic.alias_generators import to_camel
 
-from core.inputs import clean_strings
+from core.inputs import clean_strings, integral
 
 
 class CamelModel(BaseModel):
@@ -30,6 +30,12 @@ class InputModel(CamelModel, CleanModel):
     """Request bodies: unknown fields are an error, not silently ignored."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _integral_numbers_are_integers(cls, value: Any) -> Any:
+        """`8.0` is an integer in JSON Schema: it reaches an integer field as 8."""
+        return integral(value)
 
 
 class Envelope[T](BaseModel):

@@ -165,3 +165,20 @@ async def test_patch_fields_that_cannot_be_null_are_not_nullable_in_the_document
 async def test_webhook_event_filters_are_an_enum(spec: dict[str, Any]) -> None:
     items = spec["components"]["schemas"]["WebhookCreate"]["properties"]["events"]["items"]
     assert set(items["enum"]) == set(EVENT_FILTERS) and "" not in items["enum"]
+
+
+async def test_numeric_bounds_are_declared_as_json_schema_keywords(spec: dict[str, Any]) -> None:
+    """A bound pydantic could not translate lands in the document as `ge`/`le`, which no
+    generator or client reads: the limit would be checked but not declared."""
+    misplaced: list[str] = []
+    pending: list[tuple[str, Any]] = [("", spec)]
+    while pending:
+        path, node = pending.pop()
+        if isinstance(node, dict):
+            misplaced += [f"{path}/{k}" for k in ("ge", "le", "gt", "lt") if k in node]
+            pending += [(f"{path}/{k}", v) for k, v in node.items() if k != "example"]
+        elif isinstance(node, list):
+            pending += [(f"{path}/{i}", v) for i, v in enumerate(node)]
+    assert misplaced == []
+    code = spec["components"]["schemas"]["CodeCreate"]["properties"]["maxUses"]
+    assert (code["minimum"], code["maximum"]) == (1, 100_000)
