@@ -108,6 +108,12 @@ AdmissionToken = Annotated[
 ]
 
 
+def room_open(event: Event) -> bool:
+    """Whether an event's waiting room takes joiners and admits: it is published (and not
+    deleted). What the cache mirrors, so every mirror must say it the same way."""
+    return event.status == "published" and event.deleted_at is None
+
+
 def needs_admission(principal: Principal, event: Event) -> bool:
     """While an event's waiting room is on, a buyer needs an admission to buy; partners
     (who sell their own allocation), organizers and admins do not."""

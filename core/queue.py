@@ -23,8 +23,8 @@ Keys of event E (all `{queue:E}:<name>`):
 
 from __future__ import annotations
 
-import math
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -337,12 +337,18 @@ class WaitingRoom:
         self._tick: AsyncScript = client.register_script(_TICK)
         self._stats: AsyncScript = client.register_script(_STATS)
 
-    async def _call(self, script: AsyncScript, event_id: str, *args: Any) -> Any:
+    async def _redis[R](self, work: Callable[[], Awaitable[R]]) -> R:
+        """`work` against the cache; any failure of it means the room is down."""
         try:
-            return await script(keys=keys(event_id), args=list(args), client=self.cache.client)
-        except Exception as exc:  # redis errors and cluster errors alike: the room is down
+            return await work()
+        except Exception as exc:  # redis errors and cluster errors alike
             self.cache.degraded("queue", exc)
             raise QueueUnavailable() from exc
+
+    async def _call(self, script: AsyncScript, event_id: str, *args: Any) -> Any:
+        return await self._redis(
+            lambda: script(keys=keys(event_id), args=list(args), client=self.cache.client)
+        )
 
     async def configure(
         self, event_id: str, version: int, settings: QueueSettings | None, open_: bool
@@ -360,12 +366,8 @@ class WaitingRoom:
                 settings.session_seconds,
             ]
         await self._call(self._configure, event_id, *args)
-        try:
-            if settings is not None:
-                await self.cache.client.sadd(EVENTS_KEY, event_id)
-        except Exception as exc:
-            self.cache.degraded("queue", exc)
-            raise QueueUnavailable() from exc
+        if settings is not None:
+            await self._redis(lambda: self.cache.client.sadd(EVENTS_KEY, event_id))
 
     async def join(self, event_id: str, account_id: str, now: datetime) -> tuple[Place, bool]:
         """The account's place, and whether it was made now (False: it had one)."""
@@ -402,11 +404,7 @@ class WaitingRoom:
         first wins, a draw that raced with a late pre-queue join is drawn again."""
         pre_key = keys(event_id)[NAMES.index("pre")]
         for _ in range(10):
-            try:
-                members = await self.cache.client.zrange(pre_key, 0, -1)
-            except Exception as exc:
-                self.cache.degraded("queue", exc)
-                raise QueueUnavailable() from exc
+            members = await self._redis(lambda: self.cache.client.zrange(pre_key, 0, -1))
             order = [m.decode() if isinstance(m, bytes) else str(m) for m in members]
             secrets.SystemRandom().shuffle(order)
             if await self._call(self._draw, event_id, ms(now), len(order), *order) != -1:
@@ -424,11 +422,9 @@ class WaitingRoom:
     async def admitted_until(self, event_id: str, account_id: str) -> int | None:
         """When the account's admission ends (ms), or None if it was never admitted."""
         adm_key = keys(event_id)[NAMES.index("adm")]
-        try:
-            (score,) = await self.cache.run(lambda pipe: pipe.zscore(adm_key, account_id))
-        except Exception as exc:
-            self.cache.degraded("queue", exc)
-            raise QueueUnavailable() from exc
+        (score,) = await self._redis(
+            lambda: self.cache.run(lambda pipe: pipe.zscore(adm_key, account_id))
+        )
         return None if score is None else int(score)
 
     async def stats(self, event_id: str, now: datetime) -> Stats:
@@ -444,11 +440,7 @@ class WaitingRoom:
         )
 
     async def events(self) -> list[str]:
-        try:
-            members = await self.cache.client.smembers(EVENTS_KEY)
-        except Exception as exc:
-            self.cache.degraded("queue", exc)
-            raise QueueUnavailable() from exc
+        members = await self._redis(lambda: self.cache.client.smembers(EVENTS_KEY))
         return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
 
     async def forget_event(self, event_id: str) -> None:
@@ -456,7 +448,3 @@ class WaitingRoom:
             await self.cache.client.srem(EVENTS_KEY, event_id)
         except Exception as exc:
             self.cache.degraded("queue", exc)
-
-
-def eta_of(place: Place) -> int | None:
-    return None if place.eta_seconds is None else max(0, math.ceil(place.eta_seconds))

@@ -19,6 +19,7 @@ from core.security import (
     TokenPair,
     hash_password,
     new_client_secret,
+    token_hash,
     verify_password,
 )
 from core.storage.errors import DuplicateKey, Missing
@@ -85,11 +86,6 @@ def matching(codes: list[EmailCode], code: str) -> EmailCode | None:
         if hmac.compare_digest(candidate.code_hash, code_hash(candidate.salt, code)):
             found = candidate
     return found
-
-
-def token_hash(token: str) -> str:
-    """Reset tokens are 256 random bits: a plain SHA-256 is enough to keep them useless at rest."""
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 class InvalidClient(InvalidCredentials):

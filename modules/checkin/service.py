@@ -8,7 +8,6 @@ CheckinStore.redeem); everything before it here only refuses what can be refused
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
@@ -18,7 +17,7 @@ from typing import Any
 from core import clock
 from core.deps import AppContext
 from core.errors import Conflict, NotFound, Unauthorized, ValidationFailed
-from core.security import Principal
+from core.security import Principal, token_hash
 from core.storage.errors import DuplicateKey, Missing
 from core.storage.port import Storage
 from core.storage.records import (
@@ -67,10 +66,6 @@ class LastSigningKey(Conflict):
 
 class InvalidScannerToken(Unauthorized):
     code, message = "INVALID_SCANNER_TOKEN", "The scanner token is unknown or revoked"
-
-
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def ticket_id(booking_id: str, seat: int) -> str:

@@ -8,6 +8,7 @@ from datetime import UTC
 from core import clock
 from core.deps import AppContext
 from core.errors import Conflict, NotFound, ValidationFailed
+from core.policy import InsufficientTickets
 from core.security import Principal
 from core.storage.errors import CapacityBelowActive, DuplicateKey, Missing, NoSuchTier
 from core.storage.records import AccessCode, new_id
@@ -22,10 +23,6 @@ class CodeTaken(Conflict):
 
 class CodeNotFound(NotFound):
     code, message = "ACCESS_CODE_NOT_FOUND", "No such access code"
-
-
-class SeatsToReserveShort(Conflict):
-    code = "INSUFFICIENT_TICKETS"
 
 
 class UsesBelowMade(Conflict):
@@ -66,7 +63,7 @@ class CodeService:
             raise CodeTaken() from None
         except (CapacityBelowActive, NoSuchTier) as exc:
             free = exc.active if isinstance(exc, CapacityBelowActive) else 0
-            raise SeatsToReserveShort(
+            raise InsufficientTickets(
                 f"Only {free} free seats to reserve in tier {data.tiers[0]}",
                 extra={"available": free},
             ) from None
@@ -100,7 +97,7 @@ class CodeService:
                 raise UsesBelowMade(
                     f"The code has been used {exc.active} times", extra={"uses": exc.active}
                 ) from None
-            raise SeatsToReserveShort(
+            raise InsufficientTickets(
                 f"Only {exc.active} more free seats to reserve", extra={"available": exc.active}
             ) from None
         await self.events.invalidate(event_id)

@@ -11,7 +11,7 @@ from core.deps import AppContext
 from core.errors import Conflict, Forbidden, PreconditionFailed, ValidationFailed
 from core.logging import get_logger
 from core.pagination import decode_cursor, decode_offset, encode_cursor, encode_offset
-from core.policy import EventNotFound, admin_or_owner, listed_owner
+from core.policy import EventNotFound, admin_or_owner, listed_owner, room_open
 from core.queue import QueueSettings, QueueUnavailable
 from core.security import Principal
 from core.storage.errors import (
@@ -367,7 +367,7 @@ class EventService:
                 event.id,
                 event.version,
                 QueueSettings.of(event.queue),
-                open_=event.status == "published" and event.deleted_at is None,
+                open_=room_open(event),
             )
         except QueueUnavailable:
             log.warning("queue_mirror_failed", event_id=event.id)

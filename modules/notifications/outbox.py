@@ -134,10 +134,15 @@ class MailFromChanges:
             offer = {k: change.data.get(k) for k in ("tier", "quantity", "offer_expires_at")}
             mail = await self._mail(change, change.owner_id, template, event, **offer)
             return [mail] if mail else []
-        lines = await self._lines(change)
         extra: dict[str, Any] = {}
+        if change.subject == "booking":  # its row is in the change; tickets need the booking
+            lines = [line(change.data)]
+            bookings = await self._bookings(change) if template in WITH_TICKETS else []
+        else:  # an order: one read gives both its lines and its tickets
+            bookings = await self._bookings(change)
+            lines = [line(as_fields(b)) for b in bookings]
         if template in WITH_TICKETS:
-            extra["tickets"] = await seat_codes(self.storage, await self._bookings(change))
+            extra["tickets"] = await seat_codes(self.storage, bookings)
         mail = await self._mail(change, change.owner_id, template, event, lines=lines, **extra)
         return [mail] if mail else []
 
@@ -147,12 +152,6 @@ class MailFromChanges:
             return [booking] if booking else []
         order = await self.storage.orders.get(change.subject_id)
         return list(order.bookings) if order else []
-
-    async def _lines(self, change: Change) -> list[dict[str, Any]]:
-        if change.subject == "booking":
-            return [line(change.data)]
-        order = await self.storage.orders.get(change.subject_id)
-        return [line(as_fields(b)) for b in order.bookings] if order else []
 
     async def _holders(self, change: Change, event: Event) -> list[Mail]:
         """One mail per account whose bookings the cancellation ended."""

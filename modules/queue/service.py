@@ -19,7 +19,7 @@ from core.cache import Memo
 from core.deps import AppContext
 from core.errors import Conflict, Forbidden, NotFound
 from core.logging import get_logger
-from core.policy import EventNotFound, QueueUnavailableError, admin_or_owner
+from core.policy import EventNotFound, QueueUnavailableError, admin_or_owner, room_open
 from core.queue import (
     DREW,
     Closed,
@@ -69,7 +69,7 @@ class QueueService:
         if event is None:
             raise EventNotFound()
         settings = QueueSettings.of(event.queue) if event.queue else None
-        await self.room.configure(event_id, event.version, settings, event.status == "published")
+        await self.room.configure(event_id, event.version, settings, room_open(event))
 
     async def join(self, principal: Principal, event_id: str) -> tuple[PlaceOut, bool]:
         try:
@@ -156,8 +156,9 @@ async def _refresh(ctx: AppContext, event_id: str, seen: Memo[Event]) -> bool:
         await ctx.room.configure(event_id, event.version if event else 1 << 30, None, False)
         await ctx.room.forget_event(event_id)
         return False
-    open_ = event.status == "published"
-    await ctx.room.configure(event_id, event.version, QueueSettings.of(event.queue), open_)
+    await ctx.room.configure(
+        event_id, event.version, QueueSettings.of(event.queue), room_open(event)
+    )
     seen.put(event_id, event)
     return True
 

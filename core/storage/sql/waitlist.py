@@ -221,13 +221,14 @@ class SQLWaitlist(SQLBase):
 
     async def position(self, entry: WaitlistEntry) -> int:
         w = t.waitlist_entries
-        ahead = select(w.c.id).where(
+        ahead = select(func.count()).where(
             w.c.event_id == entry.event_id,
             w.c.tier == entry.tier,
             w.c.status == "waiting",
             w.c.seq < entry.seq,
         )
-        return len(await self.rows(ahead)) + 1
+        row = await self.first(ahead)
+        return (int(row[0]) if row else 0) + 1
 
     async def leave(self, entry_id: str, owner_id: str, now: datetime) -> WaitlistEntry:
         w = t.waitlist_entries
@@ -422,7 +423,7 @@ async def repair_claims(conn: AsyncConnection) -> None:
     await conn.execute(
         delete(cu).where(~select(b.c.id).where(b.c.id == cu.c.booking_id, holds_seats()).exists())
     )
-    _, offered, codes = await claim_counts(conn)
+    blocked_now, offered, codes = await claim_counts(conn)
     for code in codes:
         if code.uses != code.used:
             await conn.execute(
@@ -431,7 +432,7 @@ async def repair_claims(conn: AsyncConnection) -> None:
                 .values(uses=code.used)
             )
     want = drift.expected_blocked(offered, codes)
-    for event_id, tier_code, blocked in (await claim_counts(conn))[0]:
+    for event_id, tier_code, blocked in blocked_now:
         if blocked != want.get((event_id, tier_code), 0):
             await conn.execute(
                 update(tr)
