@@ -133,10 +133,23 @@ def advance_clock() -> Iterator[Callable[[timedelta], None]]:
     clock.reset()
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Under pytest-xdist the Redis Cluster (one database, shared) is used by one worker only:
     its tests form one group (`--dist loadgroup`), so one worker's FLUSHDB never meets
-    another's keys."""
+    another's keys. First among the hooks: xdist names a test's group from its markers in
+    its own hook."""
     for item in items:
-        if item.get_closest_marker("redis_cluster"):
+        fixtures = getattr(item, "fixturenames", ())
+        if item.get_closest_marker("redis_cluster") or "redis_cluster_url" in fixtures:
             item.add_marker(pytest.mark.xdist_group("redis_cluster"))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """The grouping above is read from node ids (xdist suffixes `@group`): should a pytest or
+    xdist upgrade stop that, the run fails here instead of racing on the shared cluster."""
+    if not session.config.getoption("loadgroup", default=False):
+        return
+    for item in session.items:
+        if item.get_closest_marker("xdist_group") and "@" not in item.nodeid:
+            raise pytest.UsageError(f"pytest-xdist did not group {item.nodeid}: see pyproject")
