@@ -32,7 +32,7 @@ def a_mail(to: str, template: str = "verify_email") -> Mail:
         id=f"{new_id()}-code",
         template=template,
         to=to,
-        params={"code": "123456"},
+        params={"name": "Ann", "code": "123456", "purpose": "verify", "minutes": 15},
         created_at=now,
         next_attempt_at=now,
         retry_until=now + timedelta(hours=1),
