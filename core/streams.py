@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import time
 from collections import Counter as Tally
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from prometheus_client import Counter, Gauge
@@ -99,6 +99,9 @@ class StreamHub:
 
     def stream(self, topic: str, compute: Compute, ip: str, account: str | None) -> LiveStream:
         return LiveStream(self, topic, compute, ip, account)
+
+    def own_stream(self, frames: AsyncGenerator[bytes], ip: str, account: str) -> OwnStream:
+        return OwnStream(self, frames, ip, account)
 
     def admit(self, ip: str, account: str | None) -> None:
         """Count a new stream, or refuse it."""
@@ -230,6 +233,52 @@ class LiveStream(Response):
             # shielded: cancelling this task must not cancel every subscriber's future
             if await asyncio.shield(feed.next_frame) is HEARTBEAT:
                 await _write(send, HEARTBEAT)
+
+
+class OwnStream(Response):
+    """A stream of one client's own state (its place in a waiting room), which no feed can
+    share: `frames` computes it for this client alone and yields a frame when it changed,
+    HEARTBEAT when it did not. It counts against the same limits as a LiveStream and is
+    closed the same way: when the client is gone, when `frames` ends, or when
+    STREAM_IDLE_SECONDS pass without a change."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, hub: StreamHub, frames: AsyncGenerator[bytes], ip: str, account: str):
+        super().__init__()
+        self.hub, self.frames, self.ip, self.account = hub, frames, ip, account
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        hub = self.hub
+        hub.admit(self.ip, self.account)
+        gone = asyncio.ensure_future(_disconnected(receive))
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [
+                        (b"content-type", b"text/event-stream; charset=utf-8"),
+                        (b"cache-control", b"no-store"),
+                        (b"x-accel-buffering", b"no"),
+                    ],
+                }
+            )
+            await _write(send, RETRY_FRAME)
+            idle = hub.settings.stream_idle_seconds
+            idle_until = time.monotonic() + idle
+            async for frame in self.frames:
+                await _write(send, frame)
+                if frame is not HEARTBEAT:
+                    idle_until = time.monotonic() + idle
+                if gone.done() or time.monotonic() >= idle_until:
+                    break
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            gone.cancel()
+            with contextlib.suppress(Exception):
+                await self.frames.aclose()
+            hub.release(self.ip, self.account)
 
 
 async def _write(send: Send, body: bytes) -> None:

@@ -16,6 +16,7 @@ import httpx
 import orjson
 import pytest
 
+from tests.support.queue import queue_settings
 from tests.support.races import account, hot_event, scrape
 from tests.support.server import Server
 from tests.support.streams import Stream
@@ -172,3 +173,41 @@ async def test_an_idle_stream_is_closed_after_heartbeats(tmp_path: Path) -> None
     frames = opened[0].frames
     assert frames[0] == b"retry: 3000" and available(opened[0].events()[0]) == 30
     assert b": ping" in frames  # heartbeats, and still closed: they do not count as updates
+
+
+async def test_a_waiting_room_stream_counts_against_the_same_caps(
+    capped: Server, database: str
+) -> None:
+    """A place in a waiting room is one client's own state (no shared feed), yet its stream
+    holds a slot like any other: the account's third is refused, a closed one frees its slot."""
+    async with httpx.AsyncClient(base_url=capped.base_url, timeout=30) as http, streams() as opened:
+        await quiet(http)
+        organizer = await account(http, database, "organizer")
+        buyer = await account(http, database)
+        event_id = await hot_event(http, organizer, TIERS)
+        r = await http.patch(
+            f"/api/v1/events/{event_id}",
+            json={"queue": queue_settings()},
+            headers=organizer.headers,
+        )
+        assert r.status_code == 200, r.text
+        assert (
+            await http.post(f"/api/v1/events/{event_id}/queue", headers=buyer.headers)
+        ).status_code == 201
+        path = f"/api/v1/events/{event_id}/queue/stream"
+        for n in range(2):
+            stream = Stream(capped.base_url, path, f"127.0.4.{n + 1}", buyer.headers)
+            opened.append(stream)
+            assert (await stream.open()).status_code == 200
+        await opened[0].wait_for(lambda s: bool(s.events()))
+        [frame] = opened[0].events()
+        data = next(line for line in frame.split(b"\n") if line.startswith(b"data: "))
+        assert frame.startswith(b"event: place") and orjson.loads(data[6:])["state"] == "prequeue"
+        third = Stream(capped.base_url, path, "127.0.4.9", buyer.headers)
+        opened.append(third)
+        assert refused(await third.open(), 429, "TOO_MANY_STREAMS")
+        assert (await scrape(http))[OPEN] == 2
+        await opened[0].close()
+        async with asyncio.timeout(30):  # noticed at the stream's next heartbeat
+            while (await scrape(http))[OPEN] != 1:
+                await asyncio.sleep(0.1)
