@@ -77,21 +77,15 @@ class BookingService:
     def __init__(self, ctx: AppContext) -> None:
         self.storage = ctx.storage
         self.events = EventService(ctx)
-        self.tokens = ctx.tokens
-        self.room = ctx.room
         self.hold_ttl = timedelta(seconds=ctx.settings.hold_ttl_seconds)
         self.max_pending = ctx.settings.max_pending_per_user
-        self.require_verified = ctx.settings.require_verified_email
 
     async def book(self, principal: Principal, request: BookingRequest) -> Booked:
         """Reserve seats for the caller. Partners sell to many customers: neither the event's
         per-customer limit nor the hold cap applies to them (their rate limit does)."""
-        if policy.needs_verified_email(principal, self.require_verified):
-            policy.verified_buyer(await self.storage.users.get(principal.id))
         now = clock.now()
-        event = policy.bookable(await self.events.for_booking(request.event_id), now)
-        await policy.require_admission(
-            principal, event, request.admission_token, self.tokens, self.room, now
+        event = await self.events.open_sale(
+            principal, request.event_id, request.admission_token, now
         )
         consumer = not principal.is_partner
         reserve = ReserveRequest(

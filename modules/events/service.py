@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from core import clock
+from core import clock, policy
 from core.deps import AppContext
 from core.errors import Conflict, Forbidden, PreconditionFailed, ValidationFailed
 from core.logging import get_logger
@@ -174,6 +174,8 @@ class EventService:
         self.cache_seconds = ctx.settings.availability_cache_seconds
         self.snapshots = ctx.snapshots
         self.room = ctx.room
+        self.tokens = ctx.tokens
+        self.require_verified = ctx.settings.require_verified_email
         self.contract_events = frozenset(
             (ctx.settings.ticketboss_event_id, ctx.settings.ticketboss_tiered_event_id)
         )
@@ -217,6 +219,20 @@ class EventService:
         created = await self.storage.events.create(event, principal.actor)
         await self.mirror_queue(created)
         return created
+
+    async def open_sale(
+        self, principal: Principal, event_id: str, admission_token: str | None, now: datetime
+    ) -> Event:
+        """The gate every sale (a booking, an order) passes before storage's atomic step: the
+        buyer's address verified if required, the event on sale, the waiting room's admission
+        if the event has one."""
+        if policy.needs_verified_email(principal, self.require_verified):
+            policy.verified_buyer(await self.storage.users.get(principal.id))
+        event = policy.bookable(await self.for_booking(event_id), now)
+        await policy.require_admission(
+            principal, event, admission_token, self.tokens, self.room, now
+        )
+        return event
 
     async def for_booking(self, event_id: str) -> Event | None:
         """The event as the booking path sees it, at most a second old (`ctx.snapshots`).

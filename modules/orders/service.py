@@ -63,21 +63,15 @@ class OrderService:
     def __init__(self, ctx: AppContext) -> None:
         self.storage = ctx.storage
         self.events = EventService(ctx)
-        self.tokens = ctx.tokens
-        self.room = ctx.room
         self.hold_ttl = timedelta(seconds=ctx.settings.hold_ttl_seconds)
         self.max_pending = ctx.settings.max_pending_per_user
-        self.require_verified = ctx.settings.require_verified_email
 
     async def place(self, principal: Principal, placement: OrderPlacement) -> Placed:
         """Book every item or none. The event's per-customer limit and the hold cap count the
         order's seats together (partners are held to neither, as for single bookings)."""
-        if policy.needs_verified_email(principal, self.require_verified):
-            policy.verified_buyer(await self.storage.users.get(principal.id))
         now = clock.now()
-        event = policy.bookable(await self.events.for_booking(placement.event_id), now)
-        await policy.require_admission(
-            principal, event, placement.admission_token, self.tokens, self.room, now
+        event = await self.events.open_sale(
+            principal, placement.event_id, placement.admission_token, now
         )
         consumer = not principal.is_partner
         request = OrderRequest(
