@@ -6,14 +6,18 @@ tests that exercise HTTP concerns rather than storage use `sqlite_api` and run o
 
 from __future__ import annotations
 
+import asyncio
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
 from core import clock
+from core.storage import build_storage
 from tests.support.api import Api, make_settings, running_api
 from tests.support.services import (
     REDIS_CLUSTER_PORT,
@@ -55,8 +59,29 @@ def mongodb_url(mongo_base_uri: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'ticketboss.db'}"
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite database, copied for each test."""
+    path = tmp_path_factory.mktemp("sqlite") / "template.db"
+
+    async def migrate() -> None:
+        storage = build_storage(f"sqlite:///{path}")
+        await storage.migrate()
+        await storage.close()
+
+    asyncio.run(migrate())
+    return path
+
+
+@pytest.fixture
+def sqlite_url(sqlite_template: Path, tmp_path: Path) -> str:
+    """A database of the test's own: a write lock an earlier test's app left behind (a
+    connection of a task cancelled at its shutdown) cannot stall this one."""
+    path = tmp_path / "ticketboss.db"
+    for suffix in ("", "-wal", "-shm"):
+        source = sqlite_template.with_name(sqlite_template.name + suffix)
+        if source.exists():
+            shutil.copyfile(source, path.with_name(path.name + suffix))
+    return f"sqlite:///{path}"
 
 
 @pytest.fixture(params=[pytest.param(b, marks=getattr(pytest.mark, b)) for b in BACKENDS])
