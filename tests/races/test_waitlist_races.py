@@ -212,3 +212,99 @@ async def test_cancels_racing_joins_offer_each_seat_once_in_order(
         f"\n[waitlist race {backend}] joins={dict(joins)} offered={len(offered)} "
         f"waiting={len(waiting)} free_after_cancels={ga.available} grabbed={grabbed}"
     )
+
+
+@pytest.fixture(scope="module")
+def short_offers(served: tuple[str, Server]) -> Iterator[tuple[str, Server, Server]]:
+    """A second server on the module's database whose offers last one second (an entry's
+    offer lasts what the server it joined through said)."""
+    database_url, long = served
+    with Server(database_url, WAITLIST_OFFER_SECONDS="1", EXPIRE_SWEEP_SECONDS="0.2") as short:
+        yield database_url, long, short
+
+
+async def test_offers_expiring_while_their_buyers_book_end_one_way_each(
+    short_offers: tuple[str, Server, Server],
+) -> None:
+    """Ten offers of one second, claimed from 0.1 s to 2 s after they were made, while the
+    sweeper ends them and hands their seats to the next in line and a holder keeps trying to
+    take any seat that comes free: each offer is either booked (201) or refused as expired
+    (409), never both, and no seat is sold twice or lost. The late fans join through the
+    other server: their offers, made as the first ones expire, last an hour."""
+    database_url, long, server = short_offers
+    backend = "mongodb" if database_url.startswith("mongodb") else database_url.split(":", 1)[0]
+    capacity, late_n = 10, 4
+    async with client(server, backend) as http, client(long, backend) as long_http:
+        organizer = await account(http, database_url, "organizer")
+        holder = await account(http, database_url)
+        fans = await asyncio.gather(*(account(http, database_url) for _ in range(capacity)))
+        late = await asyncio.gather(*(account(http, database_url) for _ in range(late_n)))
+        event_id = await hot_event(
+            http,
+            organizer,
+            [{"code": "GA", "name": "GA", "priceCents": 5000, "capacity": capacity}],
+        )
+        bookings = [await book(http, holder, event_id) for _ in range(capacity)]
+        assert all(b.status_code == 201 for b in bookings)
+
+        def join(fan: Account, via: httpx.AsyncClient = http) -> Any:
+            body = {"tier": "GA", "quantity": 1}
+            return via.post(f"/api/v1/events/{event_id}/waitlist", json=body, headers=fan.headers)
+
+        for fan in fans:  # one by one: their order is the offers' order
+            assert (await join(fan)).status_code == 201
+        for fan in late:  # behind the first ten, whose offers come first
+            assert (await join(fan, long_http)).status_code == 201
+        for b in bookings:
+            cancelled = await http.patch(
+                f"/api/v1/bookings/{b.json()['data']['id']}/cancel", headers=holder.headers
+            )
+            assert cancelled.status_code == 200
+        offered_at = asyncio.get_running_loop().time()
+        by_owner = {e.owner_id: e for e in await entries(database_url, event_id)}
+        assert all(by_owner[f.id].status in ("offered", "expired") for f in fans)
+
+        async def claim(i: int, fan: Account) -> httpx.Response:
+            """The last offered claims first, 0.1 s after its offer; the first, 2 s after."""
+            spread = (capacity - 1 - i) * 1.9 / (capacity - 1)
+            delay = 0.1 + spread - (asyncio.get_running_loop().time() - offered_at)
+            await asyncio.sleep(max(0.0, delay))
+            response: httpx.Response = await book(
+                http, fan, event_id, waitlistEntryId=by_owner[fan.id].id
+            )
+            return response
+
+        async def grab() -> int:
+            taken = 0
+            for _ in range(20):
+                taken += (await book(http, holder, event_id)).status_code == 201
+                await asyncio.sleep(0.1)
+            return taken
+
+        *claims, grabbed = await asyncio.gather(*(claim(i, f) for i, f in enumerate(fans)), grab())
+        await asyncio.sleep(1.0)  # the sweeper has ended every offer left to expire
+    outcomes = Counter(r.status_code for r in claims)
+    assert set(outcomes) <= {201, 409}, [r.text for r in claims if r.status_code not in (201, 409)]
+    assert {r.json()["code"] for r in claims if r.status_code == 409} <= {
+        "WAITLIST_OFFER_NOT_USABLE"
+    }
+    assert outcomes[201] >= 1 and outcomes[409] >= 1  # both sides of the expiry were raced
+    found = {e.owner_id: e for e in await entries(database_url, event_id)}
+    for fan, r in zip(fans, claims, strict=True):
+        assert found[fan.id].status == ("booked" if r.status_code == 201 else "expired")
+    # The expired offers' seats went to the late fans in their order, then to anyone.
+    expired = outcomes[409]
+    late_states = [found[f.id].status for f in late]
+    to_late = min(expired, late_n)
+    assert late_states == ["offered"] * to_late + ["waiting"] * (late_n - to_late)
+    assert grabbed == expired - to_late
+    counts, drift = await counts_and_drift(database_url, event_id)
+    assert drift == []
+    ga = counts[0]
+    assert ga.pending + ga.confirmed == outcomes[201] + grabbed
+    assert ga.blocked == to_late and ga.available == 0
+    assert set((await offers_made(database_url, event_id)).values()) == {1}
+    print(
+        f"\n[offer expiry {backend}] booked={outcomes[201]} expired={expired} "
+        f"late_offered={to_late} grabbed={grabbed}"
+    )
