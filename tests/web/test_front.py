@@ -331,7 +331,14 @@ def test_docs_render_from_the_app_alone(site: Site, open_page: Any) -> None:
 
 
 def test_pages_get_the_strict_policy_and_the_api_keeps_its_own(site: Site) -> None:
-    for path in ("/", "/events/anything", "/organizer/events/x/sales", "/docs"):
+    for path in (
+        "/",
+        "/events/anything",
+        "/organizer/events/x/sales",
+        "/organizer/events/x/codes",
+        "/organizer/events/x/waitlist",
+        "/docs",
+    ):
         r = site.http.get(path)
         policy = r.headers["Content-Security-Policy"]
         assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/html")
@@ -547,3 +554,74 @@ def test_an_access_code_unlocks_a_hidden_tier_at_its_price(site: Site, open_page
         16000,
     )
     assert booking["status"] == "confirmed"
+
+
+def test_an_organizer_runs_codes_and_waiting_lists(site: Site, open_page: Any) -> None:
+    organizer, buyer, fan = site.account("organizer"), site.account(), site.account()
+    event = site.event(
+        organizer,
+        tiers=[
+            {"code": "GA", "name": "General Admission", "priceCents": 2500, "capacity": 1},
+            {
+                "code": "VIP",
+                "name": "Backstage",
+                "priceCents": 10000,
+                "capacity": 5,
+                "hidden": True,
+            },
+        ],
+    )
+    buyer.book(event["id"], "GA", 1)
+    r = site.http.post(
+        f"/api/v1/events/{event['id']}/waitlist",
+        json={"tier": "GA", "quantity": 1},
+        headers=fan.headers,
+    )
+    assert r.status_code == 201, r.text
+    page = open_page()
+    log_in(page, organizer, "/organizer")
+    row = page.get_by_role("row").filter(has_text=event["name"])
+    row.get_by_role("link", name=f"Access codes of {event['name']}").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text(f"Access codes · {event['name']}")
+    expect(page.get_by_text("No codes yet.")).to_be_visible()
+
+    form = page.get_by_role("form", name="Create a code")
+    form.get_by_label("Code", exact=True).fill("CREW")
+    form.get_by_label("Uses allowed").fill("3")
+    form.get_by_label("Backstage").check()
+    form.get_by_label("Discount (%)").fill("10")
+    form.get_by_role("button", name="Create code").click()
+    code_row = page.get_by_role("row").filter(has_text="CREW")
+    expect(code_row.locator("td.uses")).to_have_text("0 / 3")
+
+    # A redemption elsewhere: the uses count follows without a reload.
+    r = site.http.post(
+        "/api/v1/bookings",
+        json={"eventId": event["id"], "tier": "VIP", "quantity": 1, "accessCode": "CREW"},
+        headers=fan.headers | {"Idempotency-Key": uuid.uuid4().hex},
+    )
+    assert r.status_code == 201, r.text
+    expect(code_row.locator("td.uses")).to_have_text("1 / 3", timeout=8_000)
+
+    code_row.get_by_role("button", name="Edit code CREW").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_label("Uses allowed").fill("5")
+    dialog.get_by_role("button", name="Save code").click()
+    expect(code_row.locator("td.uses")).to_have_text("1 / 5")
+    code_row.get_by_role("button", name="Disable code CREW").click()
+    expect(code_row).to_contain_text("disabled")
+    r = site.http.get(f"/api/v1/events/{event['id']}/codes", headers=organizer.headers)
+    assert [(c["maxUses"], c["uses"], c["enabled"]) for c in r.json()["data"]] == [(5, 1, False)]
+
+    # The waiting list: the fan in line; the organizer closes the tier's list.
+    page.get_by_role("navigation", name="This event").get_by_role(
+        "link", name="Waiting list"
+    ).click()
+    ga = page.get_by_role("region", name="General Admission GA")
+    expect(ga.get_by_role("row").filter(has_text=fan.id)).to_contain_text("Waiting")
+    toggle = ga.get_by_label("Waiting list open for General Admission")
+    expect(toggle).to_be_checked()
+    toggle.uncheck()
+    expect(page.get_by_text("The waiting list of General Admission is closed.")).to_be_visible()
+    r = site.http.get(f"/api/v1/events/{event['id']}", headers=organizer.headers)
+    assert [t["waitlistOpen"] for t in r.json()["data"]["tiers"]] == [False, True]
