@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from core.deps import CurrentPrincipal, app_context
 from core.routing import ApiRoute
 from core.schemas import Envelope, ok
-from modules.codes.schemas import CodeCreate, CodeOut, CodePatchIn
+from modules.codes.schemas import CodeCheck, CodeCheckOut, CodeCreate, CodeOut, CodePatchIn
 from modules.codes.service import CodeService
 
 router = APIRouter(prefix="/events/{event_id}/codes", tags=["access codes"], route_class=ApiRoute)
@@ -34,6 +34,16 @@ async def create_code(
 async def list_codes(event_id: str, principal: CurrentPrincipal, codes: Codes) -> JSONResponse:
     """The event's codes with their uses (its organizer, an admin)."""
     return ok([CodeOut.of(c) for c in await codes.find(principal, event_id)])
+
+
+@router.post("/check", response_model=Envelope[CodeCheckOut])
+async def check_code(
+    event_id: str, body: CodeCheck, principal: CurrentPrincipal, codes: Codes
+) -> JSONResponse:
+    """What a code unlocks for a buyer, before booking with it as `accessCode`: its tiers
+    (hidden ones too) with the discounted price, or the refusal a booking would get (422
+    ACCESS_CODE_INVALID, 409 ACCESS_CODE_NOT_USABLE with `reason`). Uses nothing."""
+    return ok(await codes.check(event_id, body.access_code))
 
 
 @router.patch("/{code_id}", response_model=Envelope[CodeOut])

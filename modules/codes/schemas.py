@@ -8,7 +8,7 @@ from pydantic import Field, field_validator, model_validator
 from core.inputs import DateTimeText, StrictCount, StrictFlag
 from core.schemas import CamelModel, InputModel
 from core.storage.records import AccessCode
-from modules.events.schemas import TierCode
+from modules.events.schemas import TierCode, TierOut
 
 CodeText = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{3,64}$", examples=["PRESALE24"])]
 MaxUses = Annotated[StrictCount, Field(ge=1, le=100_000)]
@@ -95,3 +95,20 @@ class CodeOut(CamelModel):
             created_at=code.created_at,
             updated_at=code.updated_at,
         )
+
+
+class CodeCheck(InputModel):
+    access_code: str = Field(min_length=1, max_length=64, examples=["PRESALE24"])
+
+
+class CodeTierOut(TierOut):
+    unit_price_cents: int = Field(description="The price of one seat with the code's discount")
+
+
+class CodeCheckOut(CamelModel):
+    """What a usable code unlocks now: its tiers (hidden ones too) as its holder may book them."""
+
+    code: str
+    discount_percent: int
+    valid_until: datetime | None
+    tiers: list[CodeTierOut]

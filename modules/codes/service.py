@@ -3,17 +3,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC
 
-from core import clock
+from core import clock, policy
 from core.deps import AppContext
 from core.errors import Conflict, NotFound, ValidationFailed
 from core.policy import InsufficientTickets
 from core.security import Principal
+from core.storage import claiming
 from core.storage.errors import CapacityBelowActive, DuplicateKey, Missing, NoSuchTier
 from core.storage.records import AccessCode, new_id
 from core.storage.requests import CodePatch
-from modules.codes.schemas import CodeCreate, CodePatchIn
+from modules.codes.schemas import CodeCheckOut, CodeCreate, CodePatchIn, CodeTierOut
 from modules.events.service import EventService
 
 
@@ -105,3 +107,38 @@ class CodeService:
 
     async def disable(self, principal: Principal, event_id: str, code_id: str) -> AccessCode:
         return await self.update(principal, event_id, code_id, CodePatchIn(enabled=False))
+
+    async def check(self, event_id: str, text: str) -> CodeCheckOut:
+        """What `text` unlocks in the event now, or the error a booking with it would get.
+        `available` counts, for a reserving code, the seat its hold keeps for this use."""
+        now = clock.now()
+        event = policy.bookable(await self.events.for_booking(event_id), now)
+        code = next((c for c in await self.storage.codes.find(event.id) if c.code == text), None)
+        refusal = claiming.code_refusal(dataclasses.asdict(code) if code else None, now)
+        # code_refusal's last reason is "used up": a code that got past the others is usable
+        # unless it is.
+        if code is None or refusal.reason != "code_used_up" or code.uses >= code.max_uses:
+            raise policy.claim_error(refusal)
+        counts, _ = await self.events.availability(event.id)
+        available = {c.code: c.available for c in counts}
+        held = 1 if code.holding else 0
+        tiers = [
+            CodeTierOut(
+                code=t.code,
+                name=t.name,
+                price_cents=t.price_cents,
+                unit_price_cents=claiming.discounted(t.price_cents, code.discount_percent),
+                capacity=t.capacity,
+                available=available.get(t.code, 0) + held,
+                hidden=t.hidden,
+                waitlist_open=t.waitlist_open,
+            )
+            for t in event.tiers
+            if t.code in code.tiers
+        ]
+        return CodeCheckOut(
+            code=code.code,
+            discount_percent=code.discount_percent,
+            valid_until=code.valid_until,
+            tiers=tiers,
+        )

@@ -37,6 +37,8 @@ FRONT_PATHS = (
     "/organizer/events/new",
     "/organizer/events/{event_id}/edit",
     "/organizer/events/{event_id}/sales",
+    "/organizer/events/{event_id}/codes",
+    "/organizer/events/{event_id}/waitlist",
     "/admin",
     "/scan",
 )

@@ -221,7 +221,61 @@ async def test_a_reserving_code_holds_seats_off_public_sale(sqlite_api: Api) -> 
     assert (await availability(api, event["id"]))["GA"]["available"] == 1
     assert (await api.book(buyer, event["id"])).status_code == 201
     assert (await api.book(buyer, event["id"])).status_code == 409
+    checked = await api.client.post(
+        f"/api/v1/events/{event['id']}/codes/check",
+        json={"accessCode": "PRESALE"},
+        headers=fan.headers,
+    )
+    assert [t["available"] for t in checked.json()["data"]["tiers"]] == [1]  # the code's seat
     r = await api.book(fan, event["id"], accessCode="PRESALE")
     assert r.status_code == 201, r.text
     listed = await api.client.get(f"/api/v1/events/{event['id']}/codes", headers=organizer.headers)
     assert [(c["uses"], c["heldSeats"]) for c in listed.json()["data"]] == [(1, 0)]
+
+
+async def test_a_buyer_checks_what_a_code_unlocks_before_booking(sqlite_api: Api) -> None:
+    api = sqlite_api
+    organizer, buyer = await api.user("organizer"), await api.user()
+    event = await api.event(organizer, tiers=TIERS)
+
+    async def check(text: str, event_id: str = event["id"], who: Account = buyer):
+        return await api.client.post(
+            f"/api/v1/events/{event_id}/codes/check",
+            json={"accessCode": text},
+            headers=who.headers,
+        )
+
+    code = (await create_code(api, organizer, event["id"], discountPercent=15)).json()["data"]
+    r = await check("PRESALE")
+    assert r.status_code == 200, r.text
+    found = r.json()["data"]
+    assert (found["code"], found["discountPercent"], found["validUntil"]) == ("PRESALE", 15, None)
+    assert [
+        (t["code"], t["hidden"], t["priceCents"], t["unitPriceCents"], t["available"])
+        for t in found["tiers"]
+    ] == [("VIP", True, 10000, 8500, 5)]
+    unknown = await check("NOPE")
+    assert unknown.status_code == 422 and unknown.json()["code"] == "ACCESS_CODE_INVALID"
+    assert unknown.json()["message"] == "No such access code for this event"
+    anonymous = await api.client.post(
+        f"/api/v1/events/{event['id']}/codes/check", json={"accessCode": "PRESALE"}
+    )
+    assert anonymous.status_code == 401
+    await api.client.delete(
+        f"/api/v1/events/{event['id']}/codes/{code['id']}", headers=organizer.headers
+    )
+    disabled = await check("PRESALE")
+    assert disabled.status_code == 409 and disabled.json()["reason"] == "code_disabled"
+    assert disabled.json()["message"] == "This access code has been disabled"
+    await api.client.patch(
+        f"/api/v1/events/{event['id']}/codes/{code['id']}",
+        json={"enabled": True, "maxUses": 1},
+        headers=organizer.headers,
+    )
+    assert (await api.book(buyer, event["id"], tier="VIP", accessCode="PRESALE")).status_code == 201
+    used_up = await check("PRESALE")
+    assert used_up.status_code == 409 and used_up.json()["reason"] == "code_used_up"
+    draft = await api.event(organizer, publish=False, tiers=TIERS)
+    assert (await check("PRESALE", draft["id"])).status_code == 404
+    listed = await api.client.get(f"/api/v1/events/{event['id']}/codes", headers=organizer.headers)
+    assert [c["uses"] for c in listed.json()["data"]] == [1]  # checking used nothing

@@ -331,7 +331,14 @@ def test_docs_render_from_the_app_alone(site: Site, open_page: Any) -> None:
 
 
 def test_pages_get_the_strict_policy_and_the_api_keeps_its_own(site: Site) -> None:
-    for path in ("/", "/events/anything", "/organizer/events/x/sales", "/docs"):
+    for path in (
+        "/",
+        "/events/anything",
+        "/organizer/events/x/sales",
+        "/organizer/events/x/codes",
+        "/organizer/events/x/waitlist",
+        "/docs",
+    ):
         r = site.http.get(path)
         policy = r.headers["Content-Security-Policy"]
         assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/html")
@@ -431,3 +438,190 @@ def test_a_scanner_device_checks_tickets_in_at_phone_width(site: Site, open_page
     assert width <= PHONE["width"]  # nothing wider than the phone
     r = site.http.get(f"/api/v1/bookings/{booking['id']}/tickets", headers=buyer.headers)
     assert r.json()["data"][0]["status"] == "used"
+
+
+def test_a_buyer_waits_for_a_sold_out_tier_and_books_the_offer(site: Site, open_page: Any) -> None:
+    organizer, buyer, other = site.account("organizer"), site.account(), site.account()
+    tier = {"code": "GA", "name": "General Admission", "priceCents": 2500, "capacity": 2}
+    event = site.event(organizer, tiers=[tier], maxPerUser=4)
+    first = other.book(event["id"], "GA", 1)
+    other.book(event["id"], "GA", 1)
+    page = open_page(PHONE)
+    log_in(page, buyer, f"/events/{event['id']}")
+
+    panel = page.get_by_role("region", name="Waiting list")
+    expect(panel).to_contain_text("General Admission is sold out.")
+    panel.get_by_label("Seats wanted of General Admission").fill("1")
+    panel.get_by_role("button", name="Join the waiting list for General Admission").click()
+    expect(panel.locator(".waitlist-place")).to_have_text("On the waiting list · #1 in line")
+
+    # Another account cancels a seat: it is offered to the buyer, live, with a countdown.
+    r = site.http.patch(f"/api/v1/bookings/{first['id']}/cancel", headers=other.headers)
+    assert r.status_code == 200, r.text
+    timer = panel.get_by_role("timer")
+    expect(timer).to_have_text(COUNTDOWN, timeout=8_000)
+    expect(panel.get_by_role("button", name="Book these seats")).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    screenshot(page, "waitlist-offer")
+
+    # An offer whose time runs out while on screen says so (the answer rewritten to end soon).
+    ends = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
+
+    def ending_soon(route: Any) -> None:
+        body = route.fetch().json()
+        body["data"][0]["offerExpiresAt"] = ends
+        route.fulfill(json=body)
+
+    page.route("**/api/v1/waitlist", ending_soon)
+    page.get_by_role("link", name="My bookings").click()
+    offers = page.get_by_role("region", name="Waiting lists")
+    expect(offers.get_by_role("timer")).to_have_text(COUNTDOWN)
+    expect(offers).to_contain_text("This offer has expired", timeout=5_000)
+    expect(offers.get_by_role("button", name="Book these seats")).to_have_count(0)
+    page.unroute("**/api/v1/waitlist")
+
+    # The real offer on My bookings; booking it there uses the seats kept for the buyer.
+    page.reload()
+    expect(offers.get_by_role("timer")).to_have_text(COUNTDOWN)
+    shown = offers.get_by_role("timer").text_content()
+    page.wait_for_timeout(1100)
+    assert offers.get_by_role("timer").text_content() != shown, "the countdown does not count"
+    offers.get_by_role("button", name="Book these seats").click()
+    expect(offers).to_contain_text("Booked!")
+    ticket_number = offers.locator(".ticket-number").text_content()
+    expect(page.get_by_role("row").filter(has_text=str(ticket_number))).to_contain_text("Confirmed")
+
+    [booking] = buyer.bookings(event["id"])
+    assert (booking["ticketNumber"], booking["status"], booking["quantity"]) == (
+        ticket_number,
+        "confirmed",
+        1,
+    )
+    r = site.http.get("/api/v1/waitlist", headers=buyer.headers)
+    assert [(e["status"], e["bookingId"]) for e in r.json()["data"]] == [("booked", booking["id"])]
+
+
+def test_an_access_code_unlocks_a_hidden_tier_at_its_price(site: Site, open_page: Any) -> None:
+    organizer, buyer = site.account("organizer"), site.account()
+    event = site.event(
+        organizer,
+        tiers=[
+            {"code": "GA", "name": "General Admission", "priceCents": 2500, "capacity": 50},
+            {
+                "code": "VIP",
+                "name": "Backstage",
+                "priceCents": 10000,
+                "capacity": 5,
+                "hidden": True,
+            },
+        ],
+    )
+    r = site.http.post(
+        f"/api/v1/events/{event['id']}/codes",
+        json={"code": "FRIENDS", "maxUses": 5, "tiers": ["VIP"], "discountPercent": 20},
+        headers=organizer.headers,
+    )
+    assert r.status_code == 201, r.text
+    page = open_page()
+    log_in(page, buyer, f"/events/{event['id']}")
+    expect(page.get_by_label("Quantity of General Admission")).to_be_visible()
+    expect(page.get_by_label("Quantity of Backstage")).to_have_count(0)
+
+    page.get_by_text("Have a code?").click()
+    code = page.get_by_label("Access code")
+    code.fill("NOPE")
+    page.get_by_role("button", name="Apply code").click()
+    expect(page.get_by_role("alert")).to_contain_text("No such access code for this event")
+    expect(code).to_have_attribute("aria-invalid", "true")
+
+    code.fill("FRIENDS")
+    page.get_by_role("button", name="Apply code").click()
+    expect(page.get_by_text("Code FRIENDS applied: 20% off Backstage.")).to_be_visible()
+    expect(page.get_by_role("alert")).to_have_count(0)
+    page.get_by_label("Quantity of General Admission").fill("0")
+    page.get_by_label("Quantity of Backstage").fill("2")
+    expect(page.get_by_text("Total: $160.00 for 2 seats")).to_be_visible()
+    page.get_by_role("button", name="Book").click()
+    expect(page.get_by_role("heading", name="Your seats are held")).to_be_visible()
+    expect(page.locator(".hold")).to_contain_text("Total $160.00")
+    page.get_by_role("button", name="Confirm booking").click()
+    expect(page.get_by_role("heading", name="Booked!")).to_be_visible()
+
+    [booking] = buyer.bookings(event["id"])
+    assert (booking["tier"], booking["unitPriceCents"], booking["totalCents"]) == (
+        "VIP",
+        8000,
+        16000,
+    )
+    assert booking["status"] == "confirmed"
+
+
+def test_an_organizer_runs_codes_and_waiting_lists(site: Site, open_page: Any) -> None:
+    organizer, buyer, fan = site.account("organizer"), site.account(), site.account()
+    event = site.event(
+        organizer,
+        tiers=[
+            {"code": "GA", "name": "General Admission", "priceCents": 2500, "capacity": 1},
+            {
+                "code": "VIP",
+                "name": "Backstage",
+                "priceCents": 10000,
+                "capacity": 5,
+                "hidden": True,
+            },
+        ],
+    )
+    buyer.book(event["id"], "GA", 1)
+    r = site.http.post(
+        f"/api/v1/events/{event['id']}/waitlist",
+        json={"tier": "GA", "quantity": 1},
+        headers=fan.headers,
+    )
+    assert r.status_code == 201, r.text
+    page = open_page()
+    log_in(page, organizer, "/organizer")
+    row = page.get_by_role("row").filter(has_text=event["name"])
+    row.get_by_role("link", name=f"Access codes of {event['name']}").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text(f"Access codes · {event['name']}")
+    expect(page.get_by_text("No codes yet.")).to_be_visible()
+
+    form = page.get_by_role("form", name="Create a code")
+    form.get_by_label("Code", exact=True).fill("CREW")
+    form.get_by_label("Uses allowed").fill("3")
+    form.get_by_label("Backstage").check()
+    form.get_by_label("Discount (%)").fill("10")
+    form.get_by_role("button", name="Create code").click()
+    code_row = page.get_by_role("row").filter(has_text="CREW")
+    expect(code_row.locator("td.uses")).to_have_text("0 / 3")
+
+    # A redemption elsewhere: the uses count follows without a reload.
+    r = site.http.post(
+        "/api/v1/bookings",
+        json={"eventId": event["id"], "tier": "VIP", "quantity": 1, "accessCode": "CREW"},
+        headers=fan.headers | {"Idempotency-Key": uuid.uuid4().hex},
+    )
+    assert r.status_code == 201, r.text
+    expect(code_row.locator("td.uses")).to_have_text("1 / 3", timeout=8_000)
+
+    code_row.get_by_role("button", name="Edit code CREW").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_label("Uses allowed").fill("5")
+    dialog.get_by_role("button", name="Save code").click()
+    expect(code_row.locator("td.uses")).to_have_text("1 / 5")
+    code_row.get_by_role("button", name="Disable code CREW").click()
+    expect(code_row).to_contain_text("disabled")
+    r = site.http.get(f"/api/v1/events/{event['id']}/codes", headers=organizer.headers)
+    assert [(c["maxUses"], c["uses"], c["enabled"]) for c in r.json()["data"]] == [(5, 1, False)]
+
+    # The waiting list: the fan in line; the organizer closes the tier's list.
+    page.get_by_role("navigation", name="This event").get_by_role(
+        "link", name="Waiting list"
+    ).click()
+    ga = page.get_by_role("region", name="General Admission GA")
+    expect(ga.get_by_role("row").filter(has_text=fan.id)).to_contain_text("Waiting")
+    toggle = ga.get_by_label("Waiting list open for General Admission")
+    expect(toggle).to_be_checked()
+    toggle.uncheck()
+    expect(page.get_by_text("The waiting list of General Admission is closed.")).to_be_visible()
+    r = site.http.get(f"/api/v1/events/{event['id']}", headers=organizer.headers)
+    assert [t["waitlistOpen"] for t in r.json()["data"]["tiers"]] == [False, True]

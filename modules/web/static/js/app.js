@@ -6,12 +6,14 @@ import { ageFlash, errorBox, flash, h, replace } from "./dom.js";
 import * as admin from "./pages/admin.js";
 import * as auth from "./pages/auth.js";
 import * as bookings from "./pages/bookings.js";
+import * as codes from "./pages/codes.js";
 import * as event from "./pages/event.js";
 import * as events from "./pages/events.js";
 import * as organizer from "./pages/organizer.js";
 import * as sales from "./pages/sales.js";
 import * as scan from "./pages/scan.js";
 import * as ticket from "./pages/ticket.js";
+import * as waitlists from "./pages/waitlists.js";
 
 const ROUTES = [
   [/^\/$/, events.page],
@@ -28,6 +30,8 @@ const ROUTES = [
   [/^\/organizer\/events\/new$/, organizer.editor, { roles: ["organizer", "admin"] }],
   [/^\/organizer\/events\/([^/]+)\/edit$/, organizer.editor, { roles: ["organizer", "admin"] }],
   [/^\/organizer\/events\/([^/]+)\/sales$/, sales.page, { roles: ["organizer", "admin"] }],
+  [/^\/organizer\/events\/([^/]+)\/codes$/, codes.page, { roles: ["organizer", "admin"] }],
+  [/^\/organizer\/events\/([^/]+)\/waitlist$/, waitlists.page, { roles: ["organizer", "admin"] }],
   [/^\/admin$/, admin.page, { roles: ["admin"] }],
   [/^\/scan$/, scan.page],
 ];

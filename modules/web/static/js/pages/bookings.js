@@ -1,7 +1,11 @@
-// My bookings: ticket numbers, status, confirm a hold, cancel (with a confirmation), the ticket.
+// My bookings: ticket numbers, status, confirm a hold, cancel (with a confirmation), the ticket;
+// and above them the buyer's waiting lists, with any seats offered to them (see offers.js).
 
 import { clockSkew, get, idempotent, newIdempotencyKey, supports } from "../api.js";
 import { busy, confirmDialog, countdown, errorBox, flash, h, money, replace, timeEl } from "../dom.js";
+import { entryCard, latestEntries, myEntries } from "./offers.js";
+
+const WAITLIST_POLL_MS = 5000;
 
 const PAGE_SIZE = 20;
 const events = new Map(); // id → Promise<event | null>, shared by the rows of this page
@@ -28,11 +32,13 @@ export async function page(ctx) {
   const tbody = h("tbody");
   const more = h("button", { type: "button", hidden: true }, "More bookings");
   const ordersSection = h("section", { hidden: true, "aria-labelledby": "orders-title" });
+  const waitlists = h("section", { hidden: true, "aria-labelledby": "waitlists-title" });
   let table;
   replace(
     ctx.root,
     h("h1", {}, "My bookings"),
     h("p", { class: "meta" }, `${ctx.user.name} · ${ctx.user.email} · account id `, h("code", {}, ctx.user.id)),
+    waitlists,
     status,
     (table = h(
       "div",
@@ -156,8 +162,85 @@ export async function page(ctx) {
     }
   };
   more.addEventListener("click", () => busy(more, load, "Loading…"));
-  await load();
+  const booked = (booking) => {
+    status.replaceChildren();
+    tbody.prepend(row(booking, 0));
+    table.hidden = false;
+  };
+  await Promise.all([load(), showWaitlists(waitlists, ctx, booked)]);
   if (await supports("orders", "/orders?limit=1")) await showOrders(ordersSection, ctx);
+}
+
+/**
+ * The buyer's waiting lists: their place in line, or the seats offered with a countdown and
+ * "Book these seats". Reloaded every few seconds while an entry waits (an offer may come).
+ */
+async function showWaitlists(section, ctx, onBooked) {
+  const list = h("ul", { class: "cards" });
+  const errors = h("div");
+  replace(section, h("h2", { id: "waitlists-title" }, "Waiting lists"), errors, list);
+  const cards = new Map(); // entry id → { li, state }
+  let timer = null;
+  ctx.signal.addEventListener("abort", () => clearTimeout(timer));
+
+  const load = async () => {
+    clearTimeout(timer);
+    let mine;
+    try {
+      mine = await myEntries(ctx.signal);
+      errors.replaceChildren();
+    } catch (error) {
+      if (error?.name === "AbortError") return;
+      replace(errors, errorBox(error));
+      section.hidden = false;
+      timer = setTimeout(load, WAITLIST_POLL_MS);
+      return;
+    }
+    const shown = [...latestEntries(mine.entries).values()].sort((a, b) => b.createdAt.localeCompare(a.createdAt));
+    const ids = new Set(shown.map((e) => e.id));
+    for (const [id, { li }] of cards) {
+      if (!ids.has(id) && li.querySelector(".offer")?.dataset.status !== "booked") {
+        li.remove();
+        cards.delete(id);
+      }
+    }
+    for (const entry of shown) {
+      const state = `${entry.status}:${entry.position}:${entry.offerExpiresAt}`;
+      const known = cards.get(entry.id);
+      if (known?.state === state) continue;
+      const li = h("li", { dataset: { entry: entry.id } });
+      const eventName = h("span", {}, entry.eventId);
+      eventOf(entry.eventId).then((event) => {
+        if (event) replace(eventName, h("a", { href: `/events/${encodeURIComponent(event.id)}` }, event.name));
+      });
+      const tierName = h("span", {}, entry.tier);
+      eventOf(entry.eventId).then((event) => {
+        const tier = event?.tiers.find((t) => t.code === entry.tier);
+        if (tier) tierName.textContent = tier.name;
+      });
+      li.append(
+        entryCard(entry, {
+          skew: mine.skew,
+          tierName,
+          eventName,
+          signal: ctx.signal,
+          onChange: load,
+          onBooked: (booking) => {
+            flash(`Booking ${booking.ticketNumber} is confirmed.`);
+            onBooked(booking);
+          },
+        }),
+      );
+      if (known) known.li.replaceWith(li);
+      else list.append(li);
+      cards.set(entry.id, { li, state });
+    }
+    section.hidden = cards.size === 0;
+    if (shown.some((e) => e.status === "waiting" || e.status === "offered")) {
+      timer = setTimeout(load, WAITLIST_POLL_MS);
+    }
+  };
+  await load();
 }
 
 /** Orders across tiers (when the server has them): confirm or cancel as a whole. */

@@ -4,10 +4,15 @@
 // starts, and sent again on every retry of it (automatic retries after a lost answer, and a
 // second click on Book with the same selection): the server then answers with the same hold
 // instead of booking twice. A new selection, or a definitive refusal, starts a new attempt.
+//
+// "Have a code?" checks an access code (POST /events/{id}/codes/check): the tiers it unlocks
+// (hidden ones too) join the table at the code's price, and a booking of one of them carries
+// `accessCode`. A sold-out tier offers its waiting list (see waitlistPanel below).
 
-import { ApiError, clockSkew, get, idempotent, newIdempotencyKey, supports } from "../api.js";
-import { busy, countdown, errorBox, h, money, notice, replace, timeEl } from "../dom.js";
+import { ApiError, clockSkew, get, idempotent, newIdempotencyKey, post, supports } from "../api.js";
+import { busy, countdown, errorBox, field, h, markInvalid, money, notice, replace, timeEl } from "../dom.js";
 import { watchAvailability } from "../live.js";
+import { entryCard, latestEntries, myEntries } from "./offers.js";
 import { waitingRoom } from "./waiting.js";
 
 const MAX_PER_BOOKING = 10;
@@ -25,9 +30,9 @@ export async function page(ctx) {
 
   // --- tiers and the selection form -----------------------------------------------------------
   const currency = event.tiers[0]?.currency ?? "USD";
-  const rows = new Map(); // code → { tier, input, cell }
+  const rows = new Map(); // code → { tier, input, cell, price, tr, unitCents, bonus, unlocked }
   const tbody = h("tbody");
-  for (const tier of event.tiers) {
+  const addRow = (tier, { unlocked = false } = {}) => {
     const id = `qty-${tier.code}`;
     const input = h("input", {
       id,
@@ -41,19 +46,22 @@ export async function page(ctx) {
       disabled: !bookable || !user || queued,
     });
     const cell = h("td", { class: "num available", dataset: { tier: tier.code } }, availableText(tier.available));
-    rows.set(tier.code, { tier, input, cell });
-    tbody.append(
-      h(
-        "tr",
-        {},
-        h("th", { scope: "row" }, tier.name, h("span", { class: "code" }, ` ${tier.code}`)),
-        h("td", { class: "num" }, money(tier.priceCents, tier.currency)),
-        cell,
-        h("td", { class: "num" }, h("label", { for: id, class: "visually-hidden" }, `Quantity of ${tier.name}`), input),
-      ),
+    const price = h("td", { class: "num price" }, money(tier.priceCents, tier.currency));
+    const tr = h(
+      "tr",
+      { class: unlocked ? "unlocked" : null, dataset: { tier: tier.code } },
+      h("th", { scope: "row" }, tier.name, h("span", { class: "code" }, ` ${tier.code}`), unlocked ? h("small", { class: "unlock-note" }, " · with your code") : null),
+      price,
+      cell,
+      h("td", { class: "num" }, h("label", { for: id, class: "visually-hidden" }, `Quantity of ${tier.name}`), input),
     );
-  }
-  if (event.tiers.length === 1) rows.values().next().value.input.value = 1;
+    const row = { tier, input, cell, price, tr, unitCents: tier.priceCents, bonus: 0, unlocked };
+    rows.set(tier.code, row);
+    tbody.append(tr);
+    return row;
+  };
+  for (const tier of event.tiers) addRow(tier);
+  if (event.tiers.length === 1 && event.tiers[0].available > 0) rows.values().next().value.input.value = 1;
 
   const total = h("p", { class: "total", "aria-live": "polite" });
   const formErrors = h("div");
@@ -127,7 +135,7 @@ export async function page(ctx) {
     ? waitingRoom(event, {
         signal: ctx.signal,
         onAdmitted: () => {
-          for (const { input, tier } of rows.values()) input.disabled = tier.available <= 0;
+          for (const { input, tier, bonus } of rows.values()) input.disabled = tier.available + bonus <= 0;
           bookButton.disabled = false;
           form.scrollIntoView({ block: "start" });
           bookButton.focus();
@@ -135,14 +143,263 @@ export async function page(ctx) {
       })
     : null;
 
+  // --- access codes -----------------------------------------------------------------------------
+  let code = null; // { text, tiers: Set, discountPercent } while a checked code applies
+  const codeBox = bookable && user ? codeForm() : null;
+
+  function codeForm() {
+    const input = h("input", {
+      type: "text",
+      name: "accessCode",
+      maxlength: 64,
+      autocomplete: "off",
+      autocapitalize: "characters",
+      spellcheck: false,
+      required: true,
+    });
+    const apply = h("button", { type: "submit" }, "Apply code");
+    const status = h("div", { "aria-live": "polite" });
+    const codeFormEl = h("form", { class: "inline-form", noValidate: true }, field("Access code", input), apply);
+    codeFormEl.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const text = input.value.trim();
+      status.replaceChildren();
+      markInvalid(codeFormEl, null);
+      if (!text) {
+        replace(status, notice("Type the code you were given.", "error"));
+        return;
+      }
+      await busy(
+        apply,
+        async () => {
+          try {
+            const { data } = await post(`/events/${encodeURIComponent(event.id)}/codes/check`, { accessCode: text });
+            applyCode(data);
+            const names = data.tiers.map((t) => t.name).join(", ");
+            const off = data.discountPercent ? `${data.discountPercent}% off ` : "";
+            const remove = h("button", { type: "button", class: "link" }, "Remove code");
+            remove.addEventListener("click", () => {
+              clearCode();
+              status.replaceChildren();
+              input.value = "";
+              input.focus();
+            });
+            replace(
+              status,
+              h(
+                "div",
+                { class: "notice success", role: "status" },
+                h("p", {}, `Code ${data.code} applied: ${off}${names}.`, data.validUntil ? [" Valid until ", timeEl(data.validUntil), "."] : ""),
+                remove,
+              ),
+            );
+          } catch (error) {
+            clearCode();
+            markInvalid(codeFormEl, error);
+            replace(status, errorBox(error));
+          }
+        },
+        "Checking…",
+      );
+    });
+    return h(
+      "details",
+      { class: "code-box" },
+      h("summary", {}, "Have a code?"),
+      h("p", { class: "hint" }, "An access code may unlock tiers that are not listed, or a lower price."),
+      codeFormEl,
+      status,
+    );
+  }
+
+  function applyCode(data) {
+    clearCode();
+    code = { text: data.code, tiers: new Set(data.tiers.map((t) => t.code)), discountPercent: data.discountPercent };
+    for (const t of data.tiers) {
+      const row = rows.get(t.code) ?? addRow(t, { unlocked: true });
+      row.unitCents = t.unitPriceCents;
+      row.bonus = Math.max(0, t.available - row.tier.available);
+      showAvailable(row, t.available - row.bonus);
+      replace(
+        row.price,
+        t.unitPriceCents !== t.priceCents ? [h("s", { "aria-label": `was ${money(t.priceCents, t.currency)}` }, money(t.priceCents, t.currency)), " "] : null,
+        money(t.unitPriceCents, t.currency),
+      );
+    }
+    attempt = null;
+    showTotal();
+  }
+
+  function clearCode() {
+    if (!code) return;
+    for (const [tierCode, row] of rows) {
+      if (!code.tiers.has(tierCode)) continue;
+      if (row.unlocked) {
+        row.tr.remove();
+        rows.delete(tierCode);
+        continue;
+      }
+      row.unitCents = row.tier.priceCents;
+      row.bonus = 0;
+      showAvailable(row, row.tier.available);
+      replace(row.price, money(row.tier.priceCents, row.tier.currency));
+    }
+    code = null;
+    attempt = null;
+    showTotal();
+  }
+
+  function showAvailable(row, publicAvailable) {
+    row.tier.available = publicAvailable;
+    const available = publicAvailable + row.bonus;
+    row.cell.textContent = availableText(available);
+    row.input.max = String(Math.max(0, Math.min(MAX_PER_BOOKING, available)));
+  }
+
+  // --- the waiting list ---------------------------------------------------------------------------
+  const waitlist = bookable && user ? waitlistPanel() : null;
+
+  function waitlistPanel() {
+    const section = h("section", { class: "waitlist", "aria-labelledby": "waitlist-title", hidden: true });
+    const list = h("div", { class: "waitlist-tiers" });
+    const errors = h("div");
+    replace(
+      section,
+      h("h2", { id: "waitlist-title" }, "Waiting list"),
+      h("p", { class: "hint" }, "Sold out? Join the waiting list: seats that free up are offered in line order."),
+      errors,
+      list,
+    );
+    const most = Math.min(MAX_PER_BOOKING, event.maxPerUser ?? MAX_PER_BOOKING);
+    const boxes = new Map(); // tier code → { box, state }
+    let entries = new Map(); // tier code → the entry that speaks for it
+    let skew = 0;
+    let loading = null;
+    let again = false;
+
+    const load = async () => {
+      if (loading) {
+        again = true;
+        return loading;
+      }
+      loading = (async () => {
+        try {
+          const mine = await myEntries(ctx.signal);
+          skew = mine.skew;
+          entries = new Map(
+            [...latestEntries(mine.entries.filter((e) => e.eventId === event.id)).values()].map((e) => [e.tier, e]),
+          );
+          errors.replaceChildren();
+        } catch (error) {
+          if (error?.name === "AbortError") return;
+          replace(errors, errorBox(error));
+        }
+        draw();
+      })().finally(() => {
+        loading = null;
+        if (again && !ctx.signal.aborted) {
+          again = false;
+          load();
+        }
+      });
+      return loading;
+    };
+
+    const draw = () => {
+      for (const row of rows.values()) {
+        if (row.unlocked || row.tier.hidden) continue; // hidden tiers sell by code, not by list
+        const { tier } = row;
+        const entry = entries.get(tier.code);
+        const soldOut = tier.available <= 0;
+        const state = entry
+          ? `${entry.id}:${entry.status}:${entry.position}:${entry.offerExpiresAt}`
+          : soldOut
+            ? `join:${tier.waitlistOpen !== false}`
+            : "none";
+        const known = boxes.get(tier.code);
+        if (known?.state === state) continue;
+        known?.box.remove();
+        const box = h("div", { class: "waitlist-tier", dataset: { tier: tier.code } });
+        boxes.set(tier.code, { box, state });
+        if (entry) {
+          box.append(
+            entryCard(entry, {
+              skew,
+              tierName: tier.name,
+              signal: ctx.signal,
+              onChange: load,
+              onBooked: (booking) => {
+                showConfirmed(booking, "booking");
+                live.now();
+              },
+            }),
+          );
+          if (entry.status === "expired" && soldOut && tier.waitlistOpen !== false) box.append(joinForm(tier));
+        } else if (soldOut) {
+          box.append(
+            tier.waitlistOpen === false
+              ? notice(`${tier.name} is sold out, and its waiting list is closed.`)
+              : joinForm(tier),
+          );
+        }
+        list.append(box);
+      }
+      section.hidden = ![...boxes.values()].some(({ box }) => box.childNodes.length);
+    };
+
+    const joinForm = (tier) => {
+      const quantity = h("input", { type: "number", name: "quantity", min: 1, max: most, step: 1, value: 1, inputmode: "numeric" });
+      const join = h("button", { type: "submit", class: "primary", "aria-label": `Join the waiting list for ${tier.name}` }, "Join the waiting list");
+      const joinErrors = h("div");
+      const joinFormEl = h(
+        "form",
+        { class: "inline-form", noValidate: true },
+        h("p", { class: "sold-out" }, h("strong", {}, `${tier.name} is sold out.`)),
+        field(`Seats wanted of ${tier.name}`, quantity, most > 1 ? `Up to ${most}` : null),
+        join,
+      );
+      joinFormEl.addEventListener("submit", async (e) => {
+        e.preventDefault();
+        joinErrors.replaceChildren();
+        await busy(
+          join,
+          async () => {
+            try {
+              const body = { tier: tier.code, quantity: Number.parseInt(quantity.value, 10) || 0 };
+              await post(`/events/${encodeURIComponent(event.id)}/waitlist`, body);
+              await load();
+            } catch (error) {
+              markInvalid(joinFormEl, error);
+              replace(joinErrors, errorBox(error));
+            }
+          },
+          "Joining…",
+        );
+      });
+      return h("div", {}, joinFormEl, joinErrors);
+    };
+
+    load();
+    return {
+      element: section,
+      /** The seats changed: redraw, and reload the entries if one may have got an offer. */
+      changed() {
+        draw();
+        if ([...entries.values()].some((e) => e.status === "waiting" || e.status === "offered")) load();
+      },
+    };
+  }
+
   replace(
     ctx.root,
     h("h1", {}, event.name),
     h("p", { class: "meta" }, timeEl(event.startsAt), " · ", event.venue, event.status !== "published" ? ` · ${event.status}` : ""),
     event.description ? h("p", { class: "description" }, event.description) : null,
     room?.element,
+    codeBox,
     form,
     holdPanel,
+    waitlist?.element,
   );
 
   // --- live availability ------------------------------------------------------------------------
@@ -151,10 +408,9 @@ export async function page(ctx) {
     (data) => {
       for (const t of data.tiers) {
         const row = rows.get(t.code);
-        if (!row) continue;
-        row.cell.textContent = availableText(t.available);
-        row.input.max = String(Math.max(0, Math.min(MAX_PER_BOOKING, t.available)));
+        if (row) showAvailable(row, t.available);
       }
+      waitlist?.changed();
       liveStatus.dataset.asOf = data.asOf;
       liveStatus.dataset.mode ||= "polling";
       showLiveStatus();
@@ -181,7 +437,7 @@ export async function page(ctx) {
   const showTotal = () => {
     const items = selection();
     const seats = items.reduce((s, i) => s + i.quantity, 0);
-    const cents = items.reduce((s, i) => s + i.quantity * rows.get(i.tier).tier.priceCents, 0);
+    const cents = items.reduce((s, i) => s + i.quantity * rows.get(i.tier).unitCents, 0);
     total.textContent = seats ? `Total: ${money(cents, currency)} for ${seats} seat${seats === 1 ? "" : "s"}` : "";
   };
   showTotal();
@@ -210,7 +466,13 @@ export async function page(ctx) {
       replace(formErrors, notice("This server books one tier at a time: choose seats in one tier.", "error"));
       return;
     }
-    const fingerprint = JSON.stringify(items);
+    const coded = code ? items.filter((i) => code.tiers.has(i.tier)) : [];
+    if (coded.length && items.length > 1) {
+      replace(formErrors, notice("A code applies to one booking of one tier: choose seats in one tier.", "error"));
+      return;
+    }
+    const accessCode = coded.length ? code.text : null;
+    const fingerprint = JSON.stringify([items, accessCode]);
     if (!attempt || attempt.fingerprint !== fingerprint) {
       attempt = { fingerprint, key: newIdempotencyKey() };
     }
@@ -226,7 +488,13 @@ export async function page(ctx) {
               ? await idempotent(
                   "POST",
                   "/bookings",
-                  { eventId: event.id, tier: items[0].tier, quantity: items[0].quantity, hold: true },
+                  {
+                    eventId: event.id,
+                    tier: items[0].tier,
+                    quantity: items[0].quantity,
+                    hold: true,
+                    ...(accessCode ? { accessCode } : {}),
+                  },
                   key,
                   { headers },
                 )

@@ -1,5 +1,5 @@
 // Organizers: their events (drafts and the rest), create, edit (If-Match: version), publish,
-// cancel (after a confirmation), and a link to each event's sales page.
+// cancel (after a confirmation), and links to each event's sales, access codes and waiting list.
 
 import { ApiError, get, idempotent, newIdempotencyKey, request } from "../api.js";
 import {
@@ -18,6 +18,27 @@ import {
 } from "../dom.js";
 
 const STATUSES = ["draft", "published", "completed", "cancelled"];
+
+/** The links between an event's organizer pages; `current` is the one on screen. */
+export function eventNav(event, current) {
+  const base = `/organizer/events/${encodeURIComponent(event.id)}`;
+  const pages = [
+    ["edit", `${base}/edit`, "Edit"],
+    ["sales", `${base}/sales`, "Sales"],
+    ["codes", `${base}/codes`, "Access codes"],
+    ["waitlist", `${base}/waitlist`, "Waiting list"],
+    ["event", `/events/${encodeURIComponent(event.id)}`, "Event page"],
+  ].filter(([name]) => name !== "edit" || event.status === "draft" || event.status === "published");
+  return h(
+    "nav",
+    { class: "event-nav", "aria-label": "This event" },
+    h(
+      "ul",
+      {},
+      pages.map(([name, href, text]) => h("li", {}, h("a", { href, "aria-current": name === current ? "page" : null }, text))),
+    ),
+  );
+}
 const PAGES_PER_STATUS = 5;
 
 async function myEvents(user, signal) {
@@ -81,7 +102,12 @@ export async function dashboard(ctx) {
       if (e.status === "draft" || e.status === "published") {
         actions.append(h("a", { href: `/organizer/events/${encodeURIComponent(e.id)}/edit`, "aria-label": `Edit ${e.name}` }, "Edit"));
       }
-      actions.append(h("a", { href: `/organizer/events/${encodeURIComponent(e.id)}/sales`, "aria-label": `Sales of ${e.name}` }, "Sales"));
+      const base = `/organizer/events/${encodeURIComponent(e.id)}`;
+      actions.append(
+        h("a", { href: `${base}/sales`, "aria-label": `Sales of ${e.name}` }, "Sales"),
+        h("a", { href: `${base}/codes`, "aria-label": `Access codes of ${e.name}` }, "Codes"),
+        h("a", { href: `${base}/waitlist`, "aria-label": `Waiting list of ${e.name}` }, "Waiting list"),
+      );
       if (e.status === "draft" || e.status === "published") {
         const cancel = h("button", { type: "button", class: "danger", "aria-label": `Cancel ${e.name}` }, "Cancel");
         cancel.addEventListener("click", async () => {
@@ -143,6 +169,14 @@ function tierRow(tier, { existing, onRemove, index }) {
     inputmode: "decimal",
   });
   const capacity = h("input", { type: "number", name: "capacity", min: 0, step: 1, value: tier.capacity ?? "", required: true });
+  const hiddenId = `hidden-${Math.random().toString(36).slice(2, 9)}`;
+  const hidden = h("input", {
+    type: "checkbox",
+    name: "hidden",
+    id: hiddenId,
+    checked: Boolean(tier.hidden),
+    "aria-describedby": `${hiddenId}-hint`,
+  });
   const legend = h("legend", {}, `Tier ${index}`);
   const remove = existing
     ? null
@@ -155,6 +189,12 @@ function tierRow(tier, { existing, onRemove, index }) {
     field("Name", name),
     field("Price (USD)", price),
     field("Capacity", capacity),
+    h(
+      "div",
+      { class: "field" },
+      h("label", { class: "check" }, hidden, " Hidden (unlisted)"),
+      h("small", { class: "hint", id: `${hiddenId}-hint` }, "Sold only with an access code"),
+    ),
     remove,
   );
   fieldset.read = () => ({
@@ -162,6 +202,7 @@ function tierRow(tier, { existing, onRemove, index }) {
     name: name.value.trim(),
     priceCents: Math.round(Number.parseFloat(price.value || "0") * 100),
     capacity: Number.parseInt(capacity.value || "0", 10),
+    hidden: hidden.checked,
   });
   fieldset.renumber = (i) => {
     legend.textContent = `Tier ${i}`;
@@ -282,6 +323,7 @@ export async function editor(ctx) {
     ctx.root,
     h("h1", {}, event ? `Edit ${event.name}` : "Create an event"),
     event ? h("p", { class: "meta" }, `Status: ${event.status} · version ${event.version}`) : h("p", { class: "meta" }, "It starts as a draft: nobody sees it until you publish it."),
+    event ? eventNav(event, "edit") : null,
     form,
   );
   name.focus();

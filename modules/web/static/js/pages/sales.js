@@ -6,6 +6,7 @@
 import { get, supports } from "../api.js";
 import { clock, h, money, replace, svg, timeEl } from "../dom.js";
 import { watchAvailability } from "../live.js";
+import { eventNav } from "./organizer.js";
 
 const ACTIVITY_PAGES = 20;
 
@@ -39,9 +40,8 @@ export async function page(ctx) {
       event.venue,
       " · ",
       h("span", { class: `badge ${event.status}` }, event.status),
-      " · ",
-      h("a", { href: `/events/${encodeURIComponent(event.id)}` }, "Event page"),
     ),
+    eventNav(event, "sales"),
     h(
       "div",
       { class: "table-wrap" },
