@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 import pytest
 from playwright.sync_api import expect
 
-from tests.web.conftest import PASSWORD, PHONE, Site, User, screenshot
+from tests.web.conftest import DESKTOP, PASSWORD, PHONE, Site, User, screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -438,6 +438,12 @@ def test_a_scanner_device_checks_tickets_in_at_phone_width(site: Site, open_page
     assert width <= PHONE["width"]  # nothing wider than the phone
     r = site.http.get(f"/api/v1/bookings/{booking['id']}/tickets", headers=buyer.headers)
     assert r.json()["data"][0]["status"] == "used"
+    # the organizer's sales page shows the door: one of one checked in
+    sales = open_page(DESKTOP)
+    log_in(sales, organizer, f"/organizer/events/{event['id']}/sales")
+    total = sales.locator("table.door tr[data-door=total]")
+    expect(total.locator(".checked-in")).to_have_text("1")
+    expect(total.locator("td").nth(1)).to_have_text("1")
 
 
 def test_a_buyer_waits_for_a_sold_out_tier_and_books_the_offer(site: Site, open_page: Any) -> None:

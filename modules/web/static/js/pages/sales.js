@@ -9,6 +9,7 @@ import { watchAvailability } from "../live.js";
 import { eventNav } from "./organizer.js";
 
 const ACTIVITY_PAGES = 20;
+const DOOR_SECONDS = 5;
 
 export async function page(ctx) {
   const [eventId] = ctx.params;
@@ -22,6 +23,8 @@ export async function page(ctx) {
   const tfoot = h("tfoot");
   const updated = h("p", { class: "live-status" }, "Loading…");
   const chartBox = h("figure", { class: "chart" });
+  const doorBody = h("tbody");
+  const doorStatus = h("p", { class: "live-status" }, "Loading…");
   const source = h(
     "p",
     { class: "hint" },
@@ -64,6 +67,26 @@ export async function page(ctx) {
       ),
     ),
     updated,
+    h("h2", {}, "At the door"),
+    h(
+      "div",
+      { class: "table-wrap" },
+      h(
+        "table",
+        { class: "door" },
+        h(
+          "thead",
+          {},
+          h(
+            "tr",
+            {},
+            ["Tier", "Checked in", "Expected"].map((t, i) => h("th", { scope: "col", class: i ? "num" : "" }, t)),
+          ),
+        ),
+        doorBody,
+      ),
+    ),
+    doorStatus,
     h("h2", {}, "Seats sold over time"),
     chartBox,
     source,
@@ -150,6 +173,31 @@ export async function page(ctx) {
       }
     }
   }
+
+  // Checked in / expected (confirmed seats), per tier: polled, the door changes by the second.
+  async function loadDoor() {
+    try {
+      const { data } = await get(`${path}/checkin/stats`, { signal: ctx.signal });
+      const row = (label, d, total) =>
+        h(
+          "tr",
+          { dataset: total ? { door: "total" } : { tier: d.tier } },
+          h("th", { scope: "row" }, label),
+          h("td", { class: "num checked-in" }, String(d.checkedIn)),
+          h("td", { class: "num" }, String(d.expected)),
+        );
+      replace(doorBody, [
+        ...data.tiers.map((t) => row(prices.get(t.tier)?.name ?? t.tier, t, false)),
+        row("Total", data, true),
+      ]);
+      doorStatus.textContent = `Updated every ${DOOR_SECONDS} s · as of ${clock(data.asOf)}`;
+    } catch {
+      if (!ctx.signal.aborted) doorStatus.textContent = "Door figures unavailable; retrying…";
+    }
+  }
+  loadDoor();
+  const doorTimer = setInterval(loadDoor, DOOR_SECONDS * 1000);
+  ctx.signal.addEventListener("abort", () => clearInterval(doorTimer));
 
   const live = watchAvailability(event.id, draw, {
     onMode: (m) => {
