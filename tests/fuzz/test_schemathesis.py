@@ -133,7 +133,10 @@ def test_sequences_of_calls_follow_the_document(server: Server, role: str) -> No
     tokens = new_tokens(server)
     document = schemathesis.openapi.from_url(f"{server.base_url}/openapi.json")
     # A real event's live stream never ends: a link to it would hold the run until its timeout.
-    document = document.exclude(path_regex="/stream$")
+    # What a code unlocks follows the codes and seats earlier sequences left on the server, so
+    # its answers change between hypothesis's replays of one sequence (FlakyStrategyDefinition);
+    # the per-operation runs above cover it.
+    document = document.exclude(path_regex="(/stream|/codes/check)$")
     headers = {"Authorization": tokens[role]}
 
     class Calls(document.as_state_machine()):  # type: ignore[misc]
