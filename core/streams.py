@@ -196,18 +196,7 @@ class LiveStream(Response):
         feed = hub.join(self.topic, self.compute)
         gone = asyncio.ensure_future(_disconnected(receive))
         try:
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 200,
-                    "headers": [
-                        (b"content-type", b"text/event-stream; charset=utf-8"),
-                        (b"cache-control", b"no-store"),
-                        (b"x-accel-buffering", b"no"),  # nginx: do not buffer the stream
-                    ],
-                }
-            )
-            await _write(send, RETRY_FRAME)
+            await _start(send)
             await self._run(feed, gone, send)
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
@@ -253,18 +242,7 @@ class OwnStream(Response):
         hub.admit(self.ip, self.account)
         gone = asyncio.ensure_future(_disconnected(receive))
         try:
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 200,
-                    "headers": [
-                        (b"content-type", b"text/event-stream; charset=utf-8"),
-                        (b"cache-control", b"no-store"),
-                        (b"x-accel-buffering", b"no"),
-                    ],
-                }
-            )
-            await _write(send, RETRY_FRAME)
+            await _start(send)
             idle = hub.settings.stream_idle_seconds
             idle_until = time.monotonic() + idle
             async for frame in self.frames:
@@ -279,6 +257,21 @@ class OwnStream(Response):
             with contextlib.suppress(Exception):
                 await self.frames.aclose()
             hub.release(self.ip, self.account)
+
+
+async def _start(send: Send) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-type", b"text/event-stream; charset=utf-8"),
+                (b"cache-control", b"no-store"),
+                (b"x-accel-buffering", b"no"),  # nginx: do not buffer the stream
+            ],
+        }
+    )
+    await _write(send, RETRY_FRAME)
 
 
 async def _write(send: Send, body: bytes) -> None:
