@@ -366,6 +366,8 @@ class Variant:
         } | self.env
         server = Server(self.database_url, workers=args.workers, redis_url=args.redis_url, **env)
         server.cwd = self.root
+        if not self.current:
+            server.command[0] = str(self.root / ".venv" / "bin" / "python")
         if not (self.root / "modules" / "cli.py").exists():  # before the CLI moved to modules/
             server.command[server.command.index("modules.cli")] = "core.cli"
         self.server = server.start(timeout=300)  # a loaded machine starts workers slowly
@@ -655,6 +657,14 @@ def checkout(rev: str, scratch: Path) -> Path:
         ["git", "-C", str(ROOT), "archive", rev], capture_output=True, check=True
     ).stdout
     subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    # its own environment: a baseline may need a dependency this checkout has dropped
+    subprocess.run(
+        ["uv", "sync", "--frozen", "--quiet"],
+        cwd=target,
+        env={k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+        | {"UV_PROJECT_ENVIRONMENT": str(target / ".venv")},
+        check=True,
+    )
     return target
 
 
